@@ -1,0 +1,1 @@
+"""hookmap: declarative rules that turn shop webhooks into eSputnik (Yespo) events."""

@@ -1,0 +1,390 @@
+"""Checks on one produced event before it is sent: the service's limits and the catalogue.
+
+The service answers some mistakes with a 400 but silently ignores others (an order
+without ``totalCost`` is dropped without a word), so every event is checked here and
+every problem is reported at once. Values are checked as rule expressions produced
+them, before encoding: object and list params may still be native or already a JSON
+string, and both are read the same way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import math
+import re
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal
+
+from engine.catalogue import (
+    BODY_MAX_BYTES,
+    EVENT_TYPE_KEY_MAX,
+    EVENT_TYPES,
+    FORBIDDEN_CHARS,
+    IDENTIFIER_NAMES,
+    KEY_VALUE_MAX,
+    PARAM_NAME_MAX,
+    EventType,
+    Extra,
+    Field,
+    Kind,
+    Shape,
+    is_identifier,
+)
+from engine.errors import Problem, did_you_mean, has_errors
+
+
+@dataclasses.dataclass(frozen=True)
+class Contact:
+    """What identifies the event's contact: the keyValue, or a param by its name."""
+
+    by: Literal["keyValue", "param"]
+    name: str
+    value: str
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckResult:
+    """Every problem found with one event, and who it is about (None: nobody known)."""
+
+    problems: tuple[Problem, ...]
+    contact: Contact | None
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing stops the event being sent (warnings may remain)."""
+        return not has_errors(self.problems)
+
+
+def check_event(
+    event_type: str,
+    key_value: str | None,
+    params: Sequence[tuple[str, Any]],
+    identify_by: Sequence[str] = (),
+) -> CheckResult:
+    """Check one event against the limits and, for a standard type, the catalogue."""
+    problems = _check_key("eventTypeKey", event_type, EVENT_TYPE_KEY_MAX)
+    if key_value:
+        problems += _check_key("keyValue", key_value, KEY_VALUE_MAX)
+    problems += _check_names([name for name, _ in params])
+    spec = EVENT_TYPES.get(event_type)
+    for name, value in params:
+        problems += _check_param(spec.param(name) if spec else None, name, value)
+    if spec is not None:
+        problems += _check_presence(spec, params)
+    contact = identify_contact(key_value, params, identify_by)
+    if contact is None:
+        problems.append(_no_contact(params, identify_by))
+    return CheckResult(tuple(problems), contact)
+
+
+def identify_contact(
+    key_value: str | None, params: Sequence[tuple[str, Any]], identify_by: Sequence[str] = ()
+) -> Contact | None:
+    """The keyValue if set, else the first identifier param with a value, else None."""
+    if key_value is not None and key_value.strip():
+        return Contact("keyValue", "keyValue", key_value)
+    for name, value in params:
+        if is_identifier(name, identify_by) and _is_scalar(value) and not _blank(value):
+            return Contact("param", name, value if isinstance(value, str) else json.dumps(value))
+    return None
+
+
+def check_body_size(body: bytes) -> Problem | None:
+    """V110 when the encoded event body is over the service's 20 KB."""
+    if len(body) <= BODY_MAX_BYTES:
+        return None
+    return Problem(
+        "V110",
+        f"the event body is {len(body)} bytes: the limit is 20 KB ({BODY_MAX_BYTES} bytes)",
+    )
+
+
+# -- generic limits -----------------------------------------------------------------
+
+
+def _check_key(label: str, value: str, limit: int) -> list[Problem]:
+    problems = []
+    if not value:
+        problems.append(Problem("V108", f"{label} is empty", label))
+    if len(value) > limit:
+        problems.append(
+            Problem(
+                "V108",
+                f"{label} {_show(value)} is {len(value)} characters: the limit is {limit}",
+                label,
+            )
+        )
+    bad = sorted(FORBIDDEN_CHARS.intersection(value))
+    if bad:
+        problems.append(
+            Problem(
+                "V108",
+                f"{label} {_show(value)} contains {' '.join(bad)}: none of "
+                f"{' '.join(sorted(FORBIDDEN_CHARS))} may appear in it",
+                label,
+            )
+        )
+    return problems
+
+
+def _check_names(names: Sequence[str]) -> list[Problem]:
+    problems = [
+        Problem("V109", f"param '{name}' appears {count} times: names must be unique", name)
+        for name, count in Counter(names).items()
+        if count > 1
+    ]
+    problems += [
+        Problem(
+            "V113",
+            f"param name {_show(name)} is {len(name)} characters: names are 1 to "
+            f"{PARAM_NAME_MAX} characters",
+            name,
+        )
+        for name in dict.fromkeys(names)
+        if not name or len(name) > PARAM_NAME_MAX
+    ]
+    return problems
+
+
+def _no_contact(params: Sequence[tuple[str, Any]], identify_by: Sequence[str]) -> Problem:
+    names = ", ".join((*IDENTIFIER_NAMES, *identify_by))
+    empty = [name for name, _ in params if is_identifier(name, identify_by)]
+    why = f" ({', '.join(repr(n) for n in empty)} has no value)" if empty else ""
+    return Problem(
+        "V106",
+        f"nothing identifies the contact{why}: expected a keyValue or a param with a value "
+        f"named one of {names} (any case)",
+    )
+
+
+# -- the catalogue ------------------------------------------------------------------
+
+
+def _check_presence(spec: EventType, params: Sequence[tuple[str, Any]]) -> list[Problem]:
+    present = {name for name, _ in params}
+    problems = [
+        Problem(
+            "V101",
+            f"'{f.name}' is missing: '{spec.key}' requires it and the service ignores "
+            "the event without it",
+            f.name,
+        )
+        for f in spec.params
+        if f.required and f.name not in present
+    ]
+    problems += [
+        Problem("W103", f"'{f.name}' is absent: {f.if_absent}", f.name, "warning")
+        for f in spec.params
+        if f.if_absent and f.name not in present
+    ]
+    if spec.one_of and not any(n in spec.one_of and not _blank(v) for n, v in params):
+        problems.append(
+            Problem(
+                "V101",
+                f"'{spec.key}' requires a value in at least one of {', '.join(spec.one_of)} "
+                "(names are case-sensitive) and the service ignores the order without one",
+            )
+        )
+    return problems
+
+
+def _check_param(field: Field | None, name: str, value: Any) -> list[Problem]:
+    if value is None:
+        if field is not None and field.required:
+            return [Problem("V101", f"'{name}' is null: it is required", name)]
+        return [Problem("V114", f"'{name}' is null: a param needs a value", name)]
+    if field is None:
+        return []  # a custom param: any value goes
+    if field.required and _blank(value):
+        return [Problem("V101", f"'{name}' is {_show(value)}: it is required", name)]
+    return _check_value(field, value, name)
+
+
+def _check_value(field: Field, value: Any, where: str) -> list[Problem]:
+    if field.shape is not None:
+        return _check_structured(field, field.shape, value, where)
+    code, fits, expected = _SCALARS[field.kind]
+    if fits(value, field):
+        return []
+    text = expected(field)
+    hint = did_you_mean(value, field.choices) if isinstance(value, str) and field.choices else None
+    if hint:
+        text += f" ({hint})"
+    return [Problem(code, f"{where} is {_show(value)}: expected {text}", where)]
+
+
+def _check_structured(field: Field, shape: Shape, value: Any, where: str) -> list[Problem]:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError as exc:
+            text = f"{field.kind.value}, but it is not valid JSON ({exc})"
+            return [_shape_problem(where, value, text)]
+    if field.kind is Kind.OBJECT:
+        if not isinstance(value, dict):
+            return [_shape_problem(where, value, _object_text(shape))]
+        return _check_object(shape, value, where)
+    if field.kind is Kind.WRAPPED_LIST:
+        if not isinstance(value, dict) or not isinstance(value.get("array"), list):
+            return [_shape_problem(where, value, field.kind.value)]
+        value, where = value["array"], f"{where}.array"
+    if not isinstance(value, list):
+        return [_shape_problem(where, value, f"a JSON list of {_object_text(shape)}")]
+    if field.required and not value:
+        return [Problem("V101", f"{where} is an empty list: '{field.name}' is required", where)]
+    problems = []
+    for index, element in enumerate(value):
+        path = f"{where}[{index}]"
+        if isinstance(element, dict):
+            problems += _check_object(shape, element, path)
+        else:
+            problems.append(_shape_problem(path, element, _object_text(shape)))
+    return problems
+
+
+def _check_object(shape: Shape, obj: Mapping[str, Any], where: str) -> list[Problem]:
+    problems = []
+    for field in shape.fields:
+        path = f"{where}.{field.name}"
+        value = obj.get(field.name)
+        if value is None or _blank(value):
+            state = "missing" if field.name not in obj else _show(value)
+            if field.required:
+                problems.append(Problem("V107", f"{path} is {state}: it is required", path))
+            elif field.recommended:
+                problems.append(Problem(
+                    "W104", f"{path} is {state}: the event docs ask for it", path, "warning"))
+            continue
+        problems += _check_value(field, value, path)
+    for key, value in obj.items():
+        if shape.field(key) is not None:
+            continue
+        path = f"{where}.{key}"
+        if shape.flat and isinstance(value, list | dict):
+            problems.append(
+                Problem(
+                    "W101",
+                    f"{path} is a nested {'array' if isinstance(value, list) else 'object'}: "
+                    "the CDP keeps one level of nesting, so it stays a serialized string",
+                    path,
+                    "warning",
+                )
+            )
+        elif shape.extra is Extra.STRING_LIST and not _is_string_list(value):
+            problems.append(
+                Problem(
+                    "W102",
+                    f"{path} is {_show(value)}: expected an extra property to be a list of "
+                    'strings, such as ["green"]',
+                    path,
+                    "warning",
+                )
+            )
+    return problems
+
+
+def _shape_problem(where: str, value: Any, expected: str) -> Problem:
+    return Problem("V107", f"{where} is {_show(value)}: expected {expected}", where)
+
+
+def _object_text(shape: Shape) -> str:
+    return f"objects with {', '.join(f.name for f in shape.fields if f.required)}"
+
+
+# -- scalar kinds -------------------------------------------------------------------
+
+_NUMBER = re.compile(r"-?\d+(\.\d+)?([eE][+-]?\d+)?", re.ASCII)
+_DATETIME = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(?:\.\d{1,9})?)?"
+    r"(?:Z|[+-](\d{2}):(\d{2}))?",
+    re.ASCII,
+)
+_CURRENCY = re.compile(r"[A-Z]{3}", re.ASCII)
+
+
+def _is_string(value: Any, _: Field) -> bool:
+    return _is_scalar(value)
+
+
+def _is_number(value: Any, _: Field) -> bool:
+    # bool is an int in Python, but true/false is no price: JSON keeps them apart.
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int | float):
+        return math.isfinite(value)
+    return isinstance(value, str) and _NUMBER.fullmatch(value) is not None
+
+
+def _is_datetime(value: Any, _: Field) -> bool:
+    match = _DATETIME.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
+        return False
+    year, month, day, hour, minute, second, off_h, off_m = (int(g or 0) for g in match.groups())
+    try:
+        datetime.datetime(year, month, day, hour, minute, second)
+    except ValueError:  # month 13, February 30th, hour 24...
+        return False
+    return off_h < 24 and off_m < 60
+
+
+def _is_choice(value: Any, field: Field) -> bool:
+    return isinstance(value, str) and value in field.choices
+
+
+def _is_currency(value: Any, _: Field) -> bool:
+    return isinstance(value, str) and _CURRENCY.fullmatch(value) is not None
+
+
+def _is_flag(value: Any, _: Field) -> bool:
+    if isinstance(value, bool):
+        return False
+    return value in (0, 1) if isinstance(value, int | float) else value in ("0", "1")
+
+
+_Check = tuple[str, Callable[[Any, Field], bool], Callable[[Field], str]]
+
+#: Per scalar kind: the problem code, whether a value fits, and what was expected.
+_SCALARS: Mapping[Kind, _Check] = {
+    Kind.STRING: ("V114", _is_string, lambda f: "a string or a number"),
+    Kind.NUMBER: (
+        "V102",
+        _is_number,
+        lambda f: 'a number such as 188.09 or "188.09" (a dot for decimals)',
+    ),
+    Kind.DATETIME: (
+        "V104",
+        _is_datetime,
+        lambda f: (
+            'an ISO 8601 date-time such as "2020-05-14T10:11:00" '
+            "(seconds, fraction and Z or ±HH:MM optional)"
+        ),
+    ),
+    Kind.ENUM: ("V103", _is_choice, lambda f: f"one of {', '.join(f.choices)}"),
+    Kind.CURRENCY: (
+        "V105",
+        _is_currency,
+        lambda f: 'an ISO 4217 code of three uppercase letters such as "USD"',
+    ),
+    Kind.FLAG: ("V103", _is_flag, lambda f: "0 or 1"),
+}
+
+
+def _is_scalar(value: Any) -> bool:
+    return isinstance(value, str | int | float) and not isinstance(value, bool)
+
+
+def _is_string_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _show(value: Any, limit: int = 60) -> str:
+    """The value as JSON, cut to ``limit`` characters: messages quote what was wrong."""
+    text = json.dumps(value, ensure_ascii=False, default=repr)
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,198 @@
+"""The ``hookmap`` command: a thin layer over the stages; exit codes live on the errors."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+from engine import compiler, docs, report, ruletests
+from engine.destination import Destination
+from engine.errors import Diagnostic, HookmapError, UsageError, did_you_mean
+from engine.pipeline import process
+from engine.rules import RuleSet
+from engine.schema import json_schema
+from engine.webhook import Webhook, parse_header_lines, read_webhook_file
+
+
+def _print_diagnostics(diagnostics: Sequence[Diagnostic], stream: Any = None) -> None:
+    for d in diagnostics:
+        click.echo(d.render(), file=stream or sys.stderr)
+
+
+def _load(paths: Sequence[str]) -> compiler.LoadResult:
+    """Load rules for a command that needs them clean (dry-run, test)."""
+    result = compiler.load(list(paths))
+    if not result.ok:
+        _print_diagnostics(result.diagnostics)
+        errors = sum(1 for d in result.diagnostics if d.severity == "error")
+        raise UsageError(f"the rules have {errors} error(s): run 'hookmap validate' for details")
+    return result
+
+
+class HookmapGroup(click.Group):
+    """Turns ``HookmapError`` into its exit code and suggests commands for typos."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except HookmapError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and self.get_command(ctx, name) is None:
+            hint = did_you_mean(name, self.list_commands(ctx))
+            raise click.UsageError(f"no such command '{name}'" + (f"; {hint}" if hint else ""))
+        return super().resolve_command(ctx, args)
+
+
+@click.group(cls=HookmapGroup)
+@click.version_option(package_name="hookmap")
+def main() -> None:
+    """Map shop webhooks to eSputnik (Yespo) events with declarative YAML rules."""
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--json", "as_json", is_flag=True, help="Print diagnostics as JSON.")
+@click.option("--strict", is_flag=True, help="Treat warnings as errors.")
+def validate(paths: tuple[str, ...], as_json: bool, strict: bool) -> None:
+    """Check rule files: every problem with file:line:col, a code and a caret."""
+    result = compiler.load(list(paths))
+    diagnostics = result.diagnostics
+    errors = [d for d in diagnostics if d.severity == "error" or strict]
+    if as_json:
+        click.echo(json.dumps({
+            "rulesets": [r.name for r in result.rulesets],
+            "diagnostics": [d.as_dict() for d in diagnostics],
+        }, indent=2))
+    else:
+        _print_diagnostics(diagnostics, sys.stdout)
+        warnings = len(diagnostics) - sum(1 for d in diagnostics if d.severity == "error")
+        names = ", ".join(r.name for r in result.rulesets) or "none"
+        click.echo(f"{len(diagnostics) - warnings} error(s), {warnings} warning(s); "
+                   f"rule sets loaded: {names}")
+    sys.exit(1 if errors else 0)
+
+
+def pick_ruleset(rulesets: Sequence[RuleSet], source: str | None, webhook: Webhook) -> RuleSet:
+    """The rule set named by --source, the only one, or the one whose topic header is present."""
+    names = [r.name for r in rulesets]
+    if source is not None:
+        for ruleset in rulesets:
+            if ruleset.name == source:
+                return ruleset
+        hint = did_you_mean(source, names)
+        raise UsageError(f"no rule set named '{source}' (have: {', '.join(names) or 'none'})"
+                         + (f"; {hint}" if hint else ""))
+    if len(rulesets) == 1:
+        return rulesets[0]
+    if not rulesets:
+        raise UsageError("no rule sets found")
+    by_header = [r for r in rulesets if r.topic_header and r.topic_header in webhook.headers]
+    if len(by_header) == 1:
+        return by_header[0]
+    raise UsageError(f"several rule sets ({', '.join(names)}): choose one with --source")
+
+
+@main.command("dry-run")
+@click.option("--rules", "rules_paths", multiple=True, required=True,
+              type=click.Path(exists=True), help="Rule file or folder (repeatable).")
+@click.option("--source", help="Rule set name (the /hooks/{source} of the server).")
+@click.option("--topic", help="Use this topic instead of the one in the headers/body.")
+@click.option("-H", "--header", "headers", multiple=True, metavar="'Name: value'",
+              help="A request header (repeatable); overrides the .headers file.")
+@click.option("--no-headers-file", is_flag=True, help="Do not read PAYLOAD's .headers file.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.option("--explain", is_flag=True, help="Show why each rule matched or not, and "
+              "each param's expression, value and location.")
+@click.option("--curl", is_flag=True, help="Show each request as a curl command.")
+@click.argument("payloads", nargs=-1, required=True, type=click.Path())
+def dry_run(rules_paths: tuple[str, ...], source: str | None, topic: str | None,
+            headers: tuple[str, ...], no_headers_file: bool, as_json: bool, explain: bool,
+            curl: bool, payloads: tuple[str, ...]) -> None:
+    """Show exactly what would be sent for webhook bodies in PAYLOADS, or why not.
+
+    Headers come from PAYLOAD's .headers file beside it (NAME.json → NAME.headers)
+    and from -H. Exit 0 when every produced event is valid, 1 when one is dropped.
+    """
+    loaded = _load(rules_paths)
+    extra = parse_header_lines(headers, "-H")
+    destination = Destination.from_env()
+    documents: list[dict[str, Any]] = []
+    dropped = False
+    for index, payload in enumerate(payloads):
+        path = Path(payload)
+        if not path.is_file():
+            raise UsageError(f"no such payload file: {payload}")
+        webhook = read_webhook_file(path, use_sidecar=not no_headers_file)
+        webhook = Webhook(webhook.body, {**webhook.headers, **extra}, topic, webhook.origin)
+        ruleset = pick_ruleset(loaded.rulesets, source, webhook)
+        result = process(ruleset, webhook)
+        dropped = dropped or bool(result.dropped)
+        if as_json:
+            documents.append(report.result_json(result, payload, explain))
+        else:
+            if index:
+                click.echo()
+            click.echo(report.result_text(result, payload, destination, explain, curl))
+    if as_json:
+        doc: Any = documents[0] if len(documents) == 1 else {"results": documents}
+        click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
+    sys.exit(1 if dropped else 0)
+
+
+@main.command("test")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("-k", "select", help="Run only tests whose 'ruleset::name' contains this.")
+@click.option("-v", "--verbose", is_flag=True, help="List passing tests too.")
+def test_command(paths: tuple[str, ...], select: str | None, verbose: bool) -> None:
+    """Run the rule tests declared with the rules."""
+    loaded = _load(paths)
+    outcomes = ruletests.run_all(loaded.rulesets)
+    if select:
+        outcomes = [o for o in outcomes if select in o.id]
+    for outcome in outcomes:
+        if outcome.passed:
+            if verbose:
+                click.echo(f"PASS {outcome.id}")
+            continue
+        where = f" ({outcome.where})" if outcome.where else ""
+        click.echo(f"FAIL {outcome.id}{where}")
+        for failure in outcome.failures:
+            click.echo(f"  {failure}")
+    passed = sum(1 for o in outcomes if o.passed)
+    failed = len(outcomes) - passed
+    click.echo(f"{passed} passed, {failed} failed")
+    sys.exit(1 if failed or not outcomes else 0)
+
+
+@main.command()
+def schema() -> None:
+    """Print the JSON Schema of rule files (for editors)."""
+    click.echo(json.dumps(json_schema(), indent=2))
+
+
+@main.command("docs")
+@click.option("--output", type=click.Path(), default="docs/rules.md", show_default=True)
+@click.option("--check", is_flag=True, help="Exit 1 if the file is not up to date.")
+def docs_command(output: str, check: bool) -> None:
+    """Write the rule format reference (docs/rules.md) from the schema declaration."""
+    text = docs.render()
+    path = Path(output)
+    if check:
+        current = path.read_text(encoding="utf-8") if path.is_file() else ""
+        if current != text:
+            click.echo(f"{output} is out of date: run 'hookmap docs'", err=True)
+            sys.exit(1)
+        click.echo(f"{output} is up to date")
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    click.echo(f"wrote {output}")

@@ -1,0 +1,197 @@
+"""Everything hookmap reports to a user: located diagnostics, event problems, exceptions.
+
+Two kinds of findings flow through the engine, and neither stops at the first:
+
+* ``Diagnostic``: a problem in a rule file, found while loading it, located at
+  ``file:line:col`` with the source line for a caret (the linter prints these).
+* ``Problem``: a problem with one produced event, found while evaluating or checking
+  it; an event with an error-level problem is not sent.
+
+Exceptions are for things that stop an operation, and carry an exit code for the CLI
+(as click's ``ClickException.exit_code`` does)::
+
+    HookmapError                      exit 1
+    ├── RuleLoadError                 the rules did not load: .diagnostics holds why
+    ├── EvaluationError               an expression failed on a webhook (type, arity)
+    │   └── UnknownLookupValue        a strict table has no entry for a value
+    └── UsageError                    exit 2: bad command line or unreadable input
+        └── PayloadError              a webhook body is not valid JSON (with line/col)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from collections.abc import Iterable, Sequence
+from typing import Any, Literal
+
+Severity = Literal["error", "warning"]
+
+#: Every stable code a user can see, with a one-line meaning (docs/rules.md lists them).
+CODES: dict[str, str] = {
+    # E1xx: the rule file's shape
+    "E100": "the file cannot be read",
+    "E101": "YAML syntax error",
+    "E102": "unknown key",
+    "E103": "wrong value type",
+    "E104": "required key missing",
+    "E105": "duplicate key",
+    "E106": "value not allowed here",
+    "E107": "duplicate name",
+    "E108": "rule set structure (name, folder) is inconsistent",
+    # E2xx: expressions
+    "E201": "unknown function",
+    "E202": "wrong number of arguments",
+    "E203": "JMESPath syntax error",
+    "E204": "bad argument to a function (must be a literal)",
+    # E3xx: references
+    "E301": "undefined table",
+    "E302": "undefined var",
+    "E303": "environment variable not set",
+    "E304": "undefined template",
+    "E305": "test fixture not found or unreadable",
+    # E4xx: the event catalogue
+    "E401": "event type looks like a misspelled standard type",
+    "E402": "a required param of a standard event type is not declared",
+    "E403": "no way to identify the contact is declared",
+    "E404": "constant value does not fit the param",
+    # W: warnings
+    "W401": "param name looks like a misspelled standard param",
+    "W402": "param is not part of the standard event type",
+    # V: problems with a produced event (it is not sent)
+    "V101": "required param is missing (null, absent or empty)",
+    "V102": "param value is not a number",
+    "V103": "value not among the allowed ones",
+    "V104": "date-time is not ISO 8601",
+    "V105": "currency is not an ISO 4217 code",
+    "V106": "the contact cannot be identified",
+    "V107": "items / products do not have the documented shape",
+    "V108": "eventTypeKey or keyValue too long or with a forbidden character",
+    "V109": "param names are not unique",
+    "V110": "event body exceeds 20 KB",
+    "V111": "an expression failed on this webhook",
+    "V112": "a strict lookup table has no entry for the value",
+    "V113": "param name too long",
+    "V114": "value has the wrong type",
+    "W101": "nested array or object inside an item (stays a string in the CDP)",
+    "W102": "optional value has an unexpected shape",
+    "W103": "an optional param is absent and the service reads a default (cartUpdated: empty cart)",
+    "W104": "an item lacks a key the event docs ask for (url, imageUrl)",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Location:
+    """A place in a rule file: 1-based line and column."""
+
+    file: str
+    line: int
+    col: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Diagnostic:
+    """A located problem in a rule file (the linter's unit of output)."""
+
+    code: str
+    message: str
+    location: Location | None
+    severity: Severity = "error"
+    source_line: str | None = None
+    hint: str | None = None
+
+    def render(self) -> str:
+        """``file:line:col: error[E201]: message`` + the source line + a caret."""
+        where = f"{self.location}: " if self.location else ""
+        text = f"{where}{self.severity}[{self.code}]: {self.message}"
+        if self.hint:
+            text += f" ({self.hint})"
+        if self.source_line is not None and self.location is not None:
+            gutter = f"{self.location.line:>4} | "
+            text += f"\n{gutter}{self.source_line}\n{' ' * (len(gutter) + self.location.col - 1)}^"
+        return text
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "code": self.code,
+            "severity": self.severity,
+            "message": self.message,
+        }
+        if self.location:
+            out.update(file=self.location.file, line=self.location.line, col=self.location.col)
+        if self.hint:
+            out["hint"] = self.hint
+        return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    """A problem with one produced event; error-level problems stop it being sent."""
+
+    code: str
+    message: str
+    param: str | None = None
+    severity: Severity = "error"
+    where: Location | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"code": self.code, "param": self.param, "message": self.message}
+        out["severity"] = self.severity
+        if self.where:
+            out["where"] = str(self.where)
+        return out
+
+
+def has_errors(items: Iterable[Diagnostic | Problem]) -> bool:
+    return any(item.severity == "error" for item in items)
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
+    """``"did you mean 'x'?"`` for the closest choice, or None (difflib, as click does)."""
+    pool = list(choices)
+    found = difflib.get_close_matches(word, pool, n=1, cutoff=0.75)
+    if not found:
+        lowered = {c.lower(): c for c in pool}
+        found = [lowered[word.lower()]] if word.lower() in lowered else []
+    return f"did you mean '{found[0]}'?" if found else None
+
+
+class HookmapError(Exception):
+    """Base of every error hookmap raises on purpose."""
+
+    exit_code = 1
+
+
+class RuleLoadError(HookmapError):
+    """Rules failed to load; ``diagnostics`` holds every problem found."""
+
+    def __init__(self, diagnostics: Sequence[Diagnostic]) -> None:
+        self.diagnostics = list(diagnostics)
+        errors = [d for d in self.diagnostics if d.severity == "error"]
+        super().__init__(f"{len(errors)} error(s) in the rules")
+
+
+class EvaluationError(HookmapError):
+    """An expression raised on a webhook (wrong type, arity...)."""
+
+
+class UnknownLookupValue(EvaluationError):
+    """A strict lookup table has no entry for the value."""
+
+    def __init__(self, table: str, value: Any) -> None:
+        self.table = table
+        self.value = value
+        super().__init__(f"table '{table}' has no entry for {value!r}")
+
+
+class UsageError(HookmapError):
+    """Bad command line or unreadable input."""
+
+    exit_code = 2
+
+
+class PayloadError(UsageError):
+    """A webhook body that is not valid JSON."""

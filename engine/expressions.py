@@ -1,0 +1,153 @@
+"""Compile stage for expressions: parse once, check against the function table, locate.
+
+jmespath reports an unknown function or a wrong argument count only when an
+expression *runs* (``jmespath.compile("length(a, b)")`` succeeds). Here the parsed
+AST (plain dicts) is walked at load so those errors, and references to undefined
+tables and vars, are reported with the column inside the expression.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import jmespath
+from jmespath import exceptions as jp_exc
+from jmespath.parser import ParsedResult
+
+from engine import functions
+from engine.errors import Diagnostic, Location, did_you_mean
+from engine.loader import ExprText
+
+
+@dataclasses.dataclass(frozen=True)
+class Expression:
+    """A compiled expression with its source text and where it stands."""
+
+    source: str
+    parsed: ParsedResult = dataclasses.field(repr=False, compare=False)
+    where: Location | None = None
+
+    def search(self, data: Any, options: jmespath.Options) -> Any:
+        return self.parsed.search(data, options=options)
+
+
+@dataclasses.dataclass(frozen=True)
+class Names:
+    """What an expression may refer to by name."""
+
+    tables: frozenset[str] = frozenset()
+    vars: frozenset[str] = frozenset()
+
+
+def compile_expression(
+    text: str,
+    names: Names,
+    report: Callable[[Diagnostic], None],
+    source_line: Callable[[int], str | None] = lambda _n: None,
+) -> Expression | None:
+    """Compile ``text``; report every problem; None when it cannot be used."""
+
+    def position(offset: int) -> Location | None:
+        if isinstance(text, ExprText):
+            return text.position(offset)
+        return None
+
+    def emit(code: str, message: str, offset: int, hint: str | None = None) -> None:
+        loc = position(offset)
+        line = source_line(loc.line) if loc else None
+        report(Diagnostic(code, message, loc, "error", line, hint))
+
+    try:
+        parsed = jmespath.compile(str(text))
+    except jp_exc.LexerError as exc:
+        emit("E203", f"JMESPath syntax error: {exc.msg}", exc.lex_position or 0)
+        return None
+    except jp_exc.ParseError as exc:
+        found = f" near {exc.token_value!r}" if exc.token_value not in (None, "") else ""
+        message = "incomplete expression" if isinstance(
+            exc, jp_exc.IncompleteExpressionError) else f"{exc.msg}{found}"
+        emit("E203", f"JMESPath syntax error: {message}", exc.lex_position or 0)
+        return None
+    except jp_exc.JMESPathError as exc:  # e.g. an invalid JSON literal
+        emit("E203", f"JMESPath syntax error: {exc}", 0)
+        return None
+
+    ok = True
+    searched: dict[str, int] = {}
+    for node in _walk(parsed.parsed):
+        if node.get("type") != "function_expression":
+            continue
+        name = node["value"]
+        offset = _find_call(str(text), name, searched)
+        args = node.get("children", [])
+        bounds = functions.arity(name)
+        if bounds is None:
+            ok = False
+            emit("E201", f"unknown function '{name}'", offset,
+                 did_you_mean(name, functions.function_table()))
+            continue
+        low, high = bounds
+        if len(args) < low or (high is not None and len(args) > high):
+            ok = False
+            wanted = f"at least {low}" if high is None else str(low)
+            emit("E202", f"{name}() takes {wanted} argument(s), got {len(args)}", offset)
+            continue
+        spec = functions.SPECS.get(name)
+        for index, kind in (spec.literal_args.items() if spec else ()):
+            arg = args[index]
+            if arg.get("type") != "literal" or not isinstance(arg.get("value"), str):
+                ok = False
+                emit("E204", f"{name}() needs the {kind} name as a quoted literal, "
+                     f"e.g. {name}('name', ...)", offset)
+                continue
+            ref = arg["value"]
+            known = names.tables if kind == "table" else names.vars
+            if ref not in known:
+                ok = False
+                code = "E301" if kind == "table" else "E302"
+                emit(code, f"undefined {kind} '{ref}'", offset, did_you_mean(ref, known))
+    if not ok:
+        return None
+    where = text.position(0) if isinstance(text, ExprText) else None
+    return Expression(str(text), parsed, where)
+
+
+def _walk(node: Any) -> Iterator[Mapping[str, Any]]:
+    if isinstance(node, dict):
+        yield node
+        for child in node.get("children", []):
+            yield from _walk(child)
+        # key_val_pair and similar keep their child under "children" too; literals hold data
+    elif isinstance(node, list):
+        for child in node:
+            yield from _walk(child)
+
+
+def _find_call(text: str, name: str, searched: dict[str, int]) -> int:
+    """Offset of the next ``name(`` outside quoted literals (AST nodes carry no position)."""
+    start = searched.get(name, 0)
+    for match in re.finditer(rf"\b{re.escape(name)}\s*\(", text[start:]):
+        offset = start + match.start()
+        if not _inside_literal(text, offset):
+            searched[name] = offset + 1
+            return offset
+    return 0
+
+
+def _inside_literal(text: str, offset: int) -> bool:
+    quote: str | None = None
+    escaped = False
+    for char in text[:offset]:
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif quote:
+            if char == quote:
+                quote = None
+        elif char in "'`\"":
+            quote = char
+    return quote is not None

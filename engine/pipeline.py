@@ -1,0 +1,198 @@
+"""The one place that wires the stages: webhook → topic → matching rules → events → checks.
+
+``hookmap dry-run``, ``hookmap test`` and the server all call ``process``, so what a
+webhook becomes cannot differ between them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import urllib.parse
+from collections.abc import Mapping
+from typing import Any
+
+from engine import checks
+from engine.encode import body_bytes, request_body
+from engine.errors import Location, PayloadError, Problem, has_errors
+from engine.evaluate import (
+    EXPRESSION_ERRORS,
+    ParamTrace,
+    Produced,
+    Skipped,
+    describe_error,
+    evaluate_rule,
+    truthy,
+)
+from engine.functions import EvalContext, make_options
+from engine.rules import RuleSet
+from engine.webhook import Webhook, parse_json
+
+
+@dataclasses.dataclass(frozen=True)
+class EventResult:
+    """One produced event: its request body, or the problems that stop it."""
+
+    rule: str
+    index: int
+    event_type: str
+    body: dict[str, Any] | None
+    problems: tuple[Problem, ...]
+    contact: checks.Contact | None
+    traces: tuple[ParamTrace, ...]
+    where: Location | None
+
+    @property
+    def ok(self) -> bool:
+        """True when the event would be sent."""
+        return not has_errors(self.problems)
+
+    @property
+    def warnings(self) -> tuple[Problem, ...]:
+        return tuple(p for p in self.problems if p.severity == "warning")
+
+
+@dataclasses.dataclass(frozen=True)
+class RuleTrace:
+    """Whether a rule matched this webhook, and why (or why not)."""
+
+    rule: str
+    matched: bool
+    reason: str
+    where: Location | None
+    ignored: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Result:
+    ruleset: str
+    api_version: str
+    topic: str | None
+    events: tuple[EventResult, ...]
+    rules: tuple[RuleTrace, ...]
+    skipped: tuple[str, ...] = ()
+
+    @property
+    def sent(self) -> list[dict[str, Any]]:
+        return [e.body for e in self.events if e.ok and e.body is not None]
+
+    @property
+    def dropped(self) -> list[EventResult]:
+        return [e for e in self.events if not e.ok]
+
+    @property
+    def matched(self) -> bool:
+        return any(r.matched for r in self.rules)
+
+    @property
+    def ignored(self) -> str | None:
+        return next((r.ignored for r in self.rules if r.matched and r.ignored), None)
+
+    def summary(self) -> str:
+        """One line saying what happened (logs, dry-run)."""
+        if self.topic is None:
+            return "no topic found: nothing matched"
+        if not self.matched:
+            return f"no rule matches topic '{self.topic}': nothing to send"
+        if self.ignored and not self.events:
+            return f"ignored: {self.ignored}"
+        return f"{len(self.sent)} event(s) to send, {len(self.dropped)} dropped"
+
+
+def decode_body(webhook: Webhook) -> Any:
+    """The body as data: JSON, or a form-encoded body as an object of strings."""
+    content_type = webhook.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "application/x-www-form-urlencoded":
+        try:
+            text = webhook.body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise PayloadError(f"{webhook.origin}: body is not UTF-8") from exc
+        return dict(urllib.parse.parse_qsl(text, keep_blank_values=True))
+    return parse_json(webhook.body, webhook.origin)
+
+
+def find_topic(ruleset: RuleSet, webhook: Webhook, body: Any, context: EvalContext) -> str | None:
+    if webhook.topic is not None:
+        return webhook.topic
+    if ruleset.topic_header:
+        return webhook.headers.get(ruleset.topic_header)
+    if ruleset.topic_expr is not None:
+        try:
+            found = ruleset.topic_expr.search(body, make_options(context))
+        except EXPRESSION_ERRORS:
+            return None
+        return None if found is None else str(found)
+    return None
+
+
+def process(ruleset: RuleSet, webhook: Webhook, body: Any = None) -> Result:
+    """Turn one webhook into checked events. Raises ``PayloadError`` for an undecodable body.
+
+    ``body`` may be given when the caller already decoded it.
+    """
+    data = decode_body(webhook) if body is None else body
+    context = EvalContext(root=data, headers=webhook.headers, vars=ruleset.vars,
+                          tables=ruleset.tables)
+    topic = find_topic(ruleset, webhook, data, context)
+    context = dataclasses.replace(context, topic=topic)
+    options = make_options(context)
+
+    traces: list[RuleTrace] = []
+    events: list[EventResult] = []
+    skipped: list[str] = []
+    for rule in ruleset.rules:
+        if not rule.matches_topic(topic):
+            traces.append(RuleTrace(rule.name, False, f"topic '{topic}' is not one of "
+                                    f"{', '.join(rule.topics)}", rule.where))
+            continue
+        if rule.when is not None:
+            try:
+                ok = truthy(rule.when.search(data, options))
+            except EXPRESSION_ERRORS as exc:
+                traces.append(RuleTrace(rule.name, False, f"when `{rule.when.source}` "
+                                        f"failed: {describe_error(exc)}", rule.where))
+                continue
+            if not ok:
+                traces.append(RuleTrace(rule.name, False, f"when `{rule.when.source}` is "
+                                        "false", rule.where))
+                continue
+        traces.append(RuleTrace(rule.name, True, "topic matched" + (
+            f" and `{rule.when.source}` is true" if rule.when else ""), rule.where, rule.ignore))
+        for item in evaluate_rule(rule, data, options):
+            if isinstance(item, Skipped):
+                skipped.append(f"{rule.name}: {item.spec.type}: {item.reason}")
+                continue
+            events.append(finish(item, ruleset.api_version))
+    return Result(ruleset.name, ruleset.api_version, topic, tuple(events), tuple(traces),
+                  tuple(skipped))
+
+
+def finish(item: Produced, version: Any) -> EventResult:
+    """Check a produced event and build its request body."""
+    key_value = item.key_value
+    if key_value is not None and not isinstance(key_value, str):
+        from engine.encode import as_text
+
+        key_value = as_text(key_value)
+    if key_value == "":
+        key_value = None
+    problems = list(item.problems)
+    result = checks.check_event(item.spec.type, key_value, item.params, item.spec.identify_by)
+    problems.extend(_locate(result.problems, item))
+    body = request_body(item.spec.type, key_value, item.params, version)
+    size = checks.check_body_size(body_bytes(body))
+    if size is not None:
+        problems.append(size)
+    return EventResult(item.rule.name, item.index, item.spec.type, body, tuple(problems),
+                       result.contact, item.traces, item.spec.where)
+
+
+def _locate(problems: tuple[Problem, ...], item: Produced) -> list[Problem]:
+    """Attach the rule file location of the param each problem names."""
+    where: Mapping[str, Location | None] = {t.name: t.where for t in item.traces}
+    out: list[Problem] = []
+    for p in problems:
+        if p.where is None:
+            base = (p.param or "").split("[")[0].split(".")[0]
+            p = dataclasses.replace(p, where=where.get(base) or item.spec.where)
+        out.append(p)
+    return out

@@ -1,0 +1,141 @@
+"""How results are shown: dry-run summaries, ``--explain``, ``--curl`` and JSON documents."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from engine.destination import API_KEY_ENV, USER, Destination
+from engine.encode import body_bytes
+from engine.errors import Problem
+from engine.pipeline import EventResult, Result
+
+
+def _problem_line(p: Problem) -> str:
+    param = f" {p.param}" if p.param else ""
+    where = f"  ({p.where})" if p.where else ""
+    return f"{p.severity}[{p.code}]{param}: {p.message}{where}"
+
+
+def contact_text(event: EventResult) -> str:
+    if event.contact is None:
+        return "contact: none"
+    c = event.contact
+    return f"contact: {c.by} {c.name}={c.value!r}" if c.by == "param" else (
+        f"contact: keyValue={c.value!r}")
+
+
+def result_json(result: Result, origin: str, explain: bool = False) -> dict[str, Any]:
+    """The ``--json`` document: events exactly as sent, dropped events with their problems."""
+    doc: dict[str, Any] = {
+        "events": result.sent,
+        "dropped": [
+            {
+                "rule": e.rule,
+                "index": e.index,
+                "eventTypeKey": e.event_type,
+                "where": str(e.where) if e.where else None,
+                "problems": [p.as_dict() for p in e.problems],
+            }
+            for e in result.dropped
+        ],
+        "ruleset": result.ruleset,
+        "api_version": result.api_version,
+        "topic": result.topic,
+        "matched": [r.rule for r in result.rules if r.matched],
+        "summary": result.summary(),
+        "webhook": origin,
+        "details": [
+            {
+                "rule": e.rule,
+                "index": e.index,
+                "eventTypeKey": e.event_type,
+                "sent": e.ok,
+                "contact": None if e.contact is None else {
+                    "by": e.contact.by, "name": e.contact.name, "value": e.contact.value},
+                "warnings": [p.as_dict() for p in e.warnings],
+            }
+            for e in result.events
+        ],
+    }
+    if explain:
+        doc["explain"] = {
+            "rules": [
+                {"rule": r.rule, "matched": r.matched, "reason": r.reason,
+                 "where": str(r.where) if r.where else None}
+                for r in result.rules
+            ],
+            "skipped": list(result.skipped),
+            "params": [
+                {
+                    "rule": e.rule,
+                    "index": e.index,
+                    "eventTypeKey": e.event_type,
+                    "params": [
+                        {"name": t.name, "expression": t.source, "value": t.value,
+                         "outcome": t.outcome, "where": str(t.where) if t.where else None}
+                        for t in e.traces
+                    ],
+                }
+                for e in result.events
+            ],
+        }
+    return doc
+
+
+def result_text(result: Result, origin: str, destination: Destination, explain: bool = False,
+                curl: bool = False) -> str:
+    """The readable dry-run report of one webhook."""
+    lines = [f"{origin}: rule set '{result.ruleset}' ({result.api_version}), "
+             f"topic {result.topic or '(none)'}"]
+    if explain:
+        for r in result.rules:
+            mark = "matched" if r.matched else "skipped"
+            where = f"  [{r.where}]" if r.where else ""
+            lines.append(f"  rule {r.rule}: {mark}: {r.reason}{where}")
+            if r.matched and r.ignored:
+                lines.append(f"    ignored: {r.ignored}")
+        for reason in result.skipped:
+            lines.append(f"  no event: {reason}")
+    url = destination.event_url(result.api_version)
+    for e in result.events:
+        status = "SEND" if e.ok else "DROP"
+        lines.append(f"  {status} {e.event_type} #{e.index} (rule {e.rule}"
+                     f"{f', {e.where}' if e.where else ''}) {contact_text(e)}")
+        for p in e.problems:
+            lines.append(f"    {_problem_line(p)}")
+        if explain:
+            for t in e.traces:
+                value = json.dumps(t.value, ensure_ascii=False)
+                if len(value) > 120:
+                    value = value[:117] + "..."
+                lines.append(f"    {t.name} = {value}  [{t.outcome}] <- {t.source}"
+                             f"{f'  ({t.where})' if t.where else ''}")
+        if e.ok and e.body is not None:
+            if curl:
+                # not indented: the heredoc's closing word must start its line
+                lines.append(curl_command(url, e.body))
+            else:
+                lines.append(f"    POST {url}")
+                lines.append(_indent(json.dumps(e.body, indent=2, ensure_ascii=False), 4))
+    lines.append(f"  {result.summary()}")
+    return "\n".join(lines)
+
+
+def curl_command(url: str, body: dict[str, Any]) -> str:
+    """The exact request as a curl command; the key comes from the environment, never shown."""
+    payload = body_bytes(body).decode("utf-8")
+    return (
+        f"curl -sS -X POST '{url}' \\\n"
+        f"  -u \"{USER}:${API_KEY_ENV}\" \\\n"
+        "  -H 'Content-Type: application/json; charset=UTF-8' \\\n"
+        "  -H 'Accept: application/json' \\\n"
+        "  --data-binary @- <<'HOOKMAP_BODY'\n"
+        f"{payload}\n"
+        "HOOKMAP_BODY"
+    )
+
+
+def _indent(text: str, width: int) -> str:
+    pad = " " * width
+    return "\n".join(pad + line for line in text.splitlines())

@@ -1,0 +1,93 @@
+"""Compiled rules: immutable objects that loading returns and evaluation reads.
+
+Nothing here parses or does I/O; ``engine.compiler`` builds these once, and every
+webhook is evaluated against the same objects (cel-python's compile → program).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from engine.errors import Location
+from engine.expressions import Expression
+from engine.functions import Table
+
+ApiVersion = Literal["v1", "v2"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ParamSpec:
+    name: str
+    expr: Expression | None
+    const: Any = None
+    required: bool = False
+    default: Any = None
+    has_default: bool = False
+    on_null: Literal["omit", "error"] = "omit"
+    on_empty: Literal["keep", "omit", "error"] = "keep"
+    where: Location | None = None
+
+    @property
+    def source(self) -> str:
+        """The expression text, or the constant as JSON-ish text (for explanations)."""
+        return self.expr.source if self.expr else f"const {self.const!r}"
+
+
+@dataclasses.dataclass(frozen=True)
+class EventSpec:
+    type: str
+    params: tuple[ParamSpec, ...]
+    key: Expression | None = None
+    when: Expression | None = None
+    for_each: Expression | None = None
+    identify_by: tuple[str, ...] = ()
+    where: Location | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    name: str
+    topics: tuple[str, ...]
+    events: tuple[EventSpec, ...] = ()
+    when: Expression | None = None
+    ignore: str | None = None
+    where: Location | None = None
+
+    def matches_topic(self, topic: str | None) -> bool:
+        """True when any of the rule's topics (exact or glob) matches."""
+        if topic is None:
+            return False
+        return any(fnmatch.fnmatchcase(topic, pattern) for pattern in self.topics)
+
+
+@dataclasses.dataclass(frozen=True)
+class TestCase:
+    name: str
+    body: Any
+    body_file: str | None
+    headers: Mapping[str, str]
+    topic: str | None
+    expect: Mapping[str, Any]
+    where: Location | None = None
+    #: the raw bytes of the body file, when the test reads one
+    raw: bytes | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class RuleSet:
+    """One platform's rules: the unit a webhook URL (``/hooks/{name}``) selects."""
+
+    name: str
+    api_version: ApiVersion
+    topic_header: str | None
+    topic_expr: Expression | None
+    rules: tuple[Rule, ...]
+    vars: Mapping[str, Any]
+    tables: Mapping[str, Table]
+    tests: tuple[TestCase, ...] = ()
+    description: str = ""
+    files: tuple[str, ...] = ()
+    where: Location | None = None

@@ -1,0 +1,164 @@
+"""Rule tests: cases declared beside the rules, run through the same pipeline as the server.
+
+One runner serves ``hookmap test`` and the project's pytest suite (Benthos runs its
+config tests the same way).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+from typing import Any
+
+from engine.encode import to_json
+from engine.errors import HookmapError, Location
+from engine.pipeline import Result, process
+from engine.rules import RuleSet, TestCase
+from engine.webhook import Webhook
+
+
+@dataclasses.dataclass(frozen=True)
+class TestOutcome:
+    ruleset: str
+    name: str
+    failures: tuple[str, ...]
+    where: Location | None
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    @property
+    def id(self) -> str:
+        return f"{self.ruleset}::{self.name}"
+
+
+def webhook_for(case: TestCase) -> Webhook:
+    """The webhook a test case describes (file bytes, or the inline body as JSON)."""
+    raw = case.raw if case.raw is not None else to_json(case.body).encode("utf-8")
+    headers = dict(case.headers)
+    if case.raw is None:
+        headers.setdefault("content-type", "application/json")
+    origin = case.body_file or f"test '{case.name}' body"
+    return Webhook(raw, headers, case.topic, origin)
+
+
+def run_case(ruleset: RuleSet, case: TestCase) -> TestOutcome:
+    try:
+        result = process(ruleset, webhook_for(case))
+    except HookmapError as exc:
+        return TestOutcome(ruleset.name, case.name, (f"webhook could not be processed: {exc}",),
+                           case.where)
+    failures = check_expectations(case.expect, result)
+    return TestOutcome(ruleset.name, case.name, tuple(failures), case.where)
+
+
+def run_all(rulesets: list[RuleSet] | tuple[RuleSet, ...]) -> list[TestOutcome]:
+    return [run_case(rs, case) for rs in rulesets for case in rs.tests]
+
+
+def check_expectations(expect: dict[str, Any] | Any, result: Result) -> list[str]:
+    failures: list[str] = []
+    if expect.get("unmatched") and result.matched:
+        matched = [r.rule for r in result.rules if r.matched]
+        failures.append(f"expected no rule to match, but {', '.join(matched)} matched")
+    if expect.get("unmatched") is False and not result.matched:
+        failures.append(f"expected a rule to match: {result.summary()}")
+    if expect.get("ignored") and not result.ignored:
+        failures.append(f"expected the webhook to be ignored: {result.summary()}")
+    if "events" in expect:
+        failures.extend(_compare_events(expect["events"] or [], result.sent,
+                                        expect.get("match") or "exact"))
+    failures.extend(_compare_dropped(expect.get("dropped"), result))
+    return failures
+
+
+def _normalise(expected: Any, actual: Any) -> Any:
+    """Decode a v1 JSON-string param when the test wrote the value natively."""
+    if isinstance(actual, str) and not isinstance(expected, str):
+        try:
+            return json.loads(actual)
+        except ValueError:
+            return actual
+    return actual
+
+
+def _params(event: dict[str, Any]) -> dict[str, Any]:
+    return {p.get("name"): p.get("value") for p in event.get("params") or ()}
+
+
+def _view(expected: dict[str, Any], actual: dict[str, Any], subset: bool) -> dict[str, Any]:
+    """``actual`` reduced to what ``expected`` compares, params decoded as written."""
+    want = _params(expected)
+    have = _params(actual)
+    view: dict[str, Any] = {}
+    for key, value in actual.items():
+        if key == "params" or (subset and key not in expected):
+            continue
+        view[key] = value
+    params = {}
+    for name, value in have.items():
+        if subset and name not in want:
+            continue
+        params[name] = _normalise(want.get(name), value)
+    view["params"] = params
+    return view
+
+
+def _compare_events(expected: list[Any], actual: list[dict[str, Any]], mode: str) -> list[str]:
+    failures: list[str] = []
+    if len(expected) != len(actual):
+        failures.append(f"expected {len(expected)} event(s) to be sent, got {len(actual)}")
+    for index, (want, have) in enumerate(zip(expected, actual, strict=False)):
+        if not isinstance(want, dict):
+            failures.append(f"event {index}: the expected event must be a mapping")
+            continue
+        want_view = {k: v for k, v in want.items() if k != "params"}
+        want_view["params"] = _params(want)
+        have_view = _view(want, have, subset=mode == "subset")
+        if want_view != have_view:
+            failures.append(f"event {index} ({have.get('eventTypeKey')}) differs:\n"
+                            + diff(want_view, have_view))
+    for index in range(len(expected), len(actual)):
+        failures.append(f"unexpected event {index}:\n{json.dumps(actual[index], indent=2)}")
+    return failures
+
+
+def _compare_dropped(expected: Any, result: Result) -> list[str]:
+    dropped = result.dropped
+    if not expected:
+        return [f"unexpected dropped event: {e.event_type} from rule '{e.rule}': "
+                + "; ".join(f"{p.code} {p.param or ''}: {p.message}" for p in e.problems
+                            if p.severity == "error")
+                for e in dropped]
+    failures: list[str] = []
+    if len(expected) != len(dropped):
+        failures.append(f"expected {len(expected)} dropped event(s), got {len(dropped)}")
+    for index, (want, have) in enumerate(zip(expected, dropped, strict=False)):
+        if not isinstance(want, dict):
+            failures.append(f"dropped {index}: must be a mapping")
+            continue
+        if "eventTypeKey" in want and want["eventTypeKey"] != have.event_type:
+            failures.append(f"dropped {index}: eventTypeKey {have.event_type!r}, "
+                            f"expected {want['eventTypeKey']!r}")
+        if "rule" in want and want["rule"] != have.rule:
+            failures.append(f"dropped {index}: rule {have.rule!r}, expected {want['rule']!r}")
+        got = {(p.code, p.param) for p in have.problems}
+        for problem in want.get("problems") or ():
+            code, param = (problem.get("code"), problem.get("param")) if isinstance(
+                problem, dict) else (problem, None)
+            if not any(c == code and (param is None or p == param) for c, p in got):
+                listed = ", ".join(f"{c}({p})" if p else c for c, p in sorted(
+                    got, key=lambda x: (x[0], x[1] or "")))
+                failures.append(f"dropped {index}: expected problem {code}"
+                                f"{f'({param})' if param else ''}, got {listed}")
+    return failures
+
+
+def diff(expected: Any, actual: Any) -> str:
+    """A unified diff of two values as pretty JSON."""
+    left = json.dumps(expected, indent=2, ensure_ascii=False, sort_keys=True).splitlines()
+    right = json.dumps(actual, indent=2, ensure_ascii=False, sort_keys=True).splitlines()
+    lines = difflib.unified_diff(left, right, "expected", "actual", lineterm="", n=2)
+    return "\n".join("    " + line for line in lines)

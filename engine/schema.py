@@ -1,0 +1,369 @@
+"""The rule-file format, declared once.
+
+Every key a rule file may hold is declared here with its type, default and doc.
+This one declaration drives:
+
+* loading and the linter (``engine.loader`` walks YAML nodes against it),
+* ``hookmap schema`` (``json_schema()``: a JSON Schema for editors),
+* ``docs/rules.md`` (``engine.docs`` renders the tables from it).
+
+Benthos declares each config field once in the same spirit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+
+@dataclasses.dataclass(frozen=True)
+class Type:
+    """Base of the schema's types; ``label`` is how docs and errors name it."""
+
+    label: str = "any"
+
+    def json_schema(self) -> dict[str, Any]:
+        return {}
+
+
+@dataclasses.dataclass(frozen=True)
+class Str(Type):
+    label: str = "string"
+    pattern: str | None = None
+
+    def json_schema(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": "string"}
+        if self.pattern:
+            out["pattern"] = self.pattern
+        return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Expr(Type):
+    """A JMESPath expression, compiled and checked at load."""
+
+    label: str = "expression"
+
+    def json_schema(self) -> dict[str, Any]:
+        return {"type": "string", "description": "JMESPath expression"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Bool(Type):
+    label: str = "boolean"
+
+    def json_schema(self) -> dict[str, Any]:
+        return {"type": "boolean"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Int(Type):
+    label: str = "integer"
+    minimum: int | None = None
+
+    def json_schema(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": "integer"}
+        if self.minimum is not None:
+            out["minimum"] = self.minimum
+        return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Scalar(Type):
+    """Any YAML scalar: string, number, boolean or null."""
+
+    label: str = "scalar"
+
+    def json_schema(self) -> dict[str, Any]:
+        return {"type": ["string", "number", "boolean", "null"]}
+
+
+@dataclasses.dataclass(frozen=True)
+class AnyValue(Type):
+    """Any YAML value (scalars, lists, mappings)."""
+
+    label: str = "any"
+
+
+@dataclasses.dataclass(frozen=True)
+class Enum(Type):
+    values: tuple[str, ...] = ()
+    label: str = "enum"
+
+    def json_schema(self) -> dict[str, Any]:
+        return {"enum": list(self.values)}
+
+
+@dataclasses.dataclass(frozen=True)
+class ListOf(Type):
+    item: Type = dataclasses.field(default_factory=Type)
+    #: a lone item is accepted where a list is expected (``topics: orders/create``)
+    single_ok: bool = False
+    label: str = "list"
+
+    def json_schema(self) -> dict[str, Any]:
+        as_list: dict[str, Any] = {"type": "array", "items": self.item.json_schema()}
+        if self.single_ok:
+            return {"anyOf": [self.item.json_schema(), as_list]}
+        return as_list
+
+
+@dataclasses.dataclass(frozen=True)
+class MapOf(Type):
+    """A mapping with free keys (names the user chooses) and values of one type."""
+
+    value: Type = dataclasses.field(default_factory=Type)
+    key_doc: str = "name"
+    label: str = "mapping"
+
+    def json_schema(self) -> dict[str, Any]:
+        return {"type": "object", "additionalProperties": self.value.json_schema()}
+
+
+@dataclasses.dataclass(frozen=True)
+class Field:
+    name: str
+    type: Type
+    doc: str
+    required: bool = False
+    default: Any = None
+    example: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Obj(Type):
+    """A mapping with declared keys; unknown keys are an error (E102)."""
+
+    title: str = ""
+    doc: str = ""
+    fields: tuple[Field, ...] = ()
+    #: at most one of these keys may be given
+    exclusive: tuple[tuple[str, ...], ...] = ()
+    #: exactly one of these keys must be given
+    one_of: tuple[tuple[str, ...], ...] = ()
+    label: str = "mapping"
+
+    def field(self, name: str) -> Field | None:
+        for f in self.fields:
+            if f.name == name:
+                return f
+        return None
+
+    def json_schema(self) -> dict[str, Any]:
+        return {"$ref": f"#/$defs/{self.title}"}
+
+    def definition(self) -> dict[str, Any]:
+        props: dict[str, Any] = {}
+        for f in self.fields:
+            prop = dict(f.type.json_schema())
+            prop["description"] = f.doc
+            if f.default is not None:
+                prop["default"] = f.default
+            props[f.name] = prop
+        out: dict[str, Any] = {
+            "type": "object",
+            "description": self.doc,
+            "properties": props,
+            "additionalProperties": False,
+        }
+        required = [f.name for f in self.fields if f.required]
+        if required:
+            out["required"] = required
+        if self.one_of:
+            out["allOf"] = [
+                {"oneOf": [{"required": [k]} for k in keys]} for keys in self.one_of
+            ]
+        return out
+
+
+@dataclasses.dataclass(frozen=True)
+class OneOf(Type):
+    """One of several shapes, chosen by the YAML node's kind (scalar, list or mapping)."""
+
+    options: tuple[Type, ...] = ()
+    label: str = "one of"
+
+    def json_schema(self) -> dict[str, Any]:
+        return {"anyOf": [o.json_schema() for o in self.options]}
+
+
+# -- the format ---------------------------------------------------------------------
+
+PARAM = Obj(
+    title="Param",
+    doc=(
+        "One param of an event. Written as a bare string it is a JMESPath expression; a bare "
+        "number or boolean is a constant; the mapping form sets the options below."
+    ),
+    fields=(
+        Field("expr", Expr(), "JMESPath expression giving the value.", example="total_price"),
+        Field("const", AnyValue(), "A constant value instead of an expression.",
+              example="INITIALIZED"),
+        Field("required", Bool(), "A null/missing value is a problem (the event is not sent).",
+              default=False),
+        Field("default", AnyValue(), "Value used when the expression gives null."),
+        Field("on_null", Enum(values=("omit", "error")),
+              "What a null or missing value does: leave the param out, or make it a problem.",
+              default="omit"),
+        Field("on_empty", Enum(values=("keep", "omit", "error")),
+              "What an empty string does: send it, leave the param out, or make it a problem.",
+              default="keep"),
+        Field("doc", Str(), "A note for readers; ignored by the engine."),
+    ),
+    exclusive=(("expr", "const"),),
+    one_of=(("expr", "const"),),
+)
+
+PARAM_VALUE = OneOf(label="param", options=(Expr(), Scalar(), PARAM))
+
+EVENT_FIELDS = (
+    Field("type", Str(), "The eventTypeKey (a standard type from the catalogue or your own).",
+          required=True, example="orderCreated"),
+    Field("extends", Str(), "Name of a template whose key/params/identify_by this event "
+          "starts from; its own entries override the template's."),
+    Field("when", Expr(), "Emit the event only when this expression is truthy."),
+    Field("for_each", Expr(), "Emit one event per element of this array; inside, `@` is the "
+          "element and `root()` the webhook body.", example="line_items"),
+    Field("key", Expr(), "The keyValue (contact key). Optional when a param identifies the "
+          "contact.", example="coalesce(email, phone)"),
+    Field("identify_by", ListOf(item=Str(), single_ok=True), "Extra param names that identify "
+          "the contact for this event type (the account's own identification parameter)."),
+    Field("params", MapOf(value=PARAM_VALUE, key_doc="param name"), "Param name → value."),
+    Field("doc", Str(), "A note for readers; ignored by the engine."),
+)
+
+EVENT = Obj(
+    title="Event",
+    doc="One event a rule emits: its type, contact key and params.",
+    fields=EVENT_FIELDS,
+)
+
+TEMPLATE = Obj(
+    title="Template",
+    doc="Shared parts of events, used by `extends`.",
+    fields=tuple(f for f in EVENT_FIELDS if f.name in ("key", "identify_by", "params", "doc")),
+)
+
+RULE = Obj(
+    title="Rule",
+    doc="Selects webhooks by topic (and a condition) and says which events they become.",
+    fields=(
+        Field("name", Str(), "Unique within the rule set; shown in reports.", required=True),
+        Field("topics", ListOf(item=Str(), single_ok=True), "Topic names or glob patterns "
+              "(`orders/*`); the rule applies when any matches.", required=True,
+              example="[orders/updated, orders/paid]"),
+        Field("when", Expr(), "Apply the rule only when this expression is truthy."),
+        Field("events", ListOf(item=EVENT), "The events the rule emits."),
+        Field("ignore", Str(), "Acknowledge matching webhooks and emit nothing; the text says "
+              "why (shown by dry-run)."),
+        Field("doc", Str(), "A note for readers; ignored by the engine."),
+    ),
+    exclusive=(("events", "ignore"),),
+    one_of=(("events", "ignore"),),
+)
+
+TABLE = Obj(
+    title="Table",
+    doc="A named lookup table used by `lookup('name', value)`.",
+    fields=(
+        Field("map", MapOf(value=AnyValue(), key_doc="input value"),
+              "Input value → output value. Keys are compared as strings (`3` finds `'3'`).",
+              required=True),
+        Field("default", AnyValue(), "Value for inputs not in `map` (otherwise null)."),
+        Field("strict", Bool(), "An input not in `map` is a problem and the event is not sent.",
+              default=False),
+        Field("doc", Str(), "A note for readers; ignored by the engine."),
+    ),
+    exclusive=(("default", "strict"),),
+)
+
+TOPIC = Obj(
+    title="Topic",
+    doc="Where the webhook's topic comes from: a request header or an expression over the body.",
+    fields=(
+        Field("header", Str(), "Request header holding the topic (case-insensitive).",
+              example="X-Shopify-Topic"),
+        Field("expression", Expr(), "Expression over the body giving the topic.",
+              example="scope"),
+    ),
+    one_of=(("header", "expression"),),
+)
+
+EXPECT = Obj(
+    title="Expect",
+    doc="What a rule test expects.",
+    fields=(
+        Field("events", ListOf(item=AnyValue()), "The request bodies expected, in order. Param "
+              "values may be written as native YAML even when v1 sends them JSON-encoded."),
+        Field("match", Enum(values=("exact", "subset")), "`exact`: bodies equal. `subset`: "
+              "each expected event's keys and params are found in the produced one (extra params "
+              "allowed); counts still equal.", default="exact"),
+        Field("dropped", ListOf(item=AnyValue()), "Events expected to be dropped: "
+              "`{eventTypeKey, rule, problems: [code or {code, param}]}` (subset match)."),
+        Field("unmatched", Bool(), "Expect that no rule matches the webhook."),
+        Field("ignored", Bool(), "Expect that a rule with `ignore` takes the webhook."),
+    ),
+)
+
+TEST = Obj(
+    title="Test",
+    doc="A rule test: a webhook and what it must become.",
+    fields=(
+        Field("name", Str(), "Unique name of the test.", required=True),
+        Field("webhook", Str(), "Path of a webhook body file, relative to this rule file; a "
+              "`.headers` file beside it supplies headers.",
+              example="../examples/shopify/orders-create.json"),
+        Field("body", AnyValue(), "The webhook body inline instead of a file."),
+        Field("topic", Str(), "Topic to use instead of the one found in the webhook."),
+        Field("headers", MapOf(value=Str(), key_doc="header name"),
+              "Headers (added to / overriding the `.headers` file)."),
+        Field("expect", EXPECT, "What must come out.", required=True),
+    ),
+    one_of=(("webhook", "body"),),
+)
+
+RULE_SET = Obj(
+    title="RuleSet",
+    doc=(
+        "A rule set: a file, or a folder whose `ruleset.yaml` holds these keys and whose other "
+        "`.yaml` files add rules, tables, vars, templates and tests."
+    ),
+    fields=(
+        Field("name", Str(pattern=r"^[a-z0-9][a-z0-9_-]*$"), "Source name: the webhook URL is "
+              "`/hooks/{name}`. Defaults to the folder name in the folder form.",
+              example="shopify"),
+        Field("description", Str(), "What this rule set is for."),
+        Field("api_version", Enum(values=("v1", "v2")), "`v1`: every param value a string, "
+              "objects and arrays JSON-encoded. `v2`: native JSON values.", default="v1"),
+        Field("topic", TOPIC, "How the topic is found. Required (in the single file, or in "
+              "the folder's `ruleset.yaml`)."),
+        Field("vars", MapOf(value=Scalar(), key_doc="var name"), "Named constants, read with "
+              "`var('name')`; strings may use `${ENV}` and `${ENV:-default}`."),
+        Field("tables", MapOf(value=TABLE, key_doc="table name"), "Named lookup tables."),
+        Field("templates", MapOf(value=TEMPLATE, key_doc="template name"),
+              "Shared event parts."),
+        Field("rules", ListOf(item=RULE), "The rules, applied in order; every matching rule "
+              "emits its events."),
+        Field("tests", ListOf(item=TEST), "Rule tests, run by `hookmap test`."),
+    ),
+)
+
+#: Keys of RULE_SET that only the folder's ``ruleset.yaml`` (or a single file) may hold.
+HEADER_KEYS = ("name", "description", "api_version", "topic")
+
+OBJECTS: Sequence[Obj] = (RULE_SET, TOPIC, TABLE, TEMPLATE, RULE, EVENT, PARAM, TEST, EXPECT)
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of a rule file, for editors."""
+    root = RULE_SET.definition()
+    # in the folder form a file may hold only rules/tests: nothing is required at the top
+    root = {k: v for k, v in root.items() if k != "required"}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://hookmap.dev/schema/rules.json",
+        "title": "hookmap rule file",
+        **root,
+        "$defs": {o.title: o.definition() for o in OBJECTS if o is not RULE_SET},
+    }

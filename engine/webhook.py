@@ -1,0 +1,83 @@
+"""The input side: a webhook as received (raw body, headers) and reading it from files.
+
+Example webhooks live as ``NAME.json`` (the body, byte for byte) beside ``NAME.headers``
+(one ``Name: value`` per line), so dry-run, rule tests and the server all start from
+the same raw bytes a shop would send.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from engine.errors import PayloadError, UsageError
+
+
+@dataclasses.dataclass(frozen=True)
+class Webhook:
+    """One received webhook. Header names are lower-cased (HTTP/2 does the same)."""
+
+    body: bytes
+    headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    #: a topic given by the caller (``--topic``), used instead of the rule set's
+    topic: str | None = None
+    #: where the body came from, for messages
+    origin: str = "<body>"
+
+    @classmethod
+    def make(
+        cls,
+        body: bytes | str,
+        headers: Mapping[str, str] | Iterable[tuple[str, str]] = (),
+        topic: str | None = None,
+        origin: str = "<body>",
+    ) -> Webhook:
+        raw = body.encode("utf-8") if isinstance(body, str) else body
+        items = headers.items() if isinstance(headers, Mapping) else headers
+        return cls(raw, {k.lower(): v for k, v in items}, topic, origin)
+
+
+def parse_json(raw: bytes, origin: str) -> Any:
+    """The JSON value of a body, or a PayloadError with the line and column."""
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise PayloadError(f"{origin}: body is not UTF-8 (byte {exc.start})") from exc
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PayloadError(f"{origin}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from exc
+
+
+def parse_header_lines(lines: Iterable[str], origin: str) -> dict[str, str]:
+    """``Name: value`` lines (blank lines and ``#`` comments skipped) → lower-cased dict."""
+    out: dict[str, str] = {}
+    for number, line in enumerate(lines, 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        name, sep, value = line.partition(":")
+        if not sep or not name.strip() or " " in name.strip():
+            raise UsageError(f"{origin}:{number}: expected 'Name: value', got {line!r}")
+        out[name.strip().lower()] = value.strip()
+    return out
+
+
+def sidecar_headers(body_path: Path) -> Path:
+    """``orders-create.json`` → ``orders-create.headers``."""
+    return body_path.with_suffix(".headers")
+
+
+def read_webhook_file(path: Path, use_sidecar: bool = True) -> Webhook:
+    """A webhook from a body file, with headers from its ``.headers`` file if present."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    headers: dict[str, str] = {}
+    side = sidecar_headers(path)
+    if use_sidecar and side.is_file() and side != path:
+        headers = parse_header_lines(side.read_text(encoding="utf-8").splitlines(), str(side))
+    return Webhook(raw, headers, None, str(path))
