@@ -77,7 +77,38 @@ def check_event(
     contact = identify_contact(key_value, params, identify_by)
     if contact is None:
         problems.append(_no_contact(params, identify_by))
-    return CheckResult(tuple(problems), contact)
+    return CheckResult(tuple(_merge_w104(problems)), contact)
+
+
+_ELEMENT = re.compile(r"^(?P<list>.+)\[(?P<index>\d+)\]\.(?P<key>[^.\[]+)$")
+
+
+def _merge_w104(problems: list[Problem]) -> list[Problem]:
+    """One W104 per list and key ("items[*].url: missing in items 0, 1, 2"), not one per item."""
+    merged: dict[tuple[str, str], list[str]] = {}
+    out: list[Problem] = []
+    for p in problems:
+        match = _ELEMENT.match(p.param or "") if p.code == "W104" else None
+        if match is None:
+            out.append(p)
+            continue
+        group = (match["list"], match["key"])
+        if group not in merged:
+            merged[group] = []
+            out.append(Problem("W104", "", f"{group[0]}[*].{group[1]}", "warning"))
+        merged[group].append(match["index"])
+    for i, p in enumerate(out):
+        if p.code == "W104" and not p.message and p.param:
+            name, key = p.param.split("[*].")
+            indexes = merged[(name, key)]
+            out[i] = dataclasses.replace(
+                p,
+                message=(
+                    f"'{key}' is missing in {name} element(s) {', '.join(indexes)}: the event "
+                    "docs ask for it (the event is still sent)"
+                ),
+            )
+    return out
 
 
 def identify_contact(
@@ -255,8 +286,11 @@ def _check_object(shape: Shape, obj: Mapping[str, Any], where: str) -> list[Prob
             if field.required:
                 problems.append(Problem("V107", f"{path} is {state}: it is required", path))
             elif field.recommended:
-                problems.append(Problem(
-                    "W104", f"{path} is {state}: the event docs ask for it", path, "warning"))
+                problems.append(
+                    Problem(
+                        "W104", f"{path} is {state}: the event docs ask for it", path, "warning"
+                    )
+                )
             continue
         problems += _check_value(field, value, path)
     for key, value in obj.items():

@@ -24,6 +24,11 @@ def _print_diagnostics(diagnostics: Sequence[Diagnostic], stream: Any = None) ->
         click.echo(d.render(), file=stream or sys.stderr)
 
 
+def _order(d: Diagnostic) -> tuple[str, int, int]:
+    loc = d.location
+    return (loc.file, loc.line, loc.col) if loc else ("", 0, 0)
+
+
 def _load(paths: Sequence[str]) -> compiler.LoadResult:
     """Load rules for a command that needs them clean (dry-run, test)."""
     result = compiler.load(list(paths))
@@ -65,19 +70,26 @@ def main() -> None:
 def validate(paths: tuple[str, ...], as_json: bool, strict: bool) -> None:
     """Check rule files: every problem with file:line:col, a code and a caret."""
     result = compiler.load(list(paths))
-    diagnostics = result.diagnostics
+    diagnostics = sorted(result.diagnostics, key=_order)
     errors = [d for d in diagnostics if d.severity == "error" or strict]
     if as_json:
-        click.echo(json.dumps({
-            "rulesets": [r.name for r in result.rulesets],
-            "diagnostics": [d.as_dict() for d in diagnostics],
-        }, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "rulesets": [r.name for r in result.rulesets],
+                    "diagnostics": [d.as_dict() for d in diagnostics],
+                },
+                indent=2,
+            )
+        )
     else:
         _print_diagnostics(diagnostics, sys.stdout)
         warnings = len(diagnostics) - sum(1 for d in diagnostics if d.severity == "error")
         names = ", ".join(r.name for r in result.rulesets) or "none"
-        click.echo(f"{len(diagnostics) - warnings} error(s), {warnings} warning(s); "
-                   f"rule sets loaded: {names}")
+        click.echo(
+            f"{len(diagnostics) - warnings} error(s), {warnings} warning(s); "
+            f"rule sets loaded: {names}"
+        )
     sys.exit(1 if errors else 0)
 
 
@@ -89,8 +101,10 @@ def pick_ruleset(rulesets: Sequence[RuleSet], source: str | None, webhook: Webho
             if ruleset.name == source:
                 return ruleset
         hint = did_you_mean(source, names)
-        raise UsageError(f"no rule set named '{source}' (have: {', '.join(names) or 'none'})"
-                         + (f"; {hint}" if hint else ""))
+        raise UsageError(
+            f"no rule set named '{source}' (have: {', '.join(names) or 'none'})"
+            + (f"; {hint}" if hint else "")
+        )
     if len(rulesets) == 1:
         return rulesets[0]
     if not rulesets:
@@ -102,21 +116,44 @@ def pick_ruleset(rulesets: Sequence[RuleSet], source: str | None, webhook: Webho
 
 
 @main.command("dry-run")
-@click.option("--rules", "rules_paths", multiple=True, required=True,
-              type=click.Path(exists=True), help="Rule file or folder (repeatable).")
+@click.option(
+    "--rules",
+    "rules_paths",
+    multiple=True,
+    required=True,
+    type=click.Path(exists=True),
+    help="Rule file or folder (repeatable).",
+)
 @click.option("--source", help="Rule set name (the /hooks/{source} of the server).")
 @click.option("--topic", help="Use this topic instead of the one in the headers/body.")
-@click.option("-H", "--header", "headers", multiple=True, metavar="'Name: value'",
-              help="A request header (repeatable); overrides the .headers file.")
+@click.option(
+    "-H",
+    "--header",
+    "headers",
+    multiple=True,
+    metavar="'Name: value'",
+    help="A request header (repeatable); overrides the .headers file.",
+)
 @click.option("--no-headers-file", is_flag=True, help="Do not read PAYLOAD's .headers file.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
-@click.option("--explain", is_flag=True, help="Show why each rule matched or not, and "
-              "each param's expression, value and location.")
+@click.option(
+    "--explain",
+    is_flag=True,
+    help="Show why each rule matched or not, and each param's expression, value and location.",
+)
 @click.option("--curl", is_flag=True, help="Show each request as a curl command.")
 @click.argument("payloads", nargs=-1, required=True, type=click.Path())
-def dry_run(rules_paths: tuple[str, ...], source: str | None, topic: str | None,
-            headers: tuple[str, ...], no_headers_file: bool, as_json: bool, explain: bool,
-            curl: bool, payloads: tuple[str, ...]) -> None:
+def dry_run(
+    rules_paths: tuple[str, ...],
+    source: str | None,
+    topic: str | None,
+    headers: tuple[str, ...],
+    no_headers_file: bool,
+    as_json: bool,
+    explain: bool,
+    curl: bool,
+    payloads: tuple[str, ...],
+) -> None:
     """Show exactly what would be sent for webhook bodies in PAYLOADS, or why not.
 
     Headers come from PAYLOAD's .headers file beside it (NAME.json → NAME.headers)

@@ -52,9 +52,13 @@ def load(paths: Sequence[str | Path], env: Mapping[str, str] | None = None) -> L
         if ruleset is None or has_errors(diagnostics[before:]):
             continue
         if ruleset.name in seen:
-            diagnostics.append(Diagnostic(
-                "E107", f"rule set name '{ruleset.name}' is used twice ({seen[ruleset.name]})",
-                ruleset.where))
+            diagnostics.append(
+                Diagnostic(
+                    "E107",
+                    f"rule set name '{ruleset.name}' is used twice ({seen[ruleset.name]})",
+                    ruleset.where,
+                )
+            )
             continue
         seen[ruleset.name] = ruleset.files[0]
         rulesets.append(ruleset)
@@ -128,8 +132,14 @@ class _Compiler:
         self.diagnostics = diagnostics
         self.sources: dict[str, SourceFile] = {}
 
-    def error(self, code: str, message: str, loc: Location | None, hint: str | None = None,
-              severity: Any = "error") -> None:
+    def error(
+        self,
+        code: str,
+        message: str,
+        loc: Location | None,
+        hint: str | None = None,
+        severity: Any = "error",
+    ) -> None:
         line = None
         if loc is not None and loc.file in self.sources:
             line = self.sources[loc.file].line(loc.line)
@@ -145,8 +155,9 @@ class _Compiler:
         return compile_expression(text, names, self.diagnostics.append, self.source_line(file))
 
 
-def _compile_group(group: Group, env: Mapping[str, str], diagnostics: list[Diagnostic]
-                   ) -> RuleSet | None:
+def _compile_group(
+    group: Group, env: Mapping[str, str], diagnostics: list[Diagnostic]
+) -> RuleSet | None:
     comp = _Compiler(env, diagnostics)
     docs: list[LocatedDict] = []
     for path in group.files:
@@ -160,8 +171,12 @@ def _compile_group(group: Group, env: Mapping[str, str], diagnostics: list[Diagn
     for doc in docs[1:]:
         for key in HEADER_KEYS:
             if key in doc.key_locs:
-                comp.error("E108", f"'{key}' belongs in {head.source.path}, not in a file that "
-                           "adds to the rule set", doc.key_locs[key])
+                comp.error(
+                    "E108",
+                    f"'{key}' belongs in {head.source.path}, not in a file that "
+                    "adds to the rule set",
+                    doc.key_locs[key],
+                )
     name = head.get("name")
     if name is None and group.folder is not None:
         name = group.folder.name
@@ -170,10 +185,9 @@ def _compile_group(group: Group, env: Mapping[str, str], diagnostics: list[Diagn
         if not re.match(r"^[a-z0-9][a-z0-9_-]*$", name):
             comp.error("E104", "rule set needs 'name'", head.loc)
     topic = head.get("topic")
-    if topic is None:
-        if "topic" not in head.key_locs:
-            comp.error("E104", "rule set needs 'topic' (a header or an expression)", head.loc)
-        return None
+    if topic is None and "topic" not in head.key_locs:
+        comp.error("E104", "rule set needs 'topic' (a header or an expression)", head.loc)
+    topic = topic if isinstance(topic, LocatedDict) else {}
 
     merged: dict[str, LocatedDict] = {}
     for key in MERGED_KEYS:
@@ -185,8 +199,12 @@ def _compile_group(group: Group, env: Mapping[str, str], diagnostics: list[Diagn
                 continue
             for entry, value in part.items():
                 if entry in merged[key].key_locs:
-                    comp.error("E107", f"{key[:-1]} '{entry}' is defined twice (first at "
-                               f"{merged[key].key_locs[entry]})", part.key_locs[entry])
+                    comp.error(
+                        "E107",
+                        f"{key[:-1]} '{entry}' is defined twice (first at "
+                        f"{merged[key].key_locs[entry]})",
+                        part.key_locs[entry],
+                    )
                     continue
                 merged[key][entry] = value
                 merged[key].key_locs[entry] = part.key_locs[entry]
@@ -209,8 +227,11 @@ def _compile_group(group: Group, env: Mapping[str, str], diagnostics: list[Diagn
             if rule is None:
                 continue
             if rule.name in rule_names:
-                comp.error("E107", f"rule name '{rule.name}' is used twice (first at "
-                           f"{rule_names[rule.name]})", raw_rule.value_locs.get("name", loc))
+                comp.error(
+                    "E107",
+                    f"rule name '{rule.name}' is used twice (first at {rule_names[rule.name]})",
+                    raw_rule.value_locs.get("name", loc),
+                )
                 continue
             rule_names[rule.name] = loc
             rules.append(rule)
@@ -221,6 +242,8 @@ def _compile_group(group: Group, env: Mapping[str, str], diagnostics: list[Diagn
             comp.error("E107", f"test name '{test.name}' is used twice", test.where)
         test_names.add(test.name)
 
+    if not topic:
+        return None  # reported above; everything else was still checked
     return RuleSet(
         name=str(name),
         api_version=head.get("api_version") or "v1",
@@ -268,9 +291,12 @@ def _compile_vars(comp: _Compiler, raw: LocatedDict) -> dict[str, Any]:
             value, missing = interpolate(value, comp.env)
             for env_name, offset in missing:
                 loc = raw.value_locs[name]
-                comp.error("E303", f"environment variable {env_name} is not set (var '{name}'; "
-                           f"give a default with ${{{env_name}:-value}})",
-                           Location(loc.file, loc.line, loc.col + offset))
+                comp.error(
+                    "E303",
+                    f"environment variable {env_name} is not set (var '{name}'; "
+                    f"give a default with ${{{env_name}:-value}})",
+                    Location(loc.file, loc.line, loc.col + offset),
+                )
         out[name] = value
     return out
 
@@ -281,19 +307,21 @@ def _compile_tables(comp: _Compiler, raw: LocatedDict) -> dict[str, Table]:
         if not isinstance(spec, LocatedDict) or not isinstance(spec.get("map"), dict):
             continue
         mapping = {table_key(k): v for k, v in spec["map"].items()}
-        out[name] = Table(name, mapping, spec.get("default"), "default" in spec.key_locs,
-                          bool(spec.get("strict")))
+        out[name] = Table(
+            name, mapping, spec.get("default"), "default" in spec.key_locs, bool(spec.get("strict"))
+        )
     return out
 
 
-def _compile_rule(comp: _Compiler, raw: LocatedDict, loc: Location, names: Names,
-                  templates: LocatedDict) -> Rule | None:
+def _compile_rule(
+    comp: _Compiler, raw: LocatedDict, loc: Location, names: Names, templates: LocatedDict
+) -> Rule | None:
     name = raw.get("name")
     topics = raw.get("topics")
     if not name or not topics:
         return None
     events: list[EventSpec] = []
-    for index, raw_event in enumerate(raw.get("events") or ()):
+    for raw_event in raw.get("events") or ():
         if isinstance(raw_event, LocatedDict):
             event = _compile_event(comp, raw_event, names, templates)
             if event is not None:
@@ -308,8 +336,9 @@ def _compile_rule(comp: _Compiler, raw: LocatedDict, loc: Location, names: Names
     )
 
 
-def _compile_event(comp: _Compiler, raw: LocatedDict, names: Names, templates: LocatedDict
-                   ) -> EventSpec | None:
+def _compile_event(
+    comp: _Compiler, raw: LocatedDict, names: Names, templates: LocatedDict
+) -> EventSpec | None:
     event_type = raw.get("type")
     params: dict[str, tuple[Any, Location, LocatedDict]] = {}
     key_text = raw.get("key")
@@ -318,8 +347,12 @@ def _compile_event(comp: _Compiler, raw: LocatedDict, names: Names, templates: L
     if base_name is not None:
         base = templates.get(base_name)
         if not isinstance(base, LocatedDict):
-            comp.error("E304", f"undefined template '{base_name}'", raw.value_locs["extends"],
-                       _hint(base_name, templates))
+            comp.error(
+                "E304",
+                f"undefined template '{base_name}'",
+                raw.value_locs["extends"],
+                _hint(base_name, templates),
+            )
         else:
             for pname, pvalue in (base.get("params") or {}).items():
                 params[pname] = (pvalue, base["params"].key_locs[pname], base["params"])
@@ -339,8 +372,9 @@ def _compile_event(comp: _Compiler, raw: LocatedDict, names: Names, templates: L
             compiled.append(spec)
     key = comp.expr(key_text, names)
     type_loc = raw.value_locs.get("type", raw.loc)
-    for finding in catalogue.static_check(event_type, list(params), key_text is not None,
-                                          identify_by):
+    for finding in catalogue.static_check(
+        event_type, list(params), key_text is not None, identify_by
+    ):
         where = params[finding.param][1] if finding.param in params else type_loc
         comp.error(finding.code, finding.message, where, finding.hint, finding.severity)
     return EventSpec(
@@ -354,8 +388,9 @@ def _compile_event(comp: _Compiler, raw: LocatedDict, names: Names, templates: L
     )
 
 
-def _compile_param(comp: _Compiler, name: str, value: Any, loc: Location, names: Names
-                   ) -> ParamSpec | None:
+def _compile_param(
+    comp: _Compiler, name: str, value: Any, loc: Location, names: Names
+) -> ParamSpec | None:
     if isinstance(value, LocatedDict):
         expr = comp.expr(value.get("expr"), names)
         if "expr" in value.key_locs and expr is None:
@@ -406,21 +441,27 @@ def _compile_tests(comp: _Compiler, doc: LocatedDict) -> list[TestCase]:
                 raw_bytes = path.read_bytes()
                 side = sidecar_headers(path)
                 if side.is_file():
-                    headers.update(parse_header_lines(
-                        side.read_text(encoding="utf-8").splitlines(), str(side)))
+                    headers.update(
+                        parse_header_lines(side.read_text(encoding="utf-8").splitlines(), str(side))
+                    )
             except (OSError, UsageError) as exc:
-                comp.error("E305", f"test '{raw['name']}': cannot read {body_file}: {exc}",
-                           raw.value_locs["webhook"])
+                comp.error(
+                    "E305",
+                    f"test '{raw['name']}': cannot read {body_file}: {exc}",
+                    raw.value_locs["webhook"],
+                )
                 continue
         headers.update({k.lower(): str(v) for k, v in (raw.get("headers") or {}).items()})
-        out.append(TestCase(
-            name=raw["name"],
-            body=body,
-            body_file=str(body_file) if body_file is not None else None,
-            headers=headers,
-            topic=raw.get("topic"),
-            expect=dict(raw.get("expect") or {}),
-            where=loc,
-            raw=raw_bytes,
-        ))
+        out.append(
+            TestCase(
+                name=raw["name"],
+                body=body,
+                body_file=str(body_file) if body_file is not None else None,
+                headers=headers,
+                topic=raw.get("topic"),
+                expect=dict(raw.get("expect") or {}),
+                where=loc,
+                raw=raw_bytes,
+            )
+        )
     return out

@@ -26,6 +26,7 @@ import email.utils
 import functools
 import math
 import re
+import reprlib
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -56,7 +57,7 @@ def parse_datetime(value: str | int | float | None) -> datetime | None:
         try:
             moment = email.utils.parsedate_to_datetime(text)
         except (TypeError, ValueError, IndexError) as exc:
-            raise ValueError(f"cannot read {value!r} as a date-time") from exc
+            raise ValueError(f"cannot read {reprlib.repr(value)} as a date-time") from exc
     return moment.replace(microsecond=0)
 
 

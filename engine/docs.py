@@ -109,11 +109,20 @@ def _cell(text: Any) -> str:
 
 
 def _object_section(obj: s.Obj) -> list[str]:
-    lines = [f"### {obj.title}", "", obj.doc, "", "| key | type | default | description |",
-             "|---|---|---|---|"]
+    lines = [
+        f"### {obj.title}",
+        "",
+        obj.doc,
+        "",
+        "| key | type | default | description |",
+        "|---|---|---|---|",
+    ]
     for f in obj.fields:
-        default = "required" if f.required else (
-            f"`{json.dumps(f.default)}`" if f.default is not None else "")
+        default = (
+            "required"
+            if f.required
+            else (f"`{json.dumps(f.default)}`" if f.default is not None else "")
+        )
         doc = f.doc + (f" Example: `{f.example}`." if f.example else "")
         lines.append(f"| `{f.name}` | {_type_text(f.type)} | {default} | {_cell(doc)} |")
     for group in obj.one_of:
@@ -124,16 +133,23 @@ def _object_section(obj: s.Obj) -> list[str]:
 
 
 def _functions_section() -> list[str]:
-    lines = ["## Functions", "",
-             "Besides JMESPath's built-ins (`length`, `join`, `to_string`, `to_number`, "
-             "`merge`, `sort_by`, ...), expressions can call these. Every example below is "
-             "run by the test suite.", ""]
+    lines = [
+        "## Functions",
+        "",
+        "Besides JMESPath's built-ins (`length`, `join`, `to_string`, `to_number`, "
+        "`merge`, `sort_by`, ...), expressions can call these. Every example below is "
+        "run by the test suite.",
+        "",
+    ]
     for name in sorted(functions.SPECS):
         spec = functions.SPECS[name]
         lines += [f"### `{spec.usage}`", "", spec.summary, ""]
         for example in spec.examples:
-            data = "" if example.data is None else (
-                f"  (on `{json.dumps(example.data, ensure_ascii=False)}`)")
+            data = (
+                ""
+                if example.data is None
+                else (f"  (on `{json.dumps(example.data, ensure_ascii=False)}`)")
+            )
             result = json.dumps(example.result, ensure_ascii=False)
             lines.append(f"* `{example.expression}` → `{result}`{data}")
         lines.append("")
@@ -141,21 +157,31 @@ def _functions_section() -> list[str]:
 
 
 def _codes_section() -> list[str]:
-    lines = ["## Codes", "",
-             "`E`/`W` codes come from `hookmap validate` (rule files); `V` codes are problems "
-             "with a produced event (it is not sent), `W1xx` warnings about one.", "",
-             "| code | meaning |", "|---|---|"]
+    lines = [
+        "## Codes",
+        "",
+        "`E`/`W` codes come from `hookmap validate` (rule files); `V` codes are problems "
+        "with a produced event (it is not sent), `W1xx` warnings about one.",
+        "",
+        "| code | meaning |",
+        "|---|---|",
+    ]
     lines += [f"| `{code}` | {_cell(meaning)} |" for code, meaning in CODES.items()]
     lines.append("")
     return lines
 
 
 def _catalogue_section() -> list[str]:
-    lines = ["## Event catalogue", "",
-             "Standard event types and their params. Any other `type` is a custom event and "
-             "gets the generic checks only. The contact is identified by `keyValue` or by a "
-             "param named (case-insensitively) one of: "
-             + ", ".join(f"`{n}`" for n in catalogue.IDENTIFIER_NAMES) + ".", ""]
+    lines = [
+        "## Event catalogue",
+        "",
+        "Standard event types and their params. Any other `type` is a custom event and "
+        "gets the generic checks only. The contact is identified by `keyValue` or by a "
+        "param named (case-insensitively) one of: "
+        + ", ".join(f"`{n}`" for n in catalogue.IDENTIFIER_NAMES)
+        + ".",
+        "",
+    ]
     for key, event in catalogue.EVENT_TYPES.items():
         lines += [f"### `{key}`", ""]
         if event.one_of:
@@ -165,10 +191,12 @@ def _catalogue_section() -> list[str]:
             shape = ""
             if f.shape is not None:
                 shape = ", ".join(
-                    f"`{k.name}`" + ("*" if k.required else "") for k in f.shape.fields)
+                    f"`{k.name}`" + ("*" if k.required else "") for k in f.shape.fields
+                )
             kind = f.kind.value + (f" ({', '.join(f.choices)})" if f.choices else "")
-            lines.append(f"| `{f.name}` | {_cell(kind)} | {'yes' if f.required else ''} | "
-                         f"{shape} |")
+            lines.append(
+                f"| `{f.name}` | {_cell(kind)} | {'yes' if f.required else ''} | {shape} |"
+            )
         lines.append("")
     lines += ["`*` marks keys required inside an object or list element.", ""]
     return lines

@@ -13,7 +13,8 @@ Exceptions are for things that stop an operation, and carry an exit code for the
     HookmapError                      exit 1
     ├── RuleLoadError                 the rules did not load: .diagnostics holds why
     ├── EvaluationError               an expression failed on a webhook (type, arity)
-    │   └── UnknownLookupValue        a strict table has no entry for a value
+    │   ├── UnknownLookupValue        a strict table has no entry for a value
+    │   └── InvalidArgument           a function got a value it cannot use (also ValueError)
     └── UsageError                    exit 2: bad command line or unreadable input
         └── PayloadError              a webhook body is not valid JSON (with line/col)
 """
@@ -185,6 +186,17 @@ class UnknownLookupValue(EvaluationError):
         self.table = table
         self.value = value
         super().__init__(f"table '{table}' has no entry for {value!r}")
+
+
+class InvalidArgument(EvaluationError, ValueError):
+    """A function got a value of the right type that it cannot use.
+
+    A ValueError too, as jmespath's own errors are, so callers catching either see it.
+    """
+
+    def __init__(self, function: str, message: str) -> None:
+        self.function = function
+        super().__init__(f"{function}(): {message}")
 
 
 class UsageError(HookmapError):

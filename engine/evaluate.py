@@ -55,8 +55,14 @@ class Skipped:
 
 
 #: Errors an expression may raise on a bad webhook; anything else is a bug and propagates.
-EXPRESSION_ERRORS = (jp_exc.JMESPathError, EvaluationError, ValueError, TypeError,
-                     ArithmeticError, OverflowError)
+EXPRESSION_ERRORS = (
+    jp_exc.JMESPathError,
+    EvaluationError,
+    ValueError,
+    TypeError,
+    ArithmeticError,
+    OverflowError,
+)
 
 
 def truthy(value: Any) -> bool:
@@ -75,9 +81,7 @@ def run(expr: Expression, data: Any, options: jmespath.Options) -> Any:
     return expr.search(data, options)
 
 
-def evaluate_rule(
-    rule: Rule, body: Any, options: jmespath.Options
-) -> Iterator[Produced | Skipped]:
+def evaluate_rule(rule: Rule, body: Any, options: jmespath.Options) -> Iterator[Produced | Skipped]:
     """Every event ``rule`` produces for ``body`` (the rule already matched)."""
     index = 0
     for spec in rule.events:
@@ -87,8 +91,9 @@ def evaluate_rule(
                     yield Skipped(rule, spec, f"when `{spec.when.source}` is false")
                     continue
             except EXPRESSION_ERRORS as exc:
-                problem = Problem("V111", f"`when` failed: {describe_error(exc)}", None,
-                                  where=spec.when.where)
+                problem = Problem(
+                    "V111", f"`when` failed: {describe_error(exc)}", None, where=spec.when.where
+                )
                 yield Produced(rule, spec, index, None, (), (problem,), ())
                 index += 1
                 continue
@@ -97,8 +102,12 @@ def evaluate_rule(
             try:
                 found = run(spec.for_each, body, options)
             except EXPRESSION_ERRORS as exc:
-                problem = Problem("V111", f"`for_each` failed: {describe_error(exc)}", None,
-                                  where=spec.for_each.where)
+                problem = Problem(
+                    "V111",
+                    f"`for_each` failed: {describe_error(exc)}",
+                    None,
+                    where=spec.for_each.where,
+                )
                 yield Produced(rule, spec, index, None, (), (problem,), ())
                 index += 1
                 continue
@@ -106,9 +115,13 @@ def evaluate_rule(
                 yield Skipped(rule, spec, f"for_each `{spec.for_each.source}` is empty")
                 continue
             if not isinstance(found, list):
-                problem = Problem("V114", f"for_each `{spec.for_each.source}` must give an "
-                                  f"array, got {type(found).__name__}", None,
-                                  where=spec.for_each.where)
+                problem = Problem(
+                    "V114",
+                    f"for_each `{spec.for_each.source}` must give an "
+                    f"array, got {type(found).__name__}",
+                    None,
+                    where=spec.for_each.where,
+                )
                 yield Produced(rule, spec, index, None, (), (problem,), ())
                 index += 1
                 continue
@@ -118,16 +131,18 @@ def evaluate_rule(
             index += 1
 
 
-def _produce(rule: Rule, spec: EventSpec, index: int, data: Any, options: jmespath.Options
-             ) -> Produced:
+def _produce(
+    rule: Rule, spec: EventSpec, index: int, data: Any, options: jmespath.Options
+) -> Produced:
     problems: list[Problem] = []
     key_value: Any = None
     if spec.key is not None:
         try:
             key_value = run(spec.key, data, options)
         except EXPRESSION_ERRORS as exc:
-            problems.append(Problem("V111", f"key: {describe_error(exc)}", None,
-                                    where=spec.key.where))
+            problems.append(
+                Problem("V111", f"key: {describe_error(exc)}", None, where=spec.key.where)
+            )
     params: list[tuple[str, Any]] = []
     traces: list[ParamTrace] = []
     for param in spec.params:
@@ -140,8 +155,9 @@ def _produce(rule: Rule, spec: EventSpec, index: int, data: Any, options: jmespa
     return Produced(rule, spec, index, key_value, tuple(params), tuple(problems), tuple(traces))
 
 
-def _param(param: ParamSpec, data: Any, options: jmespath.Options
-           ) -> tuple[Any, Outcome, Problem | None]:
+def _param(
+    param: ParamSpec, data: Any, options: jmespath.Options
+) -> tuple[Any, Outcome, Problem | None]:
     if param.expr is None:
         return param.const, "const", None
     try:
@@ -149,20 +165,29 @@ def _param(param: ParamSpec, data: Any, options: jmespath.Options
     except UnknownLookupValue as exc:
         return None, "problem", Problem("V112", str(exc), param.name, where=param.where)
     except EXPRESSION_ERRORS as exc:
-        return None, "problem", Problem("V111", describe_error(exc), param.name,
-                                        where=param.where)
+        return None, "problem", Problem("V111", describe_error(exc), param.name, where=param.where)
     if value is None:
         if param.has_default:
             return param.default, "default", None
         if param.required or param.on_null == "error":
-            return None, "problem", Problem(
-                "V101", f"`{param.expr.source}` gave null", param.name, where=param.where)
+            return (
+                None,
+                "problem",
+                Problem("V101", f"`{param.expr.source}` gave null", param.name, where=param.where),
+            )
         return None, "omitted", None
     if value == "":
         if param.on_empty == "omit":
             return value, "omitted", None
         if param.on_empty == "error" or param.required:
-            return value, "problem", Problem(
-                "V101", f"`{param.expr.source}` gave an empty string", param.name,
-                where=param.where)
+            return (
+                value,
+                "problem",
+                Problem(
+                    "V101",
+                    f"`{param.expr.source}` gave an empty string",
+                    param.name,
+                    where=param.where,
+                ),
+            )
     return value, "sent", None

@@ -67,8 +67,11 @@ def compile_expression(
         return None
     except jp_exc.ParseError as exc:
         found = f" near {exc.token_value!r}" if exc.token_value not in (None, "") else ""
-        message = "incomplete expression" if isinstance(
-            exc, jp_exc.IncompleteExpressionError) else f"{exc.msg}{found}"
+        message = (
+            "incomplete expression"
+            if isinstance(exc, jp_exc.IncompleteExpressionError)
+            else f"{exc.msg}{found}"
+        )
         emit("E203", f"JMESPath syntax error: {message}", exc.lex_position or 0)
         return None
     except jp_exc.JMESPathError as exc:  # e.g. an invalid JSON literal
@@ -86,8 +89,12 @@ def compile_expression(
         bounds = functions.arity(name)
         if bounds is None:
             ok = False
-            emit("E201", f"unknown function '{name}'", offset,
-                 did_you_mean(name, functions.function_table()))
+            emit(
+                "E201",
+                f"unknown function '{name}'",
+                offset,
+                did_you_mean(name, functions.function_table()),
+            )
             continue
         low, high = bounds
         if len(args) < low or (high is not None and len(args) > high):
@@ -96,12 +103,15 @@ def compile_expression(
             emit("E202", f"{name}() takes {wanted} argument(s), got {len(args)}", offset)
             continue
         spec = functions.SPECS.get(name)
-        for index, kind in (spec.literal_args.items() if spec else ()):
+        for index, kind in spec.literal_args.items() if spec else ():
             arg = args[index]
             if arg.get("type") != "literal" or not isinstance(arg.get("value"), str):
                 ok = False
-                emit("E204", f"{name}() needs the {kind} name as a quoted literal, "
-                     f"e.g. {name}('name', ...)", offset)
+                emit(
+                    "E204",
+                    f"{name}() needs the {kind} name as a quoted literal, e.g. {name}('name', ...)",
+                    offset,
+                )
                 continue
             ref = arg["value"]
             known = names.tables if kind == "table" else names.vars

@@ -41,7 +41,7 @@ from jmespath import exceptions as jp_exceptions
 from jmespath import functions as jp_functions
 
 from engine import datetimes
-from engine.errors import EvaluationError, UnknownLookupValue
+from engine.errors import InvalidArgument, UnknownLookupValue
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -65,17 +65,6 @@ def signature_arity(arguments: Sequence[ArgSpec]) -> tuple[int, int | None]:
     low = sum(1 for argument in arguments if not argument.get("optional"))
     high = None if arguments and arguments[-1].get("variadic") else len(arguments)
     return low, high
-
-
-class InvalidArgument(EvaluationError, ValueError):
-    """A function got a value of the right type that it cannot use.
-
-    A ValueError too, as jmespath's own errors are, so callers catching either see it.
-    """
-
-    def __init__(self, function: str, message: str) -> None:
-        self.function = function
-        super().__init__(f"{function}(): {message}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -276,6 +265,16 @@ class EngineFunctions(jp_functions.Functions):
     def _func_default(self, value: Any, fallback: Any) -> Any:
         return fallback if _missing(value) else value
 
+    @signature({"types": []})
+    def _func_compact(self, value: Any) -> Any:
+        # A projection such as line_items[].{...} keeps every key, null or not; the CDP
+        # would store "null" strings, so rules drop them here.
+        if isinstance(value, dict):
+            return {k: v for k, v in value.items() if not _missing(v)}
+        if isinstance(value, list):
+            return [self._func_compact(v) if isinstance(v, dict) else v for v in value]
+        return value
+
     # -- numbers ---------------------------------------------------------------
 
     @signature({"types": ["number", "null"]}, {"types": ["number"]})
@@ -367,8 +366,8 @@ def _text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
-        # 15 significant digits are what a double holds exactly, so 0.1 + 0.2 reads
-        # 0.3; "f" then spells out exponents (1e+20), as shop amounts are written
+        # a double keeps 15 significant decimal digits faithfully, so cutting there
+        # turns 0.1 + 0.2 back into 0.3; "f" spells out exponents (1e+20 -> 1000...)
         cleaned = Decimal(format(value, ".15g"))
         return "0" if cleaned.is_zero() else format(cleaned, "f")
     return str(value)
@@ -441,6 +440,7 @@ def _to_decimal(value: str | float) -> Decimal | None:
 
 
 def _digits(function: str, digits: float) -> int:
+    # 20 is more than any currency or unit needs, and stops a typo printing 200 zeros
     if (isinstance(digits, float) and not digits.is_integer()) or not 0 <= digits <= 20:
         raise InvalidArgument(function, f"digits must be a whole number 0 to 20, got {digits!r}")
     return int(digits)
@@ -587,6 +587,13 @@ spec(
         {"email": "", "contact_email": None, "customer": {"email": "ann@example.com"}},
     ),
     Example("coalesce(`null`, '')", None),
+)
+spec(
+    "compact(value)",
+    'An object without its null and `""` entries; for an array, each object in it.',
+    Example("compact(@)", {"sku": "A"}, {"sku": "A", "image": None, "note": ""}),
+    Example("compact(lines[].{id: id, image: image})", [{"id": 1}, {"id": 2, "image": "i.png"}],
+            {"lines": [{"id": 1}, {"id": 2, "image": "i.png"}]}),
 )
 spec(
     "default(value, fallback)",

@@ -143,8 +143,9 @@ class Reader:
             return self._read_any(node)
         if not isinstance(node, yaml.ScalarNode):
             kind = "a list" if isinstance(node, yaml.SequenceNode) else "a mapping"
-            self.report("E103", f"{where} must be {_article(typ.label)}, not {kind}",
-                        self.loc(node))
+            self.report(
+                "E103", f"{where} must be {_article(typ.label)}, not {kind}", self.loc(node)
+            )
             return None
         value = self.scalar(node)
         if isinstance(typ, s.Scalar):
@@ -153,8 +154,12 @@ class Reader:
             if not isinstance(value, str) or value not in typ.values:
                 allowed = ", ".join(typ.values)
                 hint = did_you_mean(str(value), typ.values)
-                self.report("E106", f"{where} must be one of {allowed}, not {value!r}",
-                            self.loc(node), hint=hint)
+                self.report(
+                    "E106",
+                    f"{where} must be one of {allowed}, not {value!r}",
+                    self.loc(node),
+                    hint=hint,
+                )
                 return None
             return value
         if isinstance(typ, s.Bool):
@@ -166,8 +171,12 @@ class Reader:
         if isinstance(typ, s.Expr):
             if not isinstance(value, str):
                 # numbers and booleans are valid JMESPath only as literals: say so
-                self.report("E103", f"{where} must be an expression string, not "
-                            f"{_kind(value)} (quote it, or use `const`)", self.loc(node))
+                self.report(
+                    "E103",
+                    f"{where} must be an expression string, not "
+                    f"{_kind(value)} (quote it, or use `const`)",
+                    self.loc(node),
+                )
                 return None
             text = ExprText(value)
             text.node = node
@@ -175,12 +184,10 @@ class Reader:
             return text
         if isinstance(typ, s.Str):
             if not isinstance(value, str):
-                self.report("E103", f"{where} must be a string, not {_kind(value)}",
-                            self.loc(node))
+                self.report("E103", f"{where} must be a string, not {_kind(value)}", self.loc(node))
                 return None
             if typ.pattern and not re.match(typ.pattern, value):
-                self.report("E106", f"{where} {value!r} must match {typ.pattern}",
-                            self.loc(node))
+                self.report("E106", f"{where} {value!r} must match {typ.pattern}", self.loc(node))
                 return None
             return value
         return value
@@ -195,8 +202,9 @@ class Reader:
         force_error: bool = False,
     ) -> Any:
         if force_error or not isinstance(value, py):
-            self.report("E103", f"{where} must be {_article(typ.label)}, not {_kind(value)}",
-                        self.loc(node))
+            self.report(
+                "E103", f"{where} must be {_article(typ.label)}, not {_kind(value)}", self.loc(node)
+            )
             return None
         return value
 
@@ -207,8 +215,11 @@ class Reader:
             return [self._read_any(n) for n in node.value]
         out: dict[Any, Any] = {}
         for key_node, value_node in _pairs(node):
-            out[self.scalar(key_node) if isinstance(key_node, yaml.ScalarNode)
-                else str(key_node.value)] = self._read_any(value_node)
+            out[
+                self.scalar(key_node)
+                if isinstance(key_node, yaml.ScalarNode)
+                else str(key_node.value)
+            ] = self._read_any(value_node)
         return out
 
     def _read_one_of(self, node: yaml.Node, typ: s.OneOf, where: str) -> Any:
@@ -255,8 +266,12 @@ class Reader:
                 continue
             key = str(key)
             if key in seen:
-                self.report("E105", f"duplicate key '{key}' in {where or 'the rule set'} (first at line "
-                            f"{seen[key].line})", key_loc)
+                self.report(
+                    "E105",
+                    f"duplicate key '{key}' in {where or 'the rule set'} (first at line "
+                    f"{seen[key].line})",
+                    key_loc,
+                )
                 continue
             seen[key] = key_loc
             yield key, value_node, key_loc
@@ -269,8 +284,12 @@ class Reader:
         for key, value_node, key_loc in self._keys(node, where):
             field = typ.field(key)
             if field is None:
-                self.report("E102", f"unknown key '{key}' in {where or 'the rule set'}", key_loc,
-                            hint=did_you_mean(key, names) or f"expected one of {', '.join(names)}")
+                self.report(
+                    "E102",
+                    f"unknown key '{key}' in {where or 'the rule set'}",
+                    key_loc,
+                    hint=did_you_mean(key, names) or f"expected one of {', '.join(names)}",
+                )
                 continue
             out.key_locs[key] = key_loc
             out.value_locs[key] = self.loc(value_node)
@@ -281,11 +300,16 @@ class Reader:
         for group in typ.exclusive:
             given = [k for k in group if k in out.key_locs]
             if len(given) > 1:
-                self.report("E106", f"{where or 'the rule set'}: give only one of {', '.join(group)}",
-                            out.key_locs[given[1]])
+                self.report(
+                    "E106",
+                    f"{where or 'the rule set'}: give only one of {', '.join(group)}",
+                    out.key_locs[given[1]],
+                )
         for group in typ.one_of:
             if not any(k in out.key_locs for k in group):
-                self.report("E104", f"{where or 'the rule set'} needs one of {', '.join(group)}", out.loc)
+                self.report(
+                    "E104", f"{where or 'the rule set'} needs one of {', '.join(group)}", out.loc
+                )
         return out
 
     def _read_map(self, node: yaml.Node, typ: s.MapOf, where: str) -> LocatedDict | None:
@@ -323,7 +347,9 @@ def _pairs(node: yaml.Node) -> list[tuple[yaml.Node, yaml.Node]]:
     merged: list[tuple[yaml.Node, yaml.Node]] = []
     for key_node, value_node in node.value:
         if key_node.tag == "tag:yaml.org,2002:merge":
-            sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+            sources = (
+                value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+            )
             for source in sources:
                 if isinstance(source, yaml.MappingNode):
                     merged.extend(_pairs(source))

@@ -130,8 +130,9 @@ def process(ruleset: RuleSet, webhook: Webhook, body: Any = None) -> Result:
     ``body`` may be given when the caller already decoded it.
     """
     data = decode_body(webhook) if body is None else body
-    context = EvalContext(root=data, headers=webhook.headers, vars=ruleset.vars,
-                          tables=ruleset.tables)
+    context = EvalContext(
+        root=data, headers=webhook.headers, vars=ruleset.vars, tables=ruleset.tables
+    )
     topic = find_topic(ruleset, webhook, data, context)
     context = dataclasses.replace(context, topic=topic)
     options = make_options(context)
@@ -141,29 +142,50 @@ def process(ruleset: RuleSet, webhook: Webhook, body: Any = None) -> Result:
     skipped: list[str] = []
     for rule in ruleset.rules:
         if not rule.matches_topic(topic):
-            traces.append(RuleTrace(rule.name, False, f"topic '{topic}' is not one of "
-                                    f"{', '.join(rule.topics)}", rule.where))
+            traces.append(
+                RuleTrace(
+                    rule.name,
+                    False,
+                    f"topic '{topic}' is not one of {', '.join(rule.topics)}",
+                    rule.where,
+                )
+            )
             continue
         if rule.when is not None:
             try:
                 ok = truthy(rule.when.search(data, options))
             except EXPRESSION_ERRORS as exc:
-                traces.append(RuleTrace(rule.name, False, f"when `{rule.when.source}` "
-                                        f"failed: {describe_error(exc)}", rule.where))
+                traces.append(
+                    RuleTrace(
+                        rule.name,
+                        False,
+                        f"when `{rule.when.source}` failed: {describe_error(exc)}",
+                        rule.where,
+                    )
+                )
                 continue
             if not ok:
-                traces.append(RuleTrace(rule.name, False, f"when `{rule.when.source}` is "
-                                        "false", rule.where))
+                traces.append(
+                    RuleTrace(rule.name, False, f"when `{rule.when.source}` is false", rule.where)
+                )
                 continue
-        traces.append(RuleTrace(rule.name, True, "topic matched" + (
-            f" and `{rule.when.source}` is true" if rule.when else ""), rule.where, rule.ignore))
+        traces.append(
+            RuleTrace(
+                rule.name,
+                True,
+                "topic matched" + (f" and `{rule.when.source}` is true" if rule.when else ""),
+                rule.where,
+                rule.ignore,
+            )
+        )
         for item in evaluate_rule(rule, data, options):
             if isinstance(item, Skipped):
                 skipped.append(f"{rule.name}: {item.spec.type}: {item.reason}")
                 continue
             events.append(finish(item, ruleset.api_version))
-    return Result(ruleset.name, ruleset.api_version, topic, tuple(events), tuple(traces),
-                  tuple(skipped))
+    return Result(
+        ruleset.name, ruleset.api_version, topic, tuple(events), tuple(traces), tuple(skipped)
+    )
 
 
 def finish(item: Produced, version: Any) -> EventResult:
@@ -182,8 +204,16 @@ def finish(item: Produced, version: Any) -> EventResult:
     size = checks.check_body_size(body_bytes(body))
     if size is not None:
         problems.append(size)
-    return EventResult(item.rule.name, item.index, item.spec.type, body, tuple(problems),
-                       result.contact, item.traces, item.spec.where)
+    return EventResult(
+        item.rule.name,
+        item.index,
+        item.spec.type,
+        body,
+        tuple(problems),
+        result.contact,
+        item.traces,
+        item.spec.where,
+    )
 
 
 def _locate(problems: tuple[Problem, ...], item: Produced) -> list[Problem]:

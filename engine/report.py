@@ -21,8 +21,11 @@ def contact_text(event: EventResult) -> str:
     if event.contact is None:
         return "contact: none"
     c = event.contact
-    return f"contact: {c.by} {c.name}={c.value!r}" if c.by == "param" else (
-        f"contact: keyValue={c.value!r}")
+    return (
+        f"contact: {c.by} {c.name}={c.value!r}"
+        if c.by == "param"
+        else (f"contact: keyValue={c.value!r}")
+    )
 
 
 def result_json(result: Result, origin: str, explain: bool = False) -> dict[str, Any]:
@@ -51,8 +54,9 @@ def result_json(result: Result, origin: str, explain: bool = False) -> dict[str,
                 "index": e.index,
                 "eventTypeKey": e.event_type,
                 "sent": e.ok,
-                "contact": None if e.contact is None else {
-                    "by": e.contact.by, "name": e.contact.name, "value": e.contact.value},
+                "contact": None
+                if e.contact is None
+                else {"by": e.contact.by, "name": e.contact.name, "value": e.contact.value},
                 "warnings": [p.as_dict() for p in e.warnings],
             }
             for e in result.events
@@ -61,8 +65,12 @@ def result_json(result: Result, origin: str, explain: bool = False) -> dict[str,
     if explain:
         doc["explain"] = {
             "rules": [
-                {"rule": r.rule, "matched": r.matched, "reason": r.reason,
-                 "where": str(r.where) if r.where else None}
+                {
+                    "rule": r.rule,
+                    "matched": r.matched,
+                    "reason": r.reason,
+                    "where": str(r.where) if r.where else None,
+                }
                 for r in result.rules
             ],
             "skipped": list(result.skipped),
@@ -72,8 +80,13 @@ def result_json(result: Result, origin: str, explain: bool = False) -> dict[str,
                     "index": e.index,
                     "eventTypeKey": e.event_type,
                     "params": [
-                        {"name": t.name, "expression": t.source, "value": t.value,
-                         "outcome": t.outcome, "where": str(t.where) if t.where else None}
+                        {
+                            "name": t.name,
+                            "expression": t.source,
+                            "value": t.value,
+                            "outcome": t.outcome,
+                            "where": str(t.where) if t.where else None,
+                        }
                         for t in e.traces
                     ],
                 }
@@ -83,11 +96,14 @@ def result_json(result: Result, origin: str, explain: bool = False) -> dict[str,
     return doc
 
 
-def result_text(result: Result, origin: str, destination: Destination, explain: bool = False,
-                curl: bool = False) -> str:
+def result_text(
+    result: Result, origin: str, destination: Destination, explain: bool = False, curl: bool = False
+) -> str:
     """The readable dry-run report of one webhook."""
-    lines = [f"{origin}: rule set '{result.ruleset}' ({result.api_version}), "
-             f"topic {result.topic or '(none)'}"]
+    lines = [
+        f"{origin}: rule set '{result.ruleset}' ({result.api_version}), "
+        f"topic {result.topic or '(none)'}"
+    ]
     if explain:
         for r in result.rules:
             mark = "matched" if r.matched else "skipped"
@@ -100,8 +116,10 @@ def result_text(result: Result, origin: str, destination: Destination, explain: 
     url = destination.event_url(result.api_version)
     for e in result.events:
         status = "SEND" if e.ok else "DROP"
-        lines.append(f"  {status} {e.event_type} #{e.index} (rule {e.rule}"
-                     f"{f', {e.where}' if e.where else ''}) {contact_text(e)}")
+        lines.append(
+            f"  {status} {e.event_type} #{e.index} (rule {e.rule}"
+            f"{f', {e.where}' if e.where else ''}) {contact_text(e)}"
+        )
         for p in e.problems:
             lines.append(f"    {_problem_line(p)}")
         if explain:
@@ -109,8 +127,10 @@ def result_text(result: Result, origin: str, destination: Destination, explain: 
                 value = json.dumps(t.value, ensure_ascii=False)
                 if len(value) > 120:
                     value = value[:117] + "..."
-                lines.append(f"    {t.name} = {value}  [{t.outcome}] <- {t.source}"
-                             f"{f'  ({t.where})' if t.where else ''}")
+                lines.append(
+                    f"    {t.name} = {value}  [{t.outcome}] <- {t.source}"
+                    f"{f'  ({t.where})' if t.where else ''}"
+                )
         if e.ok and e.body is not None:
             if curl:
                 # not indented: the heredoc's closing word must start its line
@@ -127,7 +147,7 @@ def curl_command(url: str, body: dict[str, Any]) -> str:
     payload = body_bytes(body).decode("utf-8")
     return (
         f"curl -sS -X POST '{url}' \\\n"
-        f"  -u \"{USER}:${API_KEY_ENV}\" \\\n"
+        f'  -u "{USER}:${API_KEY_ENV}" \\\n'
         "  -H 'Content-Type: application/json; charset=UTF-8' \\\n"
         "  -H 'Accept: application/json' \\\n"
         "  --data-binary @- <<'HOOKMAP_BODY'\n"

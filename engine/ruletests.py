@@ -48,8 +48,9 @@ def run_case(ruleset: RuleSet, case: TestCase) -> TestOutcome:
     try:
         result = process(ruleset, webhook_for(case))
     except HookmapError as exc:
-        return TestOutcome(ruleset.name, case.name, (f"webhook could not be processed: {exc}",),
-                           case.where)
+        return TestOutcome(
+            ruleset.name, case.name, (f"webhook could not be processed: {exc}",), case.where
+        )
     failures = check_expectations(case.expect, result)
     return TestOutcome(ruleset.name, case.name, tuple(failures), case.where)
 
@@ -68,8 +69,9 @@ def check_expectations(expect: dict[str, Any] | Any, result: Result) -> list[str
     if expect.get("ignored") and not result.ignored:
         failures.append(f"expected the webhook to be ignored: {result.summary()}")
     if "events" in expect:
-        failures.extend(_compare_events(expect["events"] or [], result.sent,
-                                        expect.get("match") or "exact"))
+        failures.extend(
+            _compare_events(expect["events"] or [], result.sent, expect.get("match") or "exact")
+        )
     failures.extend(_compare_dropped(expect.get("dropped"), result))
     return failures
 
@@ -118,8 +120,10 @@ def _compare_events(expected: list[Any], actual: list[dict[str, Any]], mode: str
         want_view["params"] = _params(want)
         have_view = _view(want, have, subset=mode == "subset")
         if want_view != have_view:
-            failures.append(f"event {index} ({have.get('eventTypeKey')}) differs:\n"
-                            + diff(want_view, have_view))
+            failures.append(
+                f"event {index} ({have.get('eventTypeKey')}) differs:\n"
+                + diff(want_view, have_view)
+            )
     for index in range(len(expected), len(actual)):
         failures.append(f"unexpected event {index}:\n{json.dumps(actual[index], indent=2)}")
     return failures
@@ -128,10 +132,15 @@ def _compare_events(expected: list[Any], actual: list[dict[str, Any]], mode: str
 def _compare_dropped(expected: Any, result: Result) -> list[str]:
     dropped = result.dropped
     if not expected:
-        return [f"unexpected dropped event: {e.event_type} from rule '{e.rule}': "
-                + "; ".join(f"{p.code} {p.param or ''}: {p.message}" for p in e.problems
-                            if p.severity == "error")
-                for e in dropped]
+        return [
+            f"unexpected dropped event: {e.event_type} from rule '{e.rule}': "
+            + "; ".join(
+                f"{p.code} {p.param or ''}: {p.message}"
+                for p in e.problems
+                if p.severity == "error"
+            )
+            for e in dropped
+        ]
     failures: list[str] = []
     if len(expected) != len(dropped):
         failures.append(f"expected {len(expected)} dropped event(s), got {len(dropped)}")
@@ -140,19 +149,28 @@ def _compare_dropped(expected: Any, result: Result) -> list[str]:
             failures.append(f"dropped {index}: must be a mapping")
             continue
         if "eventTypeKey" in want and want["eventTypeKey"] != have.event_type:
-            failures.append(f"dropped {index}: eventTypeKey {have.event_type!r}, "
-                            f"expected {want['eventTypeKey']!r}")
+            failures.append(
+                f"dropped {index}: eventTypeKey {have.event_type!r}, "
+                f"expected {want['eventTypeKey']!r}"
+            )
         if "rule" in want and want["rule"] != have.rule:
             failures.append(f"dropped {index}: rule {have.rule!r}, expected {want['rule']!r}")
         got = {(p.code, p.param) for p in have.problems}
         for problem in want.get("problems") or ():
-            code, param = (problem.get("code"), problem.get("param")) if isinstance(
-                problem, dict) else (problem, None)
+            code, param = (
+                (problem.get("code"), problem.get("param"))
+                if isinstance(problem, dict)
+                else (problem, None)
+            )
             if not any(c == code and (param is None or p == param) for c, p in got):
-                listed = ", ".join(f"{c}({p})" if p else c for c, p in sorted(
-                    got, key=lambda x: (x[0], x[1] or "")))
-                failures.append(f"dropped {index}: expected problem {code}"
-                                f"{f'({param})' if param else ''}, got {listed}")
+                listed = ", ".join(
+                    f"{c}({p})" if p else c
+                    for c, p in sorted(got, key=lambda x: (x[0], x[1] or ""))
+                )
+                failures.append(
+                    f"dropped {index}: expected problem {code}"
+                    f"{f'({param})' if param else ''}, got {listed}"
+                )
     return failures
 
 

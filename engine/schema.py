@@ -171,9 +171,7 @@ class Obj(Type):
         if required:
             out["required"] = required
         if self.one_of:
-            out["allOf"] = [
-                {"oneOf": [{"required": [k]} for k in keys]} for keys in self.one_of
-            ]
+            out["allOf"] = [{"oneOf": [{"required": [k]} for k in keys]} for keys in self.one_of]
         return out
 
 
@@ -198,17 +196,28 @@ PARAM = Obj(
     ),
     fields=(
         Field("expr", Expr(), "JMESPath expression giving the value.", example="total_price"),
-        Field("const", AnyValue(), "A constant value instead of an expression.",
-              example="INITIALIZED"),
-        Field("required", Bool(), "A null/missing value is a problem (the event is not sent).",
-              default=False),
+        Field(
+            "const", AnyValue(), "A constant value instead of an expression.", example="INITIALIZED"
+        ),
+        Field(
+            "required",
+            Bool(),
+            "A null/missing value is a problem (the event is not sent).",
+            default=False,
+        ),
         Field("default", AnyValue(), "Value used when the expression gives null."),
-        Field("on_null", Enum(values=("omit", "error")),
-              "What a null or missing value does: leave the param out, or make it a problem.",
-              default="omit"),
-        Field("on_empty", Enum(values=("keep", "omit", "error")),
-              "What an empty string does: send it, leave the param out, or make it a problem.",
-              default="keep"),
+        Field(
+            "on_null",
+            Enum(values=("omit", "error")),
+            "What a null or missing value does: leave the param out, or make it a problem.",
+            default="omit",
+        ),
+        Field(
+            "on_empty",
+            Enum(values=("keep", "omit", "error")),
+            "What an empty string does: send it, leave the param out, or make it a problem.",
+            default="keep",
+        ),
         Field("doc", Str(), "A note for readers; ignored by the engine."),
     ),
     exclusive=(("expr", "const"),),
@@ -218,17 +227,39 @@ PARAM = Obj(
 PARAM_VALUE = OneOf(label="param", options=(Expr(), Scalar(), PARAM))
 
 EVENT_FIELDS = (
-    Field("type", Str(), "The eventTypeKey (a standard type from the catalogue or your own).",
-          required=True, example="orderCreated"),
-    Field("extends", Str(), "Name of a template whose key/params/identify_by this event "
-          "starts from; its own entries override the template's."),
+    Field(
+        "type",
+        Str(),
+        "The eventTypeKey (a standard type from the catalogue or your own).",
+        required=True,
+        example="orderCreated",
+    ),
+    Field(
+        "extends",
+        Str(),
+        "Name of a template whose key/params/identify_by this event "
+        "starts from; its own entries override the template's.",
+    ),
     Field("when", Expr(), "Emit the event only when this expression is truthy."),
-    Field("for_each", Expr(), "Emit one event per element of this array; inside, `@` is the "
-          "element and `root()` the webhook body.", example="line_items"),
-    Field("key", Expr(), "The keyValue (contact key). Optional when a param identifies the "
-          "contact.", example="coalesce(email, phone)"),
-    Field("identify_by", ListOf(item=Str(), single_ok=True), "Extra param names that identify "
-          "the contact for this event type (the account's own identification parameter)."),
+    Field(
+        "for_each",
+        Expr(),
+        "Emit one event per element of this array; inside, `@` is the "
+        "element and `root()` the webhook body.",
+        example="line_items",
+    ),
+    Field(
+        "key",
+        Expr(),
+        "The keyValue (contact key). Optional when a param identifies the contact.",
+        example="coalesce(email, phone)",
+    ),
+    Field(
+        "identify_by",
+        ListOf(item=Str(), single_ok=True),
+        "Extra param names that identify "
+        "the contact for this event type (the account's own identification parameter).",
+    ),
     Field("params", MapOf(value=PARAM_VALUE, key_doc="param name"), "Param name → value."),
     Field("doc", Str(), "A note for readers; ignored by the engine."),
 )
@@ -250,13 +281,20 @@ RULE = Obj(
     doc="Selects webhooks by topic (and a condition) and says which events they become.",
     fields=(
         Field("name", Str(), "Unique within the rule set; shown in reports.", required=True),
-        Field("topics", ListOf(item=Str(), single_ok=True), "Topic names or glob patterns "
-              "(`orders/*`); the rule applies when any matches.", required=True,
-              example="[orders/updated, orders/paid]"),
+        Field(
+            "topics",
+            ListOf(item=Str(), single_ok=True),
+            "Topic names or glob patterns (`orders/*`); the rule applies when any matches.",
+            required=True,
+            example="[orders/updated, orders/paid]",
+        ),
         Field("when", Expr(), "Apply the rule only when this expression is truthy."),
         Field("events", ListOf(item=EVENT), "The events the rule emits."),
-        Field("ignore", Str(), "Acknowledge matching webhooks and emit nothing; the text says "
-              "why (shown by dry-run)."),
+        Field(
+            "ignore",
+            Str(),
+            "Acknowledge matching webhooks and emit nothing; the text says why (shown by dry-run).",
+        ),
         Field("doc", Str(), "A note for readers; ignored by the engine."),
     ),
     exclusive=(("events", "ignore"),),
@@ -267,12 +305,19 @@ TABLE = Obj(
     title="Table",
     doc="A named lookup table used by `lookup('name', value)`.",
     fields=(
-        Field("map", MapOf(value=AnyValue(), key_doc="input value"),
-              "Input value → output value. Keys are compared as strings (`3` finds `'3'`).",
-              required=True),
+        Field(
+            "map",
+            MapOf(value=AnyValue(), key_doc="input value"),
+            "Input value → output value. Keys are compared as strings (`3` finds `'3'`).",
+            required=True,
+        ),
         Field("default", AnyValue(), "Value for inputs not in `map` (otherwise null)."),
-        Field("strict", Bool(), "An input not in `map` is a problem and the event is not sent.",
-              default=False),
+        Field(
+            "strict",
+            Bool(),
+            "An input not in `map` is a problem and the event is not sent.",
+            default=False,
+        ),
         Field("doc", Str(), "A note for readers; ignored by the engine."),
     ),
     exclusive=(("default", "strict"),),
@@ -282,10 +327,13 @@ TOPIC = Obj(
     title="Topic",
     doc="Where the webhook's topic comes from: a request header or an expression over the body.",
     fields=(
-        Field("header", Str(), "Request header holding the topic (case-insensitive).",
-              example="X-Shopify-Topic"),
-        Field("expression", Expr(), "Expression over the body giving the topic.",
-              example="scope"),
+        Field(
+            "header",
+            Str(),
+            "Request header holding the topic (case-insensitive).",
+            example="X-Shopify-Topic",
+        ),
+        Field("expression", Expr(), "Expression over the body giving the topic.", example="scope"),
     ),
     one_of=(("header", "expression"),),
 )
@@ -294,13 +342,26 @@ EXPECT = Obj(
     title="Expect",
     doc="What a rule test expects.",
     fields=(
-        Field("events", ListOf(item=AnyValue()), "The request bodies expected, in order. Param "
-              "values may be written as native YAML even when v1 sends them JSON-encoded."),
-        Field("match", Enum(values=("exact", "subset")), "`exact`: bodies equal. `subset`: "
-              "each expected event's keys and params are found in the produced one (extra params "
-              "allowed); counts still equal.", default="exact"),
-        Field("dropped", ListOf(item=AnyValue()), "Events expected to be dropped: "
-              "`{eventTypeKey, rule, problems: [code or {code, param}]}` (subset match)."),
+        Field(
+            "events",
+            ListOf(item=AnyValue()),
+            "The request bodies expected, in order. Param "
+            "values may be written as native YAML even when v1 sends them JSON-encoded.",
+        ),
+        Field(
+            "match",
+            Enum(values=("exact", "subset")),
+            "`exact`: bodies equal. `subset`: "
+            "each expected event's keys and params are found in the produced one (extra params "
+            "allowed); counts still equal.",
+            default="exact",
+        ),
+        Field(
+            "dropped",
+            ListOf(item=AnyValue()),
+            "Events expected to be dropped: "
+            "`{eventTypeKey, rule, problems: [code or {code, param}]}` (subset match).",
+        ),
         Field("unmatched", Bool(), "Expect that no rule matches the webhook."),
         Field("ignored", Bool(), "Expect that a rule with `ignore` takes the webhook."),
     ),
@@ -311,13 +372,20 @@ TEST = Obj(
     doc="A rule test: a webhook and what it must become.",
     fields=(
         Field("name", Str(), "Unique name of the test.", required=True),
-        Field("webhook", Str(), "Path of a webhook body file, relative to this rule file; a "
-              "`.headers` file beside it supplies headers.",
-              example="../examples/shopify/orders-create.json"),
+        Field(
+            "webhook",
+            Str(),
+            "Path of a webhook body file, relative to this rule file; a "
+            "`.headers` file beside it supplies headers.",
+            example="../examples/shopify/orders-create.json",
+        ),
         Field("body", AnyValue(), "The webhook body inline instead of a file."),
         Field("topic", Str(), "Topic to use instead of the one found in the webhook."),
-        Field("headers", MapOf(value=Str(), key_doc="header name"),
-              "Headers (added to / overriding the `.headers` file)."),
+        Field(
+            "headers",
+            MapOf(value=Str(), key_doc="header name"),
+            "Headers (added to / overriding the `.headers` file).",
+        ),
         Field("expect", EXPECT, "What must come out.", required=True),
     ),
     one_of=(("webhook", "body"),),
@@ -330,21 +398,40 @@ RULE_SET = Obj(
         "`.yaml` files add rules, tables, vars, templates and tests."
     ),
     fields=(
-        Field("name", Str(pattern=r"^[a-z0-9][a-z0-9_-]*$"), "Source name: the webhook URL is "
-              "`/hooks/{name}`. Defaults to the folder name in the folder form.",
-              example="shopify"),
+        Field(
+            "name",
+            Str(pattern=r"^[a-z0-9][a-z0-9_-]*$"),
+            "Source name: the webhook URL is "
+            "`/hooks/{name}`. Defaults to the folder name in the folder form.",
+            example="shopify",
+        ),
         Field("description", Str(), "What this rule set is for."),
-        Field("api_version", Enum(values=("v1", "v2")), "`v1`: every param value a string, "
-              "objects and arrays JSON-encoded. `v2`: native JSON values.", default="v1"),
-        Field("topic", TOPIC, "How the topic is found. Required (in the single file, or in "
-              "the folder's `ruleset.yaml`)."),
-        Field("vars", MapOf(value=Scalar(), key_doc="var name"), "Named constants, read with "
-              "`var('name')`; strings may use `${ENV}` and `${ENV:-default}`."),
+        Field(
+            "api_version",
+            Enum(values=("v1", "v2")),
+            "`v1`: every param value a string, "
+            "objects and arrays JSON-encoded. `v2`: native JSON values.",
+            default="v1",
+        ),
+        Field(
+            "topic",
+            TOPIC,
+            "How the topic is found. Required (in the single file, or in "
+            "the folder's `ruleset.yaml`).",
+        ),
+        Field(
+            "vars",
+            MapOf(value=Scalar(), key_doc="var name"),
+            "Named constants, read with "
+            "`var('name')`; strings may use `${ENV}` and `${ENV:-default}`.",
+        ),
         Field("tables", MapOf(value=TABLE, key_doc="table name"), "Named lookup tables."),
-        Field("templates", MapOf(value=TEMPLATE, key_doc="template name"),
-              "Shared event parts."),
-        Field("rules", ListOf(item=RULE), "The rules, applied in order; every matching rule "
-              "emits its events."),
+        Field("templates", MapOf(value=TEMPLATE, key_doc="template name"), "Shared event parts."),
+        Field(
+            "rules",
+            ListOf(item=RULE),
+            "The rules, applied in order; every matching rule emits its events.",
+        ),
         Field("tests", ListOf(item=TEST), "Rule tests, run by `hookmap test`."),
     ),
 )

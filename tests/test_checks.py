@@ -103,10 +103,14 @@ def test_message_truncates_long_values() -> None:
     assert "x" * 59 not in message
 
 
-def test_message_on_missing_item_key_names_the_item() -> None:
-    items = [{"externalItemId": "1", "name": "n", "quantity": 1, "cost": 1, "url": "u"}]
+def test_message_on_missing_item_key_names_the_items() -> None:
+    """A missing recommended item key is one warning naming every element that lacks it."""
+    items = [
+        {"externalItemId": "1", "name": "n", "quantity": 1, "cost": 1, "url": "u"},
+        {"externalItemId": "2", "name": "m", "quantity": 1, "cost": 1, "url": "u"},
+    ]
     message = _only_problem([*ORDER, ("items", items)])
-    assert message.startswith("items[0].imageUrl is missing")
+    assert message.startswith("'imageUrl' is missing in items element(s) 0, 1")
 
 
 def test_contact_carries_the_identifying_value() -> None:
