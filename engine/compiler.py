@@ -19,7 +19,7 @@ from engine.errors import Diagnostic, Location, RuleLoadError, UsageError, has_e
 from engine.expressions import Expression, Names, compile_expression
 from engine.functions import Table, table_key
 from engine.loader import LocatedDict, LocatedList, SourceFile, read_file
-from engine.rules import EventSpec, ParamSpec, Rule, RuleSet, TestCase
+from engine.rules import EventSpec, ParamSpec, Rule, RuleSet, RuleTest
 from engine.schema import HEADER_KEYS
 from engine.webhook import parse_header_lines, sidecar_headers
 
@@ -217,7 +217,7 @@ def _compile_group(
 
     rules: list[Rule] = []
     rule_names: dict[str, Location] = {}
-    tests: list[TestCase] = []
+    tests: list[RuleTest] = []
     for doc in docs:
         for index, raw_rule in enumerate(doc.get("rules") or ()):
             if not isinstance(raw_rule, LocatedDict):
@@ -421,8 +421,8 @@ def _hint(name: str, pool: Mapping[str, Any]) -> str | None:
     return did_you_mean(name, pool)
 
 
-def _compile_tests(comp: _Compiler, doc: LocatedDict) -> list[TestCase]:
-    out: list[TestCase] = []
+def _compile_tests(comp: _Compiler, doc: LocatedDict) -> list[RuleTest]:
+    out: list[RuleTest] = []
     raw_tests = doc.get("tests")
     if not isinstance(raw_tests, LocatedList):
         return out
@@ -453,7 +453,7 @@ def _compile_tests(comp: _Compiler, doc: LocatedDict) -> list[TestCase]:
                 continue
         headers.update({k.lower(): str(v) for k, v in (raw.get("headers") or {}).items()})
         out.append(
-            TestCase(
+            RuleTest(
                 name=raw["name"],
                 body=body,
                 body_file=str(body_file) if body_file is not None else None,

@@ -104,6 +104,13 @@ def _type_text(typ: s.Type) -> str:
     return typ.label
 
 
+def _code(text: str) -> str:
+    """An inline code span that survives backticks inside (JMESPath literals use them)."""
+    if "`" not in text:
+        return f"`{text}`"
+    return f"`` {text} ``"
+
+
 def _cell(text: Any) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
@@ -145,13 +152,11 @@ def _functions_section() -> list[str]:
         spec = functions.SPECS[name]
         lines += [f"### `{spec.usage}`", "", spec.summary, ""]
         for example in spec.examples:
-            data = (
-                ""
-                if example.data is None
-                else (f"  (on `{json.dumps(example.data, ensure_ascii=False)}`)")
-            )
+            data = ""
+            if example.data is not None:
+                data = f"  (on {_code(json.dumps(example.data, ensure_ascii=False))})"
             result = json.dumps(example.result, ensure_ascii=False)
-            lines.append(f"* `{example.expression}` → `{result}`{data}")
+            lines.append(f"* {_code(example.expression)} → {_code(result)}{data}")
         lines.append("")
     return lines
 

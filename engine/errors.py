@@ -45,6 +45,7 @@ CODES: dict[str, str] = {
     "E202": "wrong number of arguments",
     "E203": "JMESPath syntax error",
     "E204": "bad argument to a function (must be a literal)",
+    "W201": "deprecated JMESPath literal (a backtick literal that is not JSON)",
     # E3xx: references
     "E301": "undefined table",
     "E302": "undefined var",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -61,7 +62,24 @@ def compile_expression(
         report(Diagnostic(code, message, loc, "error", line, hint))
 
     try:
-        parsed = jmespath.compile(str(text))
+        # jmespath warns (PendingDeprecationWarning) about `literal` strings that are not
+        # JSON; that becomes a located warning here instead of a stray Python warning.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            parsed = jmespath.compile(str(text))
+        for warning in caught:
+            loc = position(0)
+            line = source_line(loc.line) if loc else None
+            report(
+                Diagnostic(
+                    "W201",
+                    f"{warning.message}: write a JSON literal "
+                    "(`\"text\"`) or a raw string ('text')",
+                    loc,
+                    "warning",
+                    line,
+                )
+            )
     except jp_exc.LexerError as exc:
         emit("E203", f"JMESPath syntax error: {exc.msg}", exc.lex_position or 0)
         return None

@@ -592,8 +592,11 @@ spec(
     "compact(value)",
     'An object without its null and `""` entries; for an array, each object in it.',
     Example("compact(@)", {"sku": "A"}, {"sku": "A", "image": None, "note": ""}),
-    Example("compact(lines[].{id: id, image: image})", [{"id": 1}, {"id": 2, "image": "i.png"}],
-            {"lines": [{"id": 1}, {"id": 2, "image": "i.png"}]}),
+    Example(
+        "compact(lines[].{id: id, image: image})",
+        [{"id": 1}, {"id": 2, "image": "i.png"}],
+        {"lines": [{"id": 1}, {"id": 2, "image": "i.png"}]},
+    ),
 )
 spec(
     "default(value, fallback)",

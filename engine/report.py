@@ -137,9 +137,19 @@ def result_text(
                 lines.append(curl_command(url, e.body))
             else:
                 lines.append(f"    POST {url}")
-                lines.append(_indent(json.dumps(e.body, indent=2, ensure_ascii=False), 4))
+                lines.append(_indent(pretty_body(e.body), 4))
     lines.append(f"  {result.summary()}")
     return "\n".join(lines)
+
+
+def pretty_body(body: dict[str, Any]) -> str:
+    """The request body as JSON with one param per line: exact, and still readable."""
+    head = {k: v for k, v in body.items() if k != "params"}
+    text = json.dumps(head, ensure_ascii=False)[:-1]
+    params = [json.dumps(p, ensure_ascii=False) for p in body.get("params", [])]
+    if not params:
+        return text + ', "params": []}'
+    return text + ', "params": [\n  ' + ",\n  ".join(params) + "\n]}"
 
 
 def curl_command(url: str, body: dict[str, Any]) -> str:

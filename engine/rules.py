@@ -64,7 +64,7 @@ class Rule:
 
 
 @dataclasses.dataclass(frozen=True)
-class TestCase:
+class RuleTest:
     name: str
     body: Any
     body_file: str | None
@@ -87,7 +87,7 @@ class RuleSet:
     rules: tuple[Rule, ...]
     vars: Mapping[str, Any]
     tables: Mapping[str, Table]
-    tests: tuple[TestCase, ...] = ()
+    tests: tuple[RuleTest, ...] = ()
     description: str = ""
     files: tuple[str, ...] = ()
     where: Location | None = None

@@ -14,12 +14,12 @@ from typing import Any
 from engine.encode import to_json
 from engine.errors import HookmapError, Location
 from engine.pipeline import Result, process
-from engine.rules import RuleSet, TestCase
+from engine.rules import RuleSet, RuleTest
 from engine.webhook import Webhook
 
 
 @dataclasses.dataclass(frozen=True)
-class TestOutcome:
+class CaseOutcome:
     ruleset: str
     name: str
     failures: tuple[str, ...]
@@ -34,7 +34,7 @@ class TestOutcome:
         return f"{self.ruleset}::{self.name}"
 
 
-def webhook_for(case: TestCase) -> Webhook:
+def webhook_for(case: RuleTest) -> Webhook:
     """The webhook a test case describes (file bytes, or the inline body as JSON)."""
     raw = case.raw if case.raw is not None else to_json(case.body).encode("utf-8")
     headers = dict(case.headers)
@@ -44,18 +44,18 @@ def webhook_for(case: TestCase) -> Webhook:
     return Webhook(raw, headers, case.topic, origin)
 
 
-def run_case(ruleset: RuleSet, case: TestCase) -> TestOutcome:
+def run_case(ruleset: RuleSet, case: RuleTest) -> CaseOutcome:
     try:
         result = process(ruleset, webhook_for(case))
     except HookmapError as exc:
-        return TestOutcome(
+        return CaseOutcome(
             ruleset.name, case.name, (f"webhook could not be processed: {exc}",), case.where
         )
     failures = check_expectations(case.expect, result)
-    return TestOutcome(ruleset.name, case.name, tuple(failures), case.where)
+    return CaseOutcome(ruleset.name, case.name, tuple(failures), case.where)
 
 
-def run_all(rulesets: list[RuleSet] | tuple[RuleSet, ...]) -> list[TestOutcome]:
+def run_all(rulesets: list[RuleSet] | tuple[RuleSet, ...]) -> list[CaseOutcome]:
     return [run_case(rs, case) for rs in rulesets for case in rs.tests]
 
 

@@ -17,6 +17,7 @@ import binascii
 import dataclasses
 import hashlib
 import hmac
+import re
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, cast
@@ -110,6 +111,10 @@ class Verdict:
     scheme: str
 
 
+def _is_env_name(name: object) -> bool:
+    return isinstance(name, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) is not None
+
+
 def parse_verify(config: Mapping[str, Any]) -> tuple[VerifySpec | None, list[str]]:
     """The spec for a ``verify:`` mapping, and every problem found (spec is None if any)."""
     if not isinstance(config, Mapping):
@@ -133,9 +138,10 @@ def parse_verify(config: Mapping[str, Any]) -> tuple[VerifySpec | None, list[str
     raw_envs = config.get("secret_env")
     if isinstance(raw_envs, str):
         raw_envs = [raw_envs]
-    if isinstance(raw_envs, list) and raw_envs and all(isinstance(e, str) and e for e in raw_envs):
+    if isinstance(raw_envs, list) and raw_envs and all(map(_is_env_name, raw_envs)):
         envs = tuple(raw_envs)
     elif raw_envs is not None:
+        # Never echo the value: a secret pasted here by mistake must not reach a log.
         errors.append("verify.secret_env must be a variable name or a list of names")
     elif scheme != "none":
         errors.append(f"verify.secret_env is required for scheme '{scheme}'")

@@ -1,0 +1,347 @@
+"""Dispatch stage: send queued events to the CDP, retrying what may succeed later.
+
+Each event is POSTed to ``Destination.event_url(api_version)`` with its stored body:
+
+* 2xx → sent.
+* 408, 429, 5xx, a timeout or a network error → retried after the next delay of the
+  schedule (± jitter); when the schedule is used up → dead.
+* any other status (400 validation, 401 key, 404, 413, a 3xx from a wrong URL) → dead
+  at once, with the status and response text, since sending the same body again
+  cannot help. An operator can re-queue dead events (``Store.retry_dead``).
+
+Sends share one pooled ``httpx.AsyncClient``, a token bucket (the CDP allows 350
+requests/s on the event endpoints) and a concurrency limit.
+
+At least once, never knowingly twice: an event is marked sent only when the CDP has
+answered 2xx and that is committed. The API has no idempotency key, so one window
+cannot be closed: if the process dies between the CDP's 2xx and that commit (one
+SQLite write), the event is still pending and is sent again after restart. Nothing
+else runs in that window. On shutdown, sends in flight get ``grace_seconds`` to
+finish; the rest stay pending.
+
+The API key travels only in the client's Authorization header: no message here
+includes headers or the URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import sqlite3
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from types import TracebackType
+
+import httpx
+
+from engine.destination import Destination
+from engine.store import RESPONSE_LIMIT, Outcome, Store
+from engine.store_queries import OutboxEvent
+
+log = logging.getLogger("hookmap.dispatch")
+
+#: delays between attempts, about a day in all (10 s … 8 h): 12 attempts per event
+DEFAULT_SCHEDULE: tuple[float, ...] = (
+    10, 30, 120, 300, 900, 1800, 3600, 7200, 4 * 3600, 8 * 3600, 8 * 3600,
+)  # fmt: skip
+#: statuses worth trying again besides 5xx
+RETRY_STATUSES = frozenset({408, 429})
+
+#: ``on_result(event_type, outcome, status, latency_seconds)``, for metrics
+OnResult = Callable[[str, Outcome, int | None, float], None]
+
+
+def classify(status: int) -> Outcome:
+    """What a response status means for the event (before the schedule is consulted)."""
+    if 200 <= status < 300:
+        return "sent"
+    if status in RETRY_STATUSES or status >= 500:
+        return "retry"
+    return "dead"
+
+
+def describe(exc: BaseException) -> str:
+    """A connection error as text: its class and message (httpx puts no headers in it)."""
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class TokenBucket:
+    """An async token bucket: ``rate`` tokens a second, at most ``burst`` saved up.
+
+    Waiters queue on a lock, so they are served in arrival order.
+    """
+
+    def __init__(self, rate: float, burst: float) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        self.rate = rate
+        self.burst = max(burst, 1.0)
+        self._tokens = self.burst
+        self._updated = time.monotonic()
+        self._lock = asyncio.Lock()
+
+    async def acquire(self) -> None:
+        async with self._lock:
+            while True:
+                now = time.monotonic()
+                self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.rate)
+                self._updated = now
+                if self._tokens >= 1:
+                    self._tokens -= 1
+                    return
+                await asyncio.sleep((1 - self._tokens) / self.rate)
+
+
+class Dispatcher:
+    """Delivers the store's pending events to the CDP. Lives in one event loop.
+
+    Use as ``async with Dispatcher(...) as d: await d.run(stop, wake)``; the client is
+    closed on exit.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        destination: Destination,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        concurrency: int = 8,
+        rate_per_second: float = 350.0,
+        burst: float | None = None,
+        timeout: float = 10.0,
+        schedule: Sequence[float] = DEFAULT_SCHEDULE,
+        jitter: float = 0.2,
+        clock: Callable[[], float] = time.time,
+        on_result: OnResult | None = None,
+        grace_seconds: float = 10.0,
+        poll_interval: float = 5.0,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        if not 0 <= jitter < 1:
+            raise ValueError("jitter must be in [0, 1)")
+        self.concurrency = concurrency
+        self.grace_seconds = grace_seconds
+        self.poll_interval = poll_interval
+        self._store = store
+        self._destination = destination
+        self._schedule = tuple(schedule)
+        self._jitter = jitter
+        self._clock = clock
+        self._on_result = on_result
+        # httpx's timeout bounds each phase (connect, each read...); this bounds a send
+        self._deadline = 3 * timeout
+        # longer than any send can take, so no event is claimed twice while in flight
+        self._lease = max(60.0, 2 * self._deadline)
+        self._bucket = TokenBucket(rate_per_second, rate_per_second if burst is None else burst)
+        self._slots = asyncio.Semaphore(concurrency)
+        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+        # limits apply to httpx's own transport; an injected one brings its own
+        self._client = httpx.AsyncClient(
+            transport=transport,
+            limits=limits,
+            timeout=httpx.Timeout(timeout),
+            headers=destination.headers(),
+            follow_redirects=False,
+        )
+
+    async def __aenter__(self) -> Dispatcher:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def run(self, stop: asyncio.Event, wake: asyncio.Event | None = None) -> None:
+        """Send due events until ``stop`` is set; ``wake`` says new events were written.
+
+        Between rounds it sleeps until the next event falls due, a send finishes, or it
+        is woken (at most ``poll_interval``, which also picks up events written by
+        another process). On stop it claims nothing more and gives the sends in flight
+        ``grace_seconds``; whatever is not sent stays pending.
+        """
+        inflight: dict[asyncio.Task[Outcome], int] = {}
+        finished = asyncio.Event()
+
+        def done(task: asyncio.Task[Outcome]) -> None:
+            inflight.pop(task, None)
+            finished.set()
+            if not task.cancelled() and task.exception() is not None:
+                log.error("send task failed", exc_info=task.exception())
+
+        try:
+            while not stop.is_set():
+                # cleared before looking, so a signal that arrives meanwhile is not lost
+                finished.clear()
+                if wake is not None:
+                    wake.clear()
+                delay: float | None = self.poll_interval
+                try:
+                    for event in await self._claim(self.concurrency - len(inflight)):
+                        if event.id in inflight.values():
+                            continue  # cannot happen while sends end before the lease
+                        task = asyncio.create_task(self._send(event))
+                        inflight[task] = event.id
+                        task.add_done_callback(done)
+                    if len(inflight) >= self.concurrency:
+                        delay = None  # a finished send frees a slot and wakes us
+                    else:
+                        delay = await self._until_next_due()
+                except sqlite3.Error:
+                    log.exception("cannot read the outbox; trying again shortly")
+                waits = [stop, finished] + ([wake] if wake is not None else [])
+                await _wait_any(waits, delay)
+        finally:
+            await self._settle(set(inflight))
+
+    async def drain(self, timeout: float = 30.0) -> Counter[str]:
+        """Send every due event, and the retries that fall due within ``timeout``.
+
+        Returns how many attempts ended sent / retry / dead. For tests and the CLI.
+        """
+        deadline = time.monotonic() + timeout
+        outcomes: Counter[str] = Counter()
+        while time.monotonic() < deadline:
+            batch = await self._claim(self.concurrency)
+            if batch:
+                outcomes.update(await asyncio.gather(*(self._send(e) for e in batch)))
+                continue
+            next_due = await asyncio.to_thread(self._store.next_due_at)
+            if next_due is None:
+                break
+            wait = max(next_due - self._clock(), 0.001)
+            if time.monotonic() + wait >= deadline:
+                break
+            await asyncio.sleep(wait)
+        return outcomes
+
+    async def _claim(self, limit: int) -> list[OutboxEvent]:
+        if limit <= 0:
+            return []
+        return await asyncio.to_thread(self._store.claim_due, self._clock(), limit, self._lease)
+
+    async def _until_next_due(self) -> float:
+        next_due = await asyncio.to_thread(self._store.next_due_at)
+        if next_due is None:
+            return self.poll_interval
+        # a floor, so an event due right now but not claimable cannot make a busy loop
+        return min(max(next_due - self._clock(), 0.005), self.poll_interval)
+
+    async def _settle(self, tasks: set[asyncio.Task[Outcome]]) -> None:
+        """Give sends in flight ``grace_seconds``, then cancel the rest (still pending)."""
+        if not tasks:
+            return
+        _, late = await asyncio.wait(tasks, timeout=self.grace_seconds)
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
+        if late:
+            log.warning("%d send(s) cut short at shutdown; they stay pending", len(late))
+
+    async def _send(self, event: OutboxEvent) -> Outcome:
+        """One attempt: POST, classify, record. Never raises for the HTTP side."""
+        status: int | None = None
+        error: str | None = None
+        text: str | None = None
+        async with self._slots:
+            await self._bucket.acquire()
+            started = self._clock()
+            t0 = time.monotonic()
+            try:
+                async with asyncio.timeout(self._deadline):
+                    response = await self._client.post(
+                        self._destination.event_url(event.api_version),
+                        content=event.body.encode("utf-8"),
+                    )
+            except (httpx.RequestError, TimeoutError) as exc:
+                verdict: Outcome = "retry"
+                error = describe(exc)
+            except Exception as exc:  # a bug must not lose the event: retry it later
+                log.exception("unexpected error sending event #%d", event.id)
+                verdict, error = "retry", describe(exc)
+            else:
+                status = response.status_code
+                verdict = classify(status)
+                text = response.content[: RESPONSE_LIMIT * 4].decode("utf-8", errors="replace")
+            duration_ms = (time.monotonic() - t0) * 1000
+        outcome, next_at = self._next_step(verdict, event.attempts)
+        await self._record(event, outcome, status, error, text, started, duration_ms, next_at)
+        if outcome != "sent":
+            level = logging.WARNING if outcome == "dead" else logging.INFO
+            log.log(
+                level,
+                "event #%d (%s) attempt %d: %s → %s",
+                event.id,
+                event.event_type,
+                event.attempts + 1,
+                error or f"HTTP {status}",
+                outcome,
+            )
+        if self._on_result is not None:
+            try:
+                self._on_result(event.event_type, outcome, status, duration_ms / 1000)
+            except Exception:
+                log.exception("on_result callback failed")
+        return outcome
+
+    def _next_step(self, verdict: Outcome, attempts: int) -> tuple[Outcome, float | None]:
+        """A retry verdict becomes a time for the next attempt, or dead when none is left."""
+        if verdict != "retry":
+            return verdict, None
+        if attempts >= len(self._schedule):
+            return "dead", None
+        delay = self._schedule[attempts] * (1 + random.uniform(-self._jitter, self._jitter))
+        return "retry", self._clock() + delay
+
+    async def _record(
+        self,
+        event: OutboxEvent,
+        outcome: Outcome,
+        status: int | None,
+        error: str | None,
+        text: str | None,
+        started: float,
+        duration_ms: float,
+        next_at: float | None,
+    ) -> None:
+        """Commit the attempt; a few tries, since a lost 'sent' means sending it again."""
+        for attempt in range(3):
+            try:
+                await asyncio.to_thread(
+                    self._store.record_attempt,
+                    event.id,
+                    outcome,
+                    status,
+                    error,
+                    text,
+                    started,
+                    duration_ms,
+                    next_at,
+                )
+                return
+            except sqlite3.Error:
+                if attempt == 2:
+                    log.exception("cannot record attempt of event #%d (%s)", event.id, outcome)
+                    return
+                await asyncio.sleep(0.5)
+
+
+async def _wait_any(events: Sequence[asyncio.Event], timeout: float | None) -> None:
+    """Return when any of ``events`` is set, or after ``timeout`` seconds."""
+    waiters = [asyncio.create_task(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+        await asyncio.gather(*waiters, return_exceptions=True)

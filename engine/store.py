@@ -1,0 +1,426 @@
+"""Queue stage: one SQLite file holding every accepted webhook, its events and each attempt.
+
+The server stores a webhook (``add_webhook``) before answering 2xx, processes it with
+the rules (``record_result``), and the dispatcher sends the events it became
+(``claim_due`` → HTTP → ``record_attempt``). The states::
+
+    webhook  received ──record_result──▶ processed | failed (processing raised)
+
+    event    pending ──2xx──▶ sent
+               │ ▲ └──4xx, or retries used up──▶ dead ──retry()──▶ pending
+               └─┘ 408 / 429 / 5xx / network error: attempts + 1, next_attempt_at later
+             invalid   the checks dropped it; kept with its problems, never sent
+
+An event's identity is (webhook_id, rule, idx): processing the same webhook again
+cannot create a second copy of an event.
+
+Durability: WAL with ``synchronous=FULL`` syncs the log on every commit, so once a
+write method returns its change survives kill -9 and power loss.
+
+Read-only listings live in ``engine.store_queries``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal
+
+from engine.encode import body_bytes
+from engine.errors import HookmapError
+from engine.store_queries import DUE_SQL, OutboxEvent, Queries
+
+if TYPE_CHECKING:
+    from engine.pipeline import Result
+
+Outcome = Literal["sent", "retry", "dead"]
+OUTCOMES: tuple[Outcome, ...] = ("sent", "retry", "dead")
+#: how much of a response body an attempt keeps
+RESPONSE_LIMIT = 2000
+
+#: One entry per schema version; entry N (0-based) moves a file from version N to N + 1.
+#: Append new migrations, never edit a released one.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE webhooks (
+            id INTEGER PRIMARY KEY,
+            source TEXT NOT NULL,
+            received_at REAL NOT NULL,
+            headers TEXT NOT NULL,
+            body BLOB NOT NULL,
+            delivery_id TEXT,
+            topic TEXT,
+            state TEXT NOT NULL DEFAULT 'received'
+                CHECK (state IN ('received', 'processed', 'failed')),
+            summary TEXT,
+            error TEXT,
+            processed_at REAL
+        )""",
+        # a plain UNIQUE would do too (SQLite lets NULLs repeat); partial says it plainly
+        """CREATE UNIQUE INDEX webhooks_delivery ON webhooks (source, delivery_id)
+            WHERE delivery_id IS NOT NULL""",
+        "CREATE INDEX webhooks_state ON webhooks (state, id)",
+        "CREATE INDEX webhooks_received ON webhooks (received_at)",
+        """CREATE TABLE events (
+            id INTEGER PRIMARY KEY,
+            webhook_id INTEGER NOT NULL REFERENCES webhooks (id) ON DELETE CASCADE,
+            rule TEXT NOT NULL,
+            idx INTEGER NOT NULL,
+            event_type TEXT NOT NULL,
+            api_version TEXT NOT NULL,
+            body TEXT,
+            state TEXT NOT NULL CHECK (state IN ('pending', 'sent', 'dead', 'invalid')),
+            problems TEXT NOT NULL DEFAULT '[]',
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at REAL,
+            last_status INTEGER,
+            last_error TEXT,
+            created_at REAL NOT NULL,
+            sent_at REAL,
+            UNIQUE (webhook_id, rule, idx),
+            CHECK (state = 'invalid' OR body IS NOT NULL)
+        )""",
+        "CREATE INDEX events_due ON events (state, next_attempt_at)",
+        """CREATE TABLE attempts (
+            id INTEGER PRIMARY KEY,
+            event_id INTEGER NOT NULL REFERENCES events (id) ON DELETE CASCADE,
+            started_at REAL NOT NULL,
+            duration_ms REAL NOT NULL,
+            status INTEGER,
+            error TEXT,
+            response TEXT,
+            outcome TEXT NOT NULL CHECK (outcome IN ('sent', 'retry', 'dead'))
+        )""",
+        "CREATE INDEX attempts_event ON attempts (event_id)",
+    ),
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class StoreError(HookmapError):
+    """The store cannot do what was asked (unknown webhook, schema newer than the code)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class AddResult:
+    """The stored webhook's id; ``duplicate`` when its delivery id was already stored."""
+
+    id: int
+    duplicate: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class NewEvent:
+    """One event produced by processing a webhook, ready to store."""
+
+    rule: str
+    idx: int
+    event_type: str
+    api_version: str
+    body: dict[str, Any] | None
+    problems: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    #: False when the checks dropped it: stored as 'invalid', never sent
+    valid: bool = True
+
+    def __post_init__(self) -> None:
+        if self.valid and self.body is None:
+            raise ValueError(f"event {self.rule}[{self.idx}] is valid but has no body")
+
+
+def new_events(result: Result) -> list[NewEvent]:
+    """The events of a pipeline ``Result``, as ``record_result`` takes them."""
+    return [
+        NewEvent(
+            e.rule,
+            e.index,
+            e.event_type,
+            result.api_version,
+            e.body,
+            [p.as_dict() for p in e.problems],
+            e.ok and e.body is not None,
+        )
+        for e in result.events
+    ]
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordStats:
+    """What ``record_result`` changed: events inserted, existing events re-queued."""
+
+    inserted: int
+    requeued: int
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the schema to ``SCHEMA_VERSION`` in one transaction; return the version found.
+
+    The version is read inside the write transaction, so two processes opening a new
+    file at once cannot both create the tables.
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        found = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        if found > SCHEMA_VERSION:
+            raise StoreError(
+                f"the database has schema version {found}; this hookmap knows {SCHEMA_VERSION}"
+            )
+        for statements in MIGRATIONS[found:]:
+            for statement in statements:
+                conn.execute(statement)
+        # PRAGMA takes no parameters; the value is our own int
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return found
+
+
+class Store(Queries):
+    """The webhook store and event outbox, over one SQLite file.
+
+    Threads: ONE connection opened with ``check_same_thread=False`` and guarded by a
+    lock, rather than a connection per thread (threading.local). The server calls the
+    store through ``asyncio.to_thread``, whose pool threads come and go: per-thread
+    connections would multiply file handles and could not be closed by ``close()``
+    (a connection belongs to the thread that opened it). SQLite lets one writer in at
+    a time anyway, and every call here is a short indexed query, so the lock costs
+    little. Other processes (the CLI) still coordinate through SQLite's own locking.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, clock: Callable[[], float] = time.time):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._clock = clock
+        self._lock = threading.Lock()
+        # isolation_level=None: no implicit transactions, every write says BEGIN itself
+        self._conn = sqlite3.connect(
+            self.path, timeout=30.0, isolation_level=None, check_same_thread=False
+        )
+        self._conn.row_factory = sqlite3.Row
+        try:
+            mode = self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode != "wal":
+                raise StoreError(f"{self.path}: cannot use WAL journal mode (got {mode})")
+            # per connection, not stored in the file: set on every open
+            self._conn.execute("PRAGMA synchronous = FULL")
+            self._conn.execute("PRAGMA foreign_keys = ON")
+            migrate(self._conn)
+        except BaseException:
+            self._conn.close()
+            raise
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, committed (and synced) before the block's caller returns.
+
+        IMMEDIATE takes the write lock up front, so a read-then-write inside cannot be
+        raced by another process.
+        """
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+                self._conn.execute("COMMIT")
+            except BaseException:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise
+
+    def add_webhook(
+        self,
+        source: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        delivery_id: str | None,
+        received_at: float | None = None,
+    ) -> AddResult:
+        """Store a webhook as received (committed and synced before returning).
+
+        When ``(source, delivery_id)`` is already stored, nothing is stored and the
+        existing id comes back with ``duplicate=True``.
+        """
+        lowered = {k.lower(): v for k, v in headers.items()}
+        when = self._clock() if received_at is None else received_at
+        with self._write() as db:
+            if delivery_id is not None:
+                row = db.execute(
+                    "SELECT id FROM webhooks WHERE source = ? AND delivery_id = ?",
+                    (source, delivery_id),
+                ).fetchone()
+                if row is not None:
+                    return AddResult(row[0], True)
+            cursor = db.execute(
+                "INSERT INTO webhooks (source, received_at, headers, body, delivery_id)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (source, when, json.dumps(lowered, sort_keys=True), bytes(body), delivery_id),
+            )
+            assert cursor.lastrowid is not None
+            return AddResult(cursor.lastrowid, False)
+
+    def record_result(
+        self,
+        webhook_id: int,
+        topic: str | None,
+        summary: str | None,
+        events: Sequence[NewEvent],
+        error: str | None = None,
+        *,
+        replay: bool = False,
+        force: bool = False,
+    ) -> RecordStats:
+        """Store what processing a webhook produced, in one transaction.
+
+        Inserts the events not stored yet (an existing identity is left alone) and
+        marks the webhook 'processed', or 'failed' when ``error`` is given.
+        ``replay=True`` also refreshes existing events that never reached the CDP
+        ('invalid', 'dead') with the new outcome: fixed rules can turn them into
+        pending ones. ``force=True`` (implies replay) also re-queues events already
+        'sent': they will be sent again, which only an operator may decide.
+        Pending events are never touched: one may be in flight right now.
+        """
+        now = self._clock()
+        refresh = ("invalid", "dead", "sent") if force else ("invalid", "dead") if replay else ()
+        states = ", ".join(f"'{s}'" for s in refresh)  # our own constants, not input
+        inserted = requeued = 0
+        with self._write() as db:
+            if db.execute("SELECT 1 FROM webhooks WHERE id = ?", (webhook_id,)).fetchone() is None:
+                raise StoreError(f"no webhook #{webhook_id}")
+            for event in events:
+                row = {
+                    **dataclasses.asdict(event),
+                    "webhook_id": webhook_id,
+                    "body": None if event.body is None else body_bytes(event.body).decode(),
+                    "state": "pending" if event.valid else "invalid",
+                    "problems": json.dumps(event.problems, ensure_ascii=False),
+                    "due": now if event.valid else None,
+                    "now": now,
+                }
+                # only the identity conflict is ignored (INSERT OR IGNORE would also hide
+                # a CHECK or NOT NULL violation)
+                cursor = db.execute(
+                    "INSERT INTO events (webhook_id, rule, idx, event_type, api_version, body,"
+                    " state, problems, next_attempt_at, created_at) VALUES (:webhook_id, :rule,"
+                    " :idx, :event_type, :api_version, :body, :state, :problems, :due, :now)"
+                    " ON CONFLICT (webhook_id, rule, idx) DO NOTHING",
+                    row,
+                )
+                if cursor.rowcount:
+                    inserted += 1
+                elif refresh:
+                    cursor = db.execute(
+                        "UPDATE events SET event_type = :event_type, api_version = :api_version,"
+                        " body = :body, state = :state, problems = :problems, attempts = 0,"
+                        " next_attempt_at = :due, sent_at = NULL WHERE webhook_id = :webhook_id"
+                        f" AND rule = :rule AND idx = :idx AND state IN ({states})",
+                        row,
+                    )
+                    requeued += cursor.rowcount
+            state = "processed" if error is None else "failed"
+            db.execute(
+                "UPDATE webhooks SET state = ?, topic = ?, summary = ?, error = ?,"
+                " processed_at = ? WHERE id = ?",
+                (state, topic, summary, error, now, webhook_id),
+            )
+        return RecordStats(inserted, requeued)
+
+    def claim_due(self, now: float, limit: int, lease: float) -> list[OutboxEvent]:
+        """Take up to ``limit`` due events to send, pushing their next attempt ``lease`` ahead.
+
+        The lease keeps a second dispatcher (another process, a CLI drain) from sending
+        the same event while this one is in flight; if this process dies mid-send, the
+        event falls due again when the lease ends.
+        """
+        with self._write() as db:
+            rows = db.execute(DUE_SQL, (now, limit)).fetchall()
+            db.executemany(
+                "UPDATE events SET next_attempt_at = ? WHERE id = ?",
+                [(now + lease, r["id"]) for r in rows],
+            )
+        return [OutboxEvent(**dict(r)) for r in rows]
+
+    def record_attempt(
+        self,
+        event_id: int,
+        outcome: Outcome,
+        status: int | None,
+        error: str | None,
+        response: str | None,
+        started_at: float,
+        duration_ms: float,
+        next_attempt_at: float | None = None,
+    ) -> bool:
+        """Record one attempt and move the event on, in one transaction.
+
+        'sent' sets ``sent_at``; 'retry' counts the attempt and sets ``next_attempt_at``
+        (required); 'dead' stops the event. ``error`` is a connection error's text; for
+        an HTTP error the status and response text become the event's ``last_error``.
+        Returns False when the event was no longer pending (the attempt is still kept).
+        """
+        if outcome not in OUTCOMES:
+            raise ValueError(f"unknown outcome {outcome!r}")
+        if outcome == "retry" and next_attempt_at is None:
+            raise ValueError("a retry needs next_attempt_at")
+        text = None if response is None else response[:RESPONSE_LIMIT]
+        last_error = error
+        if last_error is None and outcome != "sent":
+            last_error = f"HTTP {status}: {text}" if text else f"HTTP {status}"
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO attempts (event_id, started_at, duration_ms, status, error,"
+                " response, outcome) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (event_id, started_at, duration_ms, status, error, text, outcome),
+            )
+            if outcome == "sent":
+                sql = "state = 'sent', sent_at = ?, last_error = NULL"
+                args: tuple[Any, ...] = (started_at + duration_ms / 1000,)
+            elif outcome == "retry":
+                sql, args = "next_attempt_at = ?, last_error = ?", (next_attempt_at, last_error)
+            else:
+                sql, args = "state = 'dead', next_attempt_at = NULL, last_error = ?", (last_error,)
+            cursor = db.execute(
+                f"UPDATE events SET {sql}, attempts = attempts + 1, last_status = ?"
+                " WHERE id = ? AND state = 'pending'",
+                (*args, status, event_id),
+            )
+        return cursor.rowcount == 1
+
+    def retry(self, event_id: int) -> int:
+        """Put one dead event back in the queue, due now, with a fresh retry schedule."""
+        return self._requeue_dead("AND id = ?", (event_id,))
+
+    def retry_dead(self) -> int:
+        """Put every dead event back in the queue; return how many."""
+        return self._requeue_dead("", ())
+
+    def _requeue_dead(self, extra: str, args: tuple[Any, ...]) -> int:
+        with self._write() as db:
+            cursor = db.execute(
+                "UPDATE events SET state = 'pending', attempts = 0, next_attempt_at = ?"
+                f" WHERE state = 'dead' {extra}",
+                (self._clock(), *args),
+            )
+        return cursor.rowcount

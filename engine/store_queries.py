@@ -1,0 +1,278 @@
+"""Read side of the store: the row types and the listings the dispatcher and operators use.
+
+Nothing here writes. ``engine.store.Store`` inherits ``Queries`` and owns the
+connection, the schema and every write; this module only needs the connection and
+the lock that guards it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from engine.webhook import Webhook
+
+WEBHOOK_STATES = ("received", "processed", "failed")
+EVENT_STATES = ("pending", "sent", "dead", "invalid")
+
+#: the outbox order: what fell due first goes first, then arrival order
+DUE_SQL = (
+    "SELECT id, webhook_id, event_type, api_version, body, attempts FROM events"
+    " WHERE state = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?"
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class StoredWebhook:
+    """A webhook as stored: the raw body and lower-cased headers exactly as received."""
+
+    id: int
+    source: str
+    received_at: float
+    headers: dict[str, str]
+    body: bytes
+    delivery_id: str | None
+    topic: str | None
+    state: str
+    summary: str | None
+    error: str | None
+    processed_at: float | None
+
+    def as_webhook(self) -> Webhook:
+        """The ``Webhook`` that ``engine.pipeline.process`` takes."""
+        return Webhook(self.body, dict(self.headers), origin=f"webhook #{self.id} ({self.source})")
+
+
+@dataclasses.dataclass(frozen=True)
+class OutboxEvent:
+    """A pending event, as the dispatcher needs it to send one request."""
+
+    id: int
+    webhook_id: int
+    event_type: str
+    api_version: str
+    #: the JSON request body, exactly as sent
+    body: str
+    #: attempts made so far (reset when an operator re-queues the event)
+    attempts: int
+
+
+@dataclasses.dataclass(frozen=True)
+class EventRow:
+    """Every column of one event (listings, ``get_webhook``)."""
+
+    id: int
+    webhook_id: int
+    rule: str
+    idx: int
+    event_type: str
+    api_version: str
+    body: str | None
+    state: str
+    problems: list[dict[str, Any]]
+    attempts: int
+    next_attempt_at: float | None
+    last_status: int | None
+    last_error: str | None
+    created_at: float
+    sent_at: float | None
+
+
+@dataclasses.dataclass(frozen=True)
+class AttemptRow:
+    """One delivery attempt: what was sent when, and what came back."""
+
+    id: int
+    event_id: int
+    started_at: float
+    duration_ms: float
+    status: int | None
+    error: str | None
+    response: str | None
+    outcome: str
+
+
+@dataclasses.dataclass(frozen=True)
+class WebhookDetail:
+    """A webhook with the events it became and every attempt to send them."""
+
+    webhook: StoredWebhook
+    events: list[EventRow]
+    attempts: list[AttemptRow]
+
+
+@dataclasses.dataclass(frozen=True)
+class Oldest:
+    """When the oldest unfinished work arrived (health checks, alerts)."""
+
+    now: float
+    #: the oldest webhook still waiting to be processed
+    webhook_received_at: float | None
+    #: the oldest event still waiting to be sent
+    event_created_at: float | None
+
+    @property
+    def webhook_age(self) -> float | None:
+        return None if self.webhook_received_at is None else self.now - self.webhook_received_at
+
+    @property
+    def event_age(self) -> float | None:
+        return None if self.event_created_at is None else self.now - self.event_created_at
+
+
+def _webhook(row: sqlite3.Row) -> StoredWebhook:
+    return StoredWebhook(
+        id=row["id"],
+        source=row["source"],
+        received_at=row["received_at"],
+        headers=json.loads(row["headers"]),
+        body=bytes(row["body"]),
+        delivery_id=row["delivery_id"],
+        topic=row["topic"],
+        state=row["state"],
+        summary=row["summary"],
+        error=row["error"],
+        processed_at=row["processed_at"],
+    )
+
+
+def _event(row: sqlite3.Row) -> EventRow:
+    values = dict(row)
+    values["problems"] = json.loads(values["problems"])
+    return EventRow(**values)
+
+
+def _where(filters: dict[str, Any]) -> tuple[str, list[Any]]:
+    """``WHERE a = ? AND b = ?`` for the filters that are set."""
+    used = {k: v for k, v in filters.items() if v is not None}
+    if not used:
+        return "", []
+    return " WHERE " + " AND ".join(f"{k} = ?" for k in used), list(used.values())
+
+
+class Queries:
+    """The read-only half of ``Store`` (see engine/store.py for the connection)."""
+
+    _conn: sqlite3.Connection
+    _lock: threading.Lock
+    _clock: Callable[[], float]
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """One read transaction under the connection lock: several queries, one snapshot."""
+        with self._lock:
+            self._conn.execute("BEGIN")
+            try:
+                yield self._conn
+            finally:
+                self._conn.execute("ROLLBACK")
+
+    def webhooks_to_process(self, limit: int = 100) -> list[StoredWebhook]:
+        """Webhooks stored but not processed yet, oldest first."""
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT * FROM webhooks WHERE state = 'received' ORDER BY id LIMIT ?", (limit,)
+            ).fetchall()
+        return [_webhook(r) for r in rows]
+
+    def webhooks_since(
+        self, since: float, *, source: str | None = None, limit: int = -1
+    ) -> list[StoredWebhook]:
+        """Webhooks received at or after ``since`` (unix time), oldest first: replay's input."""
+        where, args = _where({"source": source})
+        where = (where + " AND" if where else " WHERE") + " received_at >= ?"
+        with self._read() as db:
+            rows = db.execute(
+                f"SELECT * FROM webhooks{where} ORDER BY id LIMIT ?", [*args, since, limit]
+            ).fetchall()
+        return [_webhook(r) for r in rows]
+
+    def list_webhooks(
+        self, state: str | None = None, source: str | None = None, limit: int = 50
+    ) -> list[StoredWebhook]:
+        """The latest webhooks, newest first, optionally of one state and source."""
+        where, args = _where({"state": state, "source": source})
+        with self._read() as db:
+            rows = db.execute(
+                f"SELECT * FROM webhooks{where} ORDER BY id DESC LIMIT ?", [*args, limit]
+            ).fetchall()
+        return [_webhook(r) for r in rows]
+
+    def list_events(self, state: str | None = None, limit: int = 50) -> list[EventRow]:
+        """The latest events, newest first, optionally of one state."""
+        where, args = _where({"state": state})
+        with self._read() as db:
+            rows = db.execute(
+                f"SELECT * FROM events{where} ORDER BY id DESC LIMIT ?", [*args, limit]
+            ).fetchall()
+        return [_event(r) for r in rows]
+
+    def get_webhook(self, webhook_id: int) -> WebhookDetail | None:
+        """One webhook, its events and all their attempts; None when there is no such id."""
+        with self._read() as db:
+            row = db.execute("SELECT * FROM webhooks WHERE id = ?", (webhook_id,)).fetchone()
+            if row is None:
+                return None
+            events = db.execute(
+                "SELECT * FROM events WHERE webhook_id = ? ORDER BY id", (webhook_id,)
+            ).fetchall()
+            attempts = db.execute(
+                "SELECT a.* FROM attempts a JOIN events e ON e.id = a.event_id"
+                " WHERE e.webhook_id = ? ORDER BY a.id",
+                (webhook_id,),
+            ).fetchall()
+        return WebhookDetail(
+            _webhook(row), [_event(e) for e in events], [AttemptRow(**dict(a)) for a in attempts]
+        )
+
+    def due_events(self, now: float, limit: int) -> list[OutboxEvent]:
+        """Pending events whose next attempt is due at ``now``, in outbox order.
+
+        Read only: the dispatcher uses ``Store.claim_due``, which also leases them.
+        """
+        with self._read() as db:
+            rows = db.execute(DUE_SQL, (now, limit)).fetchall()
+        return [OutboxEvent(**dict(r)) for r in rows]
+
+    def next_due_at(self) -> float | None:
+        """When the earliest pending event falls due (None when nothing is pending)."""
+        with self._read() as db:
+            row = db.execute(
+                "SELECT MIN(next_attempt_at) FROM events WHERE state = 'pending'"
+            ).fetchone()
+        return None if row[0] is None else float(row[0])
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """``{"webhooks": {state: n}, "events": {state: n}}``, every state present."""
+        out = {
+            "webhooks": dict.fromkeys(WEBHOOK_STATES, 0),
+            "events": dict.fromkeys(EVENT_STATES, 0),
+        }
+        with self._read() as db:
+            for table in out:
+                for state, n in db.execute(f"SELECT state, COUNT(*) FROM {table} GROUP BY state"):
+                    out[table][state] = n
+        return out
+
+    def pending_depth(self) -> int:
+        """How many events wait to be sent (due now or later)."""
+        with self._read() as db:
+            row = db.execute("SELECT COUNT(*) FROM events WHERE state = 'pending'").fetchone()
+        return int(row[0])
+
+    def oldest_pending(self) -> Oldest:
+        """Arrival time (and age) of the oldest unprocessed webhook and unsent event."""
+        now = self._clock()
+        with self._read() as db:
+            webhook = db.execute(
+                "SELECT MIN(received_at) FROM webhooks WHERE state = 'received'"
+            ).fetchone()[0]
+            event = db.execute(
+                "SELECT MIN(created_at) FROM events WHERE state = 'pending'"
+            ).fetchone()[0]
+        return Oldest(now, webhook, event)

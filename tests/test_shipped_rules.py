@@ -1,0 +1,67 @@
+"""The shipped rule sets: they load clean, and their declared rule tests pass.
+
+The cases are the ones ``hookmap test rules/`` runs, through the same runner.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine import compiler, ruletests
+from tests.conftest import ROOT
+
+RULES = ROOT / "rules"
+LOADED = compiler.load([RULES])
+
+
+def test_shipped_rules_load_without_any_diagnostic() -> None:
+    """No error and no warning in rules/ (the linter is held to its own standard)."""
+    assert [d.render() for d in LOADED.diagnostics] == []
+    assert {r.name for r in LOADED.rulesets} == {"shopify", "woocommerce"}
+
+
+def _cases() -> list[Any]:
+    return [
+        pytest.param(rs, case, id=f"{rs.name}::{case.name}")
+        for rs in LOADED.rulesets
+        for case in rs.tests
+    ]
+
+
+@pytest.mark.parametrize(("ruleset", "case"), _cases())
+def test_rule_case(ruleset: Any, case: Any) -> None:
+    """Each declared rule test passes."""
+    outcome = ruletests.run_case(ruleset, case)
+    assert outcome.passed, "\n".join(outcome.failures)
+
+
+@pytest.mark.parametrize("platform", ["shopify", "woocommerce"])
+def test_every_example_webhook_is_covered_by_a_rule_test(platform: str) -> None:
+    """No bundled example is left without a test of what it becomes."""
+    ruleset = LOADED.get(platform)
+    assert ruleset is not None
+    used = {Path(c.body_file).name for c in ruleset.tests if c.body_file}
+    examples = {
+        p.name for p in (ROOT / "examples" / platform).iterdir() if p.suffix in (".json", ".txt")
+    }
+    assert examples - used == set()
+
+
+def test_a_broken_expectation_fails_with_a_readable_diff() -> None:
+    """The runner reports a wrong expected value as a diff, not a bare False."""
+    ruleset = LOADED.get("shopify")
+    assert ruleset is not None
+    case = next(c for c in ruleset.tests if c.name.startswith("orders/create becomes"))
+    broken = dict(case.expect)
+    event = dict(broken["events"][0])
+    event["keyValue"] = "someone.else@example.com"
+    broken["events"] = [event]
+    outcome = ruletests.run_case(ruleset, dataclasses.replace(case, expect=broken))
+    assert not outcome.passed
+    text = "\n".join(outcome.failures)
+    assert '-  "keyValue": "someone.else@example.com"' in text
+    assert '+  "keyValue": "olivia.bennett@example.com"' in text

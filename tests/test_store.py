@@ -1,0 +1,362 @@
+"""The SQLite store: durability, the event identity, the outbox and its listings.
+
+Every test runs on a real file in ``tmp_path``; time comes from a settable clock.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.errors import Problem
+from engine.pipeline import EventResult, Result
+from engine.store import (
+    RESPONSE_LIMIT,
+    SCHEMA_VERSION,
+    NewEvent,
+    Store,
+    StoreError,
+    new_events,
+)
+
+T0 = 1_700_000_000.0
+
+
+class Clock:
+    def __init__(self, now: float = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def store(tmp_path: Path, clock: Clock) -> Iterator[Store]:
+    with Store(tmp_path / "data" / "hookmap.sqlite3", clock=clock) as s:
+        yield s
+
+
+def event(idx: int = 0, rule: str = "orders", **body: Any) -> NewEvent:
+    payload = {"eventTypeKey": "orderCreated", "keyValue": "a@b.c", "params": [], **body}
+    return NewEvent(rule, idx, "orderCreated", "v2", payload)
+
+
+def webhook(store: Store, delivery_id: str | None = None, **kw: Any) -> int:
+    return store.add_webhook("shopify", {"X-Topic": "orders/create"}, b'{"id": 1}', delivery_id,
+                             **kw).id  # fmt: skip
+
+
+def state_of(store: Store, event_id: int) -> str:
+    return next(e.state for e in store.list_events(limit=1000) if e.id == event_id)
+
+
+# -- webhooks ---------------------------------------------------------------------------
+
+
+def test_add_webhook_keeps_raw_body_and_lowercases_header_names(store: Store) -> None:
+    raw = b'{"b": 1,  "a": "\xc3\xa9"}\r\n'
+    added = store.add_webhook("shop", {"X-Shopify-Topic": "orders/create"}, raw, "d-1")
+    assert not added.duplicate
+    stored = store.webhooks_to_process(10)[0]
+    assert (stored.id, stored.body, stored.headers) == (
+        added.id, raw, {"x-shopify-topic": "orders/create"},
+    )  # fmt: skip
+    assert (stored.state, stored.received_at, stored.delivery_id) == ("received", T0, "d-1")
+    assert stored.as_webhook().headers == {"x-shopify-topic": "orders/create"}
+
+
+def test_duplicate_delivery_id_returns_the_existing_id_and_stores_nothing(store: Store) -> None:
+    first = store.add_webhook("shop", {}, b"1", "d-1")
+    again = store.add_webhook("shop", {}, b"2", "d-1")
+    assert (again.id, again.duplicate) == (first.id, True)
+    assert [w.body for w in store.list_webhooks()] == [b"1"]
+
+
+def test_delivery_id_is_unique_per_source_and_null_never_duplicates(store: Store) -> None:
+    assert not store.add_webhook("shop-a", {}, b"", "d-1").duplicate
+    assert not store.add_webhook("shop-b", {}, b"", "d-1").duplicate
+    assert not store.add_webhook("shop-a", {}, b"", None).duplicate
+    assert not store.add_webhook("shop-a", {}, b"", None).duplicate
+    assert store.counts()["webhooks"]["received"] == 4
+
+
+def test_webhook_survives_reopening_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "hookmap.sqlite3"
+    with Store(path) as first:
+        wid = first.add_webhook("shop", {"A": "1"}, b"body", "d-1").id
+    with Store(path) as second:
+        found = second.get_webhook(wid)
+        assert found is not None and found.webhook.body == b"body"
+        assert second.add_webhook("shop", {}, b"x", "d-1").duplicate
+
+
+def test_webhook_survives_kill_9_right_after_add_webhook(tmp_path: Path) -> None:
+    """Once add_webhook returns, the row is on disk: the process is killed before close."""
+    path = tmp_path / "hookmap.sqlite3"
+    code = (
+        "import os, signal, sys\n"
+        "from engine.store import Store\n"
+        "s = Store(sys.argv[1])\n"
+        "print(s.add_webhook('shop', {}, b'kept', 'd-9').id, flush=True)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, timeout=60)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    with Store(path) as store:
+        found = store.get_webhook(int(done.stdout))
+        assert found is not None and found.webhook.body == b"kept"
+
+
+def test_opening_sets_wal_full_sync_foreign_keys_and_schema_version(store: Store) -> None:
+    assert store.path.parent.name == "data"  # parent directory created
+    db = store._conn
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_a_file_with_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "hookmap.sqlite3"
+    Store(path).close()
+    with sqlite3.connect(path) as db:
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    db.close()
+    with pytest.raises(StoreError, match="schema version"):
+        Store(path)
+
+
+# -- record_result ------------------------------------------------------------------------
+
+
+def test_record_result_inserts_events_and_marks_the_webhook_processed(store: Store) -> None:
+    wid = webhook(store)
+    problem = {"code": "V101", "param": "totalCost", "message": "missing"}
+    dropped = NewEvent("orders", 1, "orderCreated", "v2", None, [problem], valid=False)
+    stats = store.record_result(wid, "orders/create", "1 sent, 1 dropped", [event(0), dropped])
+    assert (stats.inserted, stats.requeued) == (2, 0)
+    detail = store.get_webhook(wid)
+    assert detail is not None
+    assert (detail.webhook.state, detail.webhook.topic, detail.webhook.processed_at) == (
+        "processed", "orders/create", T0,
+    )  # fmt: skip
+    sent, invalid = detail.events
+    assert (sent.state, sent.next_attempt_at, sent.attempts) == ("pending", T0, 0)
+    assert sent.body == '{"eventTypeKey":"orderCreated","keyValue":"a@b.c","params":[]}'
+    assert (invalid.state, invalid.body, invalid.problems) == ("invalid", None, [problem])
+    assert store.webhooks_to_process(10) == []
+
+
+def test_record_result_with_an_error_marks_the_webhook_failed(store: Store) -> None:
+    wid = webhook(store)
+    store.record_result(wid, None, None, [], error="body is not JSON")
+    found = store.get_webhook(wid)
+    assert found is not None
+    assert (found.webhook.state, found.webhook.error) == ("failed", "body is not JSON")
+
+
+def test_record_result_is_one_transaction(store: Store) -> None:
+    """A failure on the second event leaves neither event nor the 'processed' mark."""
+    wid = webhook(store)
+    bad = NewEvent("orders", 1, "orderCreated", "v2", {"x": {1, 2}})  # a set: not JSON
+    with pytest.raises(TypeError):
+        store.record_result(wid, "t", "s", [event(0), bad])
+    assert store.counts()["events"]["pending"] == 0
+    assert [w.id for w in store.webhooks_to_process(10)] == [wid]
+
+
+def test_record_result_for_an_unknown_webhook_raises(store: Store) -> None:
+    with pytest.raises(StoreError, match="no webhook #42"):
+        store.record_result(42, None, None, [event()])
+
+
+def test_recording_the_same_result_twice_does_not_duplicate_events(store: Store) -> None:
+    wid = webhook(store)
+    store.record_result(wid, "t", "s", [event(0), event(1)])
+    stats = store.record_result(wid, "t", "s", [event(0), event(1)])
+    assert (stats.inserted, stats.requeued) == (0, 0)
+    assert store.counts()["events"]["pending"] == 2
+
+
+def _send_all(store: Store, outcome: str = "sent") -> None:
+    for e in store.claim_due(store._clock(), 100, 60):
+        store.record_attempt(e.id, outcome, 200 if outcome == "sent" else 400,  # type: ignore[arg-type]
+                             None, "", T0, 5.0)  # fmt: skip
+
+
+def test_replay_inserts_only_missing_events_and_leaves_sent_ones(store: Store) -> None:
+    wid = webhook(store)
+    store.record_result(wid, "t", "s", [event(0)])
+    _send_all(store)
+    stats = store.record_result(wid, "t", "s", [event(0, v=2), event(1)], replay=True)
+    assert (stats.inserted, stats.requeued) == (1, 0)
+    first, second = store.list_events(limit=10)[::-1]
+    assert (first.state, "v" in (first.body or "")) == ("sent", False)
+    assert (second.idx, second.state) == (1, "pending")
+
+
+def test_replay_refreshes_invalid_and_dead_events_with_the_new_outcome(store: Store) -> None:
+    wid = webhook(store)
+    invalid = NewEvent("orders", 1, "orderCreated", "v2", None, [{"code": "V101"}], valid=False)
+    store.record_result(wid, "t", "s", [event(0), invalid])
+    _send_all(store, "dead")
+    stats = store.record_result(wid, "t", "s", [event(0, fixed=1), event(1)], replay=True)
+    assert (stats.inserted, stats.requeued) == (0, 2)
+    for e in store.list_events(limit=10):
+        assert (e.state, e.attempts, e.next_attempt_at, e.problems) == ("pending", 0, T0, [])
+    assert '"fixed":1' in (store.list_events(limit=10)[-1].body or "")
+
+
+def test_force_requeues_events_already_sent(store: Store, clock: Clock) -> None:
+    wid = webhook(store)
+    store.record_result(wid, "t", "s", [event(0)])
+    _send_all(store)
+    clock.now = T0 + 100
+    assert store.record_result(wid, "t", "s", [event(0)], replay=True).requeued == 0
+    stats = store.record_result(wid, "t", "s", [event(0)], force=True)
+    assert (stats.inserted, stats.requeued) == (0, 1)
+    (again,) = store.list_events()
+    assert (again.state, again.sent_at, again.next_attempt_at) == ("pending", None, T0 + 100)
+
+
+def test_replay_never_touches_a_pending_event(store: Store) -> None:
+    """It may be in flight: changing it could send a body the store does not show."""
+    wid = webhook(store)
+    store.record_result(wid, "t", "s", [event(0)])
+    assert store.record_result(wid, "t", "s", [event(0, v=2)], force=True).requeued == 0
+    assert '"v"' not in (store.list_events()[0].body or "")
+
+
+def test_new_events_converts_a_pipeline_result() -> None:
+    problem = Problem("V101", "required param is missing", "totalCost")
+    ok = EventResult("r", 0, "orderCreated", {"eventTypeKey": "orderCreated"}, (), None, (), None)
+    bad = EventResult("r", 1, "orderCreated", {"eventTypeKey": "x"}, (problem,), None, (), None)
+    result = Result("shop", "v1", "orders/create", (ok, bad), ())
+    first, second = new_events(result)
+    assert (first.api_version, first.valid, first.body) == ("v1", True, ok.body)
+    assert (second.valid, second.problems) == (False, [problem.as_dict()])
+
+
+# -- the outbox ---------------------------------------------------------------------------
+
+
+def test_due_events_are_pending_ones_due_by_now_in_due_order(store: Store, clock: Clock) -> None:
+    first = webhook(store)
+    store.record_result(first, "t", "s", [event(0), event(1)])
+    clock.now = T0 + 5
+    second = webhook(store)
+    store.record_result(second, "t", "s", [event(0)])
+    ids = [e.id for e in store.due_events(T0 + 5, 10)]
+    assert len(ids) == 3 and ids == sorted(ids)
+    assert len(store.due_events(T0, 10)) == 2
+    assert len(store.due_events(T0 + 5, 1)) == 1
+    # a retry scheduled later moves behind events due earlier
+    store.record_attempt(ids[0], "retry", 500, None, "", T0, 1.0, next_attempt_at=T0 + 3)
+    assert [e.id for e in store.due_events(T0 + 5, 10)] == [ids[1], ids[0], ids[2]]
+    assert [e.id for e in store.due_events(T0 + 1, 10)] == [ids[1]]
+    assert store.next_due_at() == T0
+
+
+def test_claim_due_leases_events_so_they_are_not_claimed_twice(store: Store) -> None:
+    store.record_result(webhook(store), "t", "s", [event(0)])
+    (claimed,) = store.claim_due(T0, 10, lease=60)
+    assert json.loads(claimed.body)["eventTypeKey"] == "orderCreated"
+    assert store.claim_due(T0 + 59, 10, lease=60) == []
+    assert [e.id for e in store.claim_due(T0 + 60, 10, lease=60)] == [claimed.id]
+
+
+def test_record_attempt_moves_events_and_keeps_every_attempt(store: Store) -> None:
+    wid = webhook(store)
+    store.record_result(wid, "t", "s", [event(0), event(1)])
+    a, b = (e.id for e in store.due_events(T0, 10))
+    assert store.record_attempt(a, "retry", None, "ConnectError: refused", None, T0, 3.0, T0 + 10)
+    assert store.record_attempt(a, "sent", 200, None, "", T0 + 10, 40.0)
+    assert store.record_attempt(b, "dead", 400, None, "x" * 5000, T0, 7.0)
+    detail = store.get_webhook(wid)
+    assert detail is not None
+    sent, dead = detail.events
+    assert (sent.state, sent.attempts, sent.sent_at, sent.last_status) == ("sent", 2, T0 + 10.04,
+                                                                            200)  # fmt: skip
+    assert (dead.state, dead.attempts, dead.last_status) == ("dead", 1, 400)
+    assert dead.last_error is not None and dead.last_error.startswith("HTTP 400: xxx")
+    assert [(t.event_id, t.outcome, t.status, t.error) for t in detail.attempts] == [
+        (a, "retry", None, "ConnectError: refused"),
+        (a, "sent", 200, None),
+        (b, "dead", 400, None),
+    ]
+    assert len(detail.attempts[2].response or "") == RESPONSE_LIMIT
+
+
+def test_record_attempt_on_an_event_no_longer_pending_changes_nothing(store: Store) -> None:
+    store.record_result(webhook(store), "t", "s", [event(0)])
+    (e,) = store.due_events(T0, 10)
+    store.record_attempt(e.id, "sent", 200, None, "", T0, 1.0)
+    assert not store.record_attempt(e.id, "dead", 500, None, "", T0, 1.0)
+    assert state_of(store, e.id) == "sent"
+
+
+def test_record_attempt_retry_needs_a_time(store: Store) -> None:
+    with pytest.raises(ValueError, match="next_attempt_at"):
+        store.record_attempt(1, "retry", 500, None, "", T0, 1.0)
+
+
+def test_retry_and_retry_dead_requeue_dead_events_only(store: Store, clock: Clock) -> None:
+    store.record_result(webhook(store), "t", "s", [event(0), event(1), event(2)])
+    a, b, c = (e.id for e in store.due_events(T0, 10))
+    for dead in (a, b):
+        store.record_attempt(dead, "dead", 400, None, "bad", T0, 1.0)
+    clock.now = T0 + 50
+    assert store.retry(c) == 0  # pending, not dead
+    assert store.retry(a) == 1
+    assert store.retry(a) == 0
+    assert store.retry_dead() == 1
+    assert [(e.id, e.attempts) for e in store.due_events(T0 + 50, 10)] == [(c, 0), (a, 0), (b, 0)]
+
+
+def test_counts_depth_and_oldest_pending(store: Store, clock: Clock) -> None:
+    assert store.counts() == {
+        "webhooks": {"received": 0, "processed": 0, "failed": 0},
+        "events": {"pending": 0, "sent": 0, "dead": 0, "invalid": 0},
+    }
+    empty = store.oldest_pending()
+    assert (empty.webhook_age, empty.event_age) == (None, None)
+    first = webhook(store, received_at=T0 - 30)
+    webhook(store)
+    clock.now = T0 + 10
+    store.record_result(first, "t", "s", [event(0), event(1)])
+    clock.now = T0 + 40
+    oldest = store.oldest_pending()
+    assert (oldest.webhook_age, oldest.event_age) == (40.0, 30.0)
+    assert store.pending_depth() == 2
+    counts = store.counts()
+    assert counts["webhooks"] == {"received": 1, "processed": 1, "failed": 0}
+    assert counts["events"]["pending"] == 2
+
+
+def test_listings_filter_by_state_and_source_newest_first(store: Store) -> None:
+    a = store.add_webhook("shop-a", {}, b"", None, received_at=T0 - 100).id
+    b = store.add_webhook("shop-b", {}, b"", None).id
+    c = store.add_webhook("shop-a", {}, b"", None).id
+    store.record_result(c, "t", "s", [event(0)])
+    assert [w.id for w in store.list_webhooks()] == [c, b, a]
+    assert [w.id for w in store.list_webhooks(source="shop-a")] == [c, a]
+    assert [w.id for w in store.list_webhooks(state="received", source="shop-a")] == [a]
+    assert [w.id for w in store.list_webhooks(limit=1)] == [c]
+    assert [w.id for w in store.webhooks_since(T0 - 1)] == [b, c]
+    assert [w.id for w in store.webhooks_since(0, source="shop-a")] == [a, c]
+    assert [e.state for e in store.list_events(state="pending")] == ["pending"]
+    assert store.list_events(state="sent") == []
+    assert store.get_webhook(999) is None
