@@ -27,7 +27,7 @@ tests. The rule set's `name` is the webhook URL's source: `/hooks/{name}`.
 
 ```yaml
 name: myshop
-api_version: v1                    # v1: every param value a string; v2: native JSON
+api_version: v1                    # v1: all values strings; v2: objects and arrays native
 topic: {header: X-Shop-Topic}      # or {expression: "event.type"}
 vars:
   shop_url: ${SHOP_URL:-https://shop.example}   # ${ENV} and ${ENV:-default}
@@ -85,7 +85,8 @@ the 20 KB body limit).
 
 `api_version: v1` sends every value as a string: numbers without float noise
 (`0.1 + 0.2` → `"0.3"`), booleans as `true`/`false`, objects and arrays JSON-encoded
-(the source page's `items`). `v2` sends native JSON values.
+(the source page's `items`). `v2` sends objects and arrays as native JSON and scalars
+as strings: its spec types a value as a string or a JSON object or array.
 """
 
 

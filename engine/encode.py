@@ -1,7 +1,8 @@
 """Serialize stage: produced values → the exact request body for v1 or v2.
 
 v1 sends every param value as a string (objects and arrays JSON-encoded, as the
-source page's ``items`` example does); v2 sends native JSON values. Both print
+source page's ``items`` example does); v2 sends objects and arrays as native JSON and
+every scalar as a string (its spec allows only those). Both print
 numbers without binary float noise: ``0.1 + 0.2`` is sent as ``0.3``.
 """
 
@@ -67,8 +68,19 @@ def request_body(
     if version == "v1":
         body["params"] = [{"name": n, "value": as_text(v)} for n, v in params]
     else:
-        body["params"] = [{"name": n, "value": clean(v)} for n, v in params]
+        body["params"] = [{"name": n, "value": as_v2(v)} for n, v in params]
     return body
+
+
+def as_v2(value: Any) -> Any:
+    """A param value as v2 sends it: objects and arrays native, every scalar a string.
+
+    The v2 spec types ``value`` as string or JSON object/array: a bare number or
+    boolean is not among them, so scalars are written as v1 writes them.
+    """
+    if isinstance(value, (dict, list, tuple)):
+        return clean(value)
+    return as_text(value)
 
 
 def body_bytes(body: dict[str, Any]) -> bytes:

@@ -410,7 +410,8 @@ RULE_SET = Obj(
             "api_version",
             Enum(values=("v1", "v2")),
             "`v1`: every param value a string, "
-            "objects and arrays JSON-encoded. `v2`: native JSON values.",
+            "objects and arrays JSON-encoded. `v2`: objects and arrays as native JSON, "
+            "scalars as strings (the v2 spec allows only those).",
             default="v1",
         ),
         Field(
