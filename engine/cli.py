@@ -233,3 +233,12 @@ def docs_command(output: str, check: bool) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     click.echo(f"wrote {output}")
+
+
+def _register_operations() -> None:
+    from engine import cli_ops
+
+    cli_ops.register(main)
+
+
+_register_operations()

@@ -21,6 +21,7 @@ from engine.functions import Table, table_key
 from engine.loader import LocatedDict, LocatedList, SourceFile, read_file
 from engine.rules import EventSpec, ParamSpec, Rule, RuleSet, RuleTest
 from engine.schema import HEADER_KEYS
+from engine.signatures import VerifySpec, parse_verify
 from engine.webhook import parse_header_lines, sidecar_headers
 
 RULESET_FILE = "ruleset.yaml"
@@ -242,6 +243,10 @@ def _compile_group(
             comp.error("E107", f"test name '{test.name}' is used twice", test.where)
         test_names.add(test.name)
 
+    verify = _compile_verify(comp, head)
+    raw_dedupe = head.get("dedupe")
+    dedupe: dict[str, Any] = raw_dedupe if isinstance(raw_dedupe, LocatedDict) else {}
+    dedupe_expr = comp.expr(dedupe.get("expression"), names)
     if not topic:
         return None  # reported above; everything else was still checked
     return RuleSet(
@@ -256,7 +261,24 @@ def _compile_group(
         description=head.get("description") or "",
         files=tuple(d.source.path for d in docs),
         where=head.loc,
+        verify=verify,
+        dedupe_header=(dedupe.get("header") or "").lower() or None,
+        dedupe_expr=dedupe_expr,
+        max_body=head.get("max_body"),
     )
+
+
+def _compile_verify(comp: _Compiler, head: LocatedDict) -> VerifySpec | None:
+    raw = head.get("verify")
+    if not isinstance(raw, LocatedDict):
+        return None
+    spec, problems = parse_verify(dict(raw))
+    for message in problems:
+        # point at the key the message names, else at the verify mapping
+        key = next((k for k in raw.key_locs if f"verify.{k}" in message), None)
+        where = raw.value_locs[key] if key else raw.loc
+        comp.error("E106", message, where)
+    return spec
 
 
 _ENV = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")

@@ -12,12 +12,14 @@ Each event is POSTed to ``Destination.event_url(api_version)`` with its stored b
 Sends share one pooled ``httpx.AsyncClient``, a token bucket (the CDP allows 350
 requests/s on the event endpoints) and a concurrency limit.
 
-At least once, never knowingly twice: an event is marked sent only when the CDP has
-answered 2xx and that is committed. The API has no idempotency key, so one window
-cannot be closed: if the process dies between the CDP's 2xx and that commit (one
-SQLite write), the event is still pending and is sent again after restart. Nothing
-else runs in that window. On shutdown, sends in flight get ``grace_seconds`` to
-finish; the rest stay pending.
+At least once, never knowingly twice: an event is marked sent only when the CDP's
+status line says 2xx and that is committed; claiming an event leases it, so a second
+dispatcher on the same file (a CLI drain) does not send it meanwhile. The API has no
+idempotency key, so one window cannot be closed: if the CDP accepts a request but its
+answer never reaches us (timeout, dropped connection), or the process dies between
+the 2xx and the commit (one SQLite write, started at once), the event is sent again.
+On shutdown, sends in flight get ``grace_seconds`` to finish; the rest stay pending
+(a send cut short is retried once its lease ends).
 
 The API key travels only in the client's Authorization header: no message here
 includes headers or the URL.
@@ -246,7 +248,9 @@ class Dispatcher:
             task.cancel()
         await asyncio.gather(*late, return_exceptions=True)
         if late:
-            log.warning("%d send(s) cut short at shutdown; they stay pending", len(late))
+            log.warning(
+                "%d send(s) cut short at shutdown: pending until their lease ends", len(late)
+            )
 
     async def _send(self, event: OutboxEvent) -> Outcome:
         """One attempt: POST, classify, record. Never raises for the HTTP side."""
@@ -259,21 +263,22 @@ class Dispatcher:
             t0 = time.monotonic()
             try:
                 async with asyncio.timeout(self._deadline):
-                    response = await self._client.post(
+                    async with self._client.stream(
+                        "POST",
                         self._destination.event_url(event.api_version),
                         content=event.body.encode("utf-8"),
-                    )
+                    ) as response:
+                        # the status decides; the body is only kept for the record
+                        status = response.status_code
+                        text = await _read_text(response)
             except (httpx.RequestError, TimeoutError) as exc:
-                verdict: Outcome = "retry"
                 error = describe(exc)
             except Exception as exc:  # a bug must not lose the event: retry it later
                 log.exception("unexpected error sending event #%d", event.id)
-                verdict, error = "retry", describe(exc)
-            else:
-                status = response.status_code
-                verdict = classify(status)
-                text = response.content[: RESPONSE_LIMIT * 4].decode("utf-8", errors="replace")
+                error = describe(exc)
             duration_ms = (time.monotonic() - t0) * 1000
+        # a 2xx status line means sent, even if reading the body then failed
+        verdict = "retry" if status is None else classify(status)
         outcome, next_at = self._next_step(verdict, event.attempts)
         await self._record(event, outcome, status, error, text, started, duration_ms, next_at)
         if outcome != "sent":
@@ -334,6 +339,19 @@ class Dispatcher:
                     log.exception("cannot record attempt of event #%d (%s)", event.id, outcome)
                     return
                 await asyncio.sleep(0.5)
+
+
+async def _read_text(response: httpx.Response) -> str:
+    """The start of a response body as text (enough for the record), tolerating errors."""
+    data = b""
+    try:
+        async for chunk in response.aiter_bytes():
+            data += chunk
+            if len(data) >= RESPONSE_LIMIT * 4:  # up to 4 bytes a character
+                break
+    except httpx.RequestError:
+        pass  # the status is what counts
+    return data[: RESPONSE_LIMIT * 4].decode("utf-8", errors="replace")
 
 
 async def _wait_any(events: Sequence[asyncio.Event], timeout: float | None) -> None:

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from engine.errors import Location
 from engine.expressions import Expression
 from engine.functions import Table
+from engine.signatures import VerifySpec
 
 ApiVersion = Literal["v1", "v2"]
 
@@ -91,3 +92,8 @@ class RuleSet:
     description: str = ""
     files: tuple[str, ...] = ()
     where: Location | None = None
+    #: how the server verifies requests; None = not declared (the server refuses it)
+    verify: VerifySpec | None = None
+    dedupe_header: str | None = None
+    dedupe_expr: Expression | None = None
+    max_body: int | None = None

@@ -16,6 +16,8 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
+from engine.signatures import ALGORITHMS, ENCODINGS, SCHEMES, VERIFY_KEYS
+
 
 @dataclasses.dataclass(frozen=True)
 class Type:
@@ -391,6 +393,45 @@ TEST = Obj(
     one_of=(("webhook", "body"),),
 )
 
+VERIFY = Obj(
+    title="Verify",
+    doc=(
+        "How the server checks that a request comes from the platform. A rule set with no "
+        "`verify` cannot be served; `scheme: none` says so explicitly."
+    ),
+    fields=(
+        Field(
+            "scheme", Enum(values=SCHEMES), VERIFY_KEYS["scheme"], required=True, example="shopify"
+        ),
+        Field(
+            "secret_env",
+            ListOf(item=Str(), single_ok=True),
+            VERIFY_KEYS["secret_env"],
+            example="SHOPIFY_WEBHOOK_SECRET",
+        ),
+        Field("header", Str(), VERIFY_KEYS["header"]),
+        Field("algorithm", Enum(values=ALGORITHMS), VERIFY_KEYS["algorithm"]),
+        Field("encoding", Enum(values=ENCODINGS), VERIFY_KEYS["encoding"]),
+        Field("prefix", Str(), VERIFY_KEYS["prefix"]),
+        Field("tolerance", Int(minimum=1), VERIFY_KEYS["tolerance"], default=300),
+    ),
+)
+
+DEDUPE = Obj(
+    title="Dedupe",
+    doc="Where the platform's delivery id is: a repeated id is acknowledged, not processed twice.",
+    fields=(
+        Field(
+            "header",
+            Str(),
+            "Request header holding the delivery id.",
+            example="X-Shopify-Webhook-Id",
+        ),
+        Field("expression", Expr(), "Expression over the body giving the id.", example="eventId"),
+    ),
+    one_of=(("header", "expression"),),
+)
+
 RULE_SET = Obj(
     title="RuleSet",
     doc=(
@@ -420,6 +461,13 @@ RULE_SET = Obj(
             "How the topic is found. Required (in the single file, or in "
             "the folder's `ruleset.yaml`).",
         ),
+        Field("verify", VERIFY, "How the server verifies requests (signatures)."),
+        Field("dedupe", DEDUPE, "Where the delivery id is, to acknowledge repeats once."),
+        Field(
+            "max_body",
+            Int(minimum=1),
+            "Largest accepted body in bytes (the server's `--max-body`, 1 MiB, when absent).",
+        ),
         Field(
             "vars",
             MapOf(value=Scalar(), key_doc="var name"),
@@ -438,9 +486,21 @@ RULE_SET = Obj(
 )
 
 #: Keys of RULE_SET that only the folder's ``ruleset.yaml`` (or a single file) may hold.
-HEADER_KEYS = ("name", "description", "api_version", "topic")
+HEADER_KEYS = ("name", "description", "api_version", "topic", "verify", "dedupe", "max_body")
 
-OBJECTS: Sequence[Obj] = (RULE_SET, TOPIC, TABLE, TEMPLATE, RULE, EVENT, PARAM, TEST, EXPECT)
+OBJECTS: Sequence[Obj] = (
+    RULE_SET,
+    TOPIC,
+    VERIFY,
+    DEDUPE,
+    TABLE,
+    TEMPLATE,
+    RULE,
+    EVENT,
+    PARAM,
+    TEST,
+    EXPECT,
+)
 
 
 def json_schema() -> dict[str, Any]:

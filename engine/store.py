@@ -196,7 +196,9 @@ class Store(Queries):
     little. Other processes (the CLI) still coordinate through SQLite's own locking.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, clock: Callable[[], float] = time.time):
+    def __init__(
+        self, path: str | os.PathLike[str], *, clock: Callable[[], float] = time.time
+    ) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._clock = clock
@@ -407,6 +409,16 @@ class Store(Queries):
                 (*args, status, event_id),
             )
         return cursor.rowcount == 1
+
+    def writable(self) -> bool:
+        """Whether a write transaction can start now (readiness checks)."""
+        try:
+            with self._lock:
+                self._conn.execute("BEGIN IMMEDIATE")
+                self._conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            return False
+        return True
 
     def retry(self, event_id: int) -> int:
         """Put one dead event back in the queue, due now, with a fresh retry schedule."""

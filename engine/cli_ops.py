@@ -1,0 +1,522 @@
+"""The server and operator commands: serve, sandbox, status, webhooks, events, show, retry,
+replay. They read the same data folder as the running server."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+import logging
+import os
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+import httpx
+
+from engine import compiler
+from engine.destination import API_KEY_ENV, Destination
+from engine.dispatch import Dispatcher
+from engine.errors import RuleLoadError, UsageError
+from engine.intake import DEFAULT_MAX_BODY, ServeRefused, is_woocommerce_ping
+from engine.processor import process_stored
+from engine.service import DB_NAME, ServiceConfig, serve
+from engine.signatures import resolve_secrets, sign
+from engine.store import Store, StoreError, new_events
+from engine.webhook import read_webhook_file
+
+DATA_HELP = "Data folder of the server (SQLite file inside)."
+#: header names whose values are credentials or signatures: never shown
+_SECRET_HEADER = re.compile(
+    r"signature|hmac|authorization|token|secret|cookie|api-key", re.IGNORECASE
+)
+
+
+def data_option(func: Any) -> Any:
+    return click.option(
+        "--data",
+        "data_dir",
+        default="hookmap-data",
+        show_default=True,
+        envvar="HOOKMAP_DATA",
+        type=click.Path(file_okay=False),
+        help=DATA_HELP,
+    )(func)
+
+
+def open_store(data_dir: str, must_exist: bool = True) -> Store:
+    path = Path(data_dir) / DB_NAME
+    if must_exist and not path.is_file():
+        raise UsageError(
+            f"no hookmap data in {data_dir}/ (start 'hookmap serve --data "
+            f"{data_dir}' first, or pass --data)"
+        )
+    try:
+        return Store(path)
+    except StoreError as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def when(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return datetime.datetime.fromtimestamp(ts).astimezone().isoformat(timespec="seconds")
+
+
+def age(seconds: float | None) -> str:
+    if seconds is None:
+        return "none"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+def mask_headers(headers: dict[str, str]) -> dict[str, str]:
+    """Headers with credential and signature values replaced."""
+    return {k: ("****" if _SECRET_HEADER.search(k) else v) for k, v in headers.items()}
+
+
+def parse_since(text: str) -> float:
+    """``2h``, ``30m``, ``1d``, ``45s`` ago, or an ISO 8601 date-time / date."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd])", text.strip())
+    if match:
+        size = {"s": 1, "m": 60, "h": 3600, "d": 86400}[match[2]]
+        return time.time() - float(match[1]) * size
+    try:
+        moment = datetime.datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise UsageError(f"--since {text!r}: use 2h, 30m, 1d or an ISO date-time") from exc
+    if moment.tzinfo is None:
+        moment = moment.astimezone()
+    return moment.timestamp()
+
+
+def signed_headers(ruleset: Any, body: bytes, headers: dict[str, str] | Any) -> dict[str, str]:
+    """``headers`` with the signature the rule set's scheme expects, from the environment."""
+    out = {k: v for k, v in headers.items() if v != "PLACEHOLDER"}
+    spec = ruleset.verify
+    if spec is None or spec.scheme == "none" or is_woocommerce_ping(out, body):
+        return out
+    secrets = resolve_secrets(spec, os.environ)
+    out.update({k.lower(): v for k, v in sign(spec, secrets[0], body).items()})
+    return out
+
+
+def register(main: click.Group) -> None:
+    """Add the server and operator commands to ``main``."""
+
+    @main.command("serve")
+    @click.option(
+        "--rules",
+        "rules_paths",
+        multiple=True,
+        required=True,
+        type=click.Path(exists=True),
+        help="Rule file or folder (repeatable).",
+    )
+    @click.option("--host", default="127.0.0.1", show_default=True)
+    @click.option("--port", default=8000, show_default=True, type=int)
+    @data_option
+    @click.option(
+        "--max-body",
+        default=DEFAULT_MAX_BODY,
+        show_default=True,
+        type=int,
+        help="Largest accepted body in bytes (a rule set's max_body wins).",
+    )
+    @click.option(
+        "--concurrency", default=8, show_default=True, type=int, help="Sends in flight at once."
+    )
+    @click.option(
+        "--rate",
+        default=350.0,
+        show_default=True,
+        type=float,
+        help="Sends per second at most (the service's documented limit).",
+    )
+    @click.option(
+        "--grace",
+        default=10.0,
+        show_default=True,
+        type=float,
+        help="Seconds sends in flight get on shutdown.",
+    )
+    @click.option(
+        "--reload",
+        "reload_watch",
+        is_flag=True,
+        help="Reload the rules when a rule file changes (SIGHUP always does).",
+    )
+    @click.option(
+        "--log-level",
+        default="info",
+        show_default=True,
+        type=click.Choice(["debug", "info", "warning", "error"]),
+    )
+    def serve_command(
+        rules_paths: tuple[str, ...],
+        host: str,
+        port: int,
+        data_dir: str,
+        max_body: int,
+        concurrency: int,
+        rate: float,
+        grace: float,
+        reload_watch: bool,
+        log_level: str,
+    ) -> None:
+        """Receive webhooks at POST /hooks/{source} and deliver their events.
+
+        The CDP is HOOKMAP_API_URL (default https://esputnik.com/api) with the key in
+        HOOKMAP_API_KEY. Platform secrets come from the variables each rule set's
+        `verify.secret_env` names.
+        """
+        logging.basicConfig(
+            level=log_level.upper(),
+            stream=sys.stderr,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+        destination = Destination.from_env()
+        if not destination.api_key:
+            raise UsageError(f"{API_KEY_ENV} is not set: the CDP needs the API key")
+        config = ServiceConfig(
+            rules=rules_paths,
+            data_dir=Path(data_dir),
+            max_body=max_body,
+            concurrency=concurrency,
+            rate_per_second=rate,
+            grace_seconds=grace,
+            reload_watch=reload_watch,
+        )
+        try:
+            serve(config, destination, host, port)
+        except RuleLoadError as exc:
+            for d in exc.diagnostics:
+                click.echo(d.render(), err=True)
+            raise
+        except ServeRefused as exc:
+            for problem in exc.problems:
+                click.echo(f"refused: {problem}", err=True)
+            sys.exit(1)
+
+    @main.command("sandbox")
+    @click.option("--host", default="127.0.0.1", show_default=True)
+    @click.option("--port", default=8020, show_default=True, type=int)
+    @click.option(
+        "--rate-limit",
+        default=350,
+        show_default=True,
+        type=int,
+        help="Requests per second before answering 429.",
+    )
+    @click.option(
+        "--strict-contacts",
+        is_flag=True,
+        help="Reject order events for contacts not created first.",
+    )
+    @click.option("--fail-rate", default=0.0, type=float, help="Share of requests that get 500.")
+    @click.option("--throttle-rate", default=0.0, type=float, help="Share that get 429.")
+    @click.option("--delay", default=0.0, type=float, help="Seconds added to every answer.")
+    def sandbox_command(
+        host: str,
+        port: int,
+        rate_limit: int,
+        strict_contacts: bool,
+        fail_rate: float,
+        throttle_rate: float,
+        delay: float,
+    ) -> None:
+        """Run a local stand-in of the CDP (v1/v2 event, contact, orders) for trying hookmap.
+
+        Basic auth is required with the key in HOOKMAP_API_KEY. Point the server at it
+        with HOOKMAP_API_URL=http://HOST:PORT/api. What it accepted: GET /sandbox/events.
+        """
+        from engine.sandbox import SandboxConfig
+        from engine.sandbox import serve as serve_sandbox
+
+        key = os.environ.get(API_KEY_ENV)
+        if not key:
+            raise UsageError(f"{API_KEY_ENV} is not set: the sandbox checks Basic auth with it")
+        config = SandboxConfig(
+            api_key=key,
+            rate_limit=rate_limit,
+            strict_contacts=strict_contacts,
+            fail_rate=fail_rate,
+            throttle_rate=throttle_rate,
+            delay_seconds=delay,
+        )
+        serve_sandbox(config, host, port, printer=click.echo)
+
+    @main.command("post")
+    @click.option(
+        "--rules",
+        "rules_paths",
+        multiple=True,
+        required=True,
+        type=click.Path(exists=True),
+        help="Rule file or folder (repeatable).",
+    )
+    @click.option("--source", help="Rule set name (else chosen as dry-run does).")
+    @click.option(
+        "--url",
+        default="http://127.0.0.1:8000",
+        show_default=True,
+        help="The server's base URL; files go to URL/hooks/{source}.",
+    )
+    @click.argument("payloads", nargs=-1, required=True, type=click.Path(exists=True))
+    def post_command(
+        rules_paths: tuple[str, ...], source: str | None, url: str, payloads: tuple[str, ...]
+    ) -> None:
+        """Post webhook files to a server, signed as the platform would sign them.
+
+        The secret is the first variable of the rule set's `verify.secret_env` that is
+        set; headers come from each file's .headers file (its signature is replaced).
+        """
+        from engine.cli import pick_ruleset
+
+        loaded = compiler.load(list(rules_paths))
+        if not loaded.ok:
+            raise RuleLoadError(loaded.diagnostics)
+        failed = 0
+        with httpx.Client(timeout=10.0) as client:
+            for payload in payloads:
+                webhook = read_webhook_file(Path(payload))
+                ruleset = pick_ruleset(loaded.rulesets, source, webhook)
+                headers = signed_headers(ruleset, webhook.body, webhook.headers)
+                try:
+                    response = client.post(
+                        f"{url.rstrip('/')}/hooks/{ruleset.name}",
+                        content=webhook.body,
+                        headers=headers,
+                    )
+                except httpx.HTTPError as exc:
+                    raise UsageError(f"cannot reach {url}: {exc}") from exc
+                failed += response.status_code >= 300
+                click.echo(f"{payload}: {response.status_code} {response.text.strip()}")
+        sys.exit(1 if failed else 0)
+
+    @main.command("status")
+    @data_option
+    @click.option("--json", "as_json", is_flag=True)
+    def status_command(data_dir: str, as_json: bool) -> None:
+        """Counts of webhooks and events by state, and the oldest pending work."""
+        with open_store(data_dir) as store:
+            counts = store.counts()
+            oldest = store.oldest_pending()
+        if as_json:
+            click.echo(
+                json.dumps(
+                    {
+                        **counts,
+                        "oldest_pending_webhook_seconds": oldest.webhook_age,
+                        "oldest_pending_event_seconds": oldest.event_age,
+                    },
+                    indent=2,
+                )
+            )
+            return
+        for table, states in counts.items():
+            click.echo(f"{table}: " + ", ".join(f"{s} {n}" for s, n in states.items()))
+        click.echo(
+            f"oldest unprocessed webhook: {age(oldest.webhook_age)}; "
+            f"oldest unsent event: {age(oldest.event_age)}"
+        )
+
+    @main.command("webhooks")
+    @data_option
+    @click.option("--state", type=click.Choice(["received", "processed", "failed"]))
+    @click.option("--source")
+    @click.option("--limit", default=50, show_default=True, type=int)
+    def webhooks_command(data_dir: str, state: str | None, source: str | None, limit: int) -> None:
+        """The latest stored webhooks."""
+        with open_store(data_dir) as store:
+            rows = store.list_webhooks(state, source, limit)
+        for w in rows:
+            click.echo(
+                f"#{w.id:<6} {when(w.received_at)} {w.source:<12} {w.state:<9} "
+                f"{w.topic or '-':<24} {w.error or w.summary or ''}"
+            )
+        click.echo(f"{len(rows)} webhook(s)")
+
+    @main.command("events")
+    @data_option
+    @click.option("--state", type=click.Choice(["pending", "sent", "dead", "invalid"]))
+    @click.option("--limit", default=50, show_default=True, type=int)
+    def events_command(data_dir: str, state: str | None, limit: int) -> None:
+        """The latest events (dead: the status and response that stopped them)."""
+        with open_store(data_dir) as store:
+            rows = store.list_events(state, limit)
+        for e in rows:
+            extra = e.last_error or ""
+            if e.state == "invalid":
+                extra = "; ".join(
+                    f"{p.get('code')} {p.get('param') or ''}".strip()
+                    for p in e.problems
+                    if p.get("severity") == "error"
+                )
+            click.echo(
+                f"#{e.id:<6} webhook #{e.webhook_id:<6} {e.event_type:<16} "
+                f"{e.state:<8} attempts {e.attempts} {extra}"
+            )
+        click.echo(f"{len(rows)} event(s)")
+
+    @main.command("show")
+    @data_option
+    @click.argument("webhook_id", type=int)
+    def show_command(data_dir: str, webhook_id: int) -> None:
+        """One webhook: raw body, headers (secrets masked), its events and every attempt."""
+        with open_store(data_dir) as store:
+            detail = store.get_webhook(webhook_id)
+        if detail is None:
+            raise UsageError(f"no webhook #{webhook_id}")
+        w = detail.webhook
+        click.echo(
+            f"webhook #{w.id} from {w.source}, received {when(w.received_at)}, "
+            f"state {w.state}, topic {w.topic or '-'}, delivery id {w.delivery_id or '-'}"
+        )
+        if w.error:
+            click.echo(f"error: {w.error}")
+        if w.summary:
+            click.echo(f"summary: {w.summary}")
+        click.echo("headers:")
+        for name, value in sorted(mask_headers(w.headers).items()):
+            click.echo(f"  {name}: {value}")
+        click.echo(f"body ({len(w.body)} bytes):")
+        click.echo(w.body.decode("utf-8", errors="replace"))
+        for e in detail.events:
+            click.echo(
+                f"event #{e.id} {e.rule}[{e.idx}] {e.event_type}: {e.state}, "
+                f"{e.attempts} attempt(s)"
+            )
+            if e.body:
+                click.echo(f"  body: {e.body}")
+            for p in e.problems:
+                click.echo(
+                    f"  {p.get('severity')}[{p.get('code')}] {p.get('param') or ''}: "
+                    f"{p.get('message')}"
+                )
+            for a in detail.attempts:
+                if a.event_id == e.id:
+                    result = f"HTTP {a.status}" if a.status else (a.error or "no answer")
+                    click.echo(
+                        f"  attempt {when(a.started_at)} {a.duration_ms:.0f} ms "
+                        f"{result} -> {a.outcome}" + (f": {a.response[:200]}" if a.response else "")
+                    )
+
+    @main.command("retry")
+    @data_option
+    @click.argument("event_id", type=int, required=False)
+    @click.option("--dead", "all_dead", is_flag=True, help="Re-queue every dead event.")
+    def retry_command(data_dir: str, event_id: int | None, all_dead: bool) -> None:
+        """Put a dead event (or all of them) back in the queue, due now."""
+        if (event_id is None) == (not all_dead):
+            raise UsageError("give an event id or --dead (one of them)")
+        with open_store(data_dir) as store:
+            count = store.retry_dead() if all_dead else store.retry(event_id or 0)
+        if not all_dead and count == 0:
+            raise UsageError(f"event #{event_id} is not dead (or does not exist)")
+        click.echo(f"{count} event(s) re-queued; a running server sends them")
+
+    @main.command("replay")
+    @data_option
+    @click.option(
+        "--rules", "rules_paths", multiple=True, required=True, type=click.Path(exists=True)
+    )
+    @click.option("--webhook", "webhook_id", type=int, help="Replay one webhook.")
+    @click.option("--since", help="Replay webhooks received since (2h, 1d, ISO date-time).")
+    @click.option("--source", help="Only webhooks of this source (with --since).")
+    @click.option("--dry-run", is_flag=True, help="Show what would change; write nothing.")
+    @click.option("--force", is_flag=True, help="Also send again events the CDP accepted.")
+    @click.option("--no-send", is_flag=True, help="Queue the events; let the server send.")
+    def replay_command(
+        data_dir: str,
+        rules_paths: tuple[str, ...],
+        webhook_id: int | None,
+        since: str | None,
+        source: str | None,
+        dry_run: bool,
+        force: bool,
+        no_send: bool,
+    ) -> None:
+        """Re-run stored raw webhooks through the current rules; send only what is new.
+
+        Events the CDP accepted are not sent again unless --force says so.
+        """
+        if (webhook_id is None) == (since is None):
+            raise UsageError("give --webhook ID or --since TIME (one of them)")
+        loaded = compiler.load(list(rules_paths))
+        if not loaded.ok:
+            raise RuleLoadError(loaded.diagnostics)
+        rulesets = {r.name: r for r in loaded.rulesets}
+        with open_store(data_dir) as store:
+            if webhook_id is not None:
+                detail = store.get_webhook(webhook_id)
+                if detail is None:
+                    raise UsageError(f"no webhook #{webhook_id}")
+                targets = [detail.webhook]
+            else:
+                targets = store.webhooks_since(parse_since(since or ""), source=source)
+            if dry_run:
+                _replay_preview(store, rulesets, targets)
+                return
+            inserted = requeued = 0
+            with click.progressbar(
+                targets, label="replaying", file=sys.stderr, show_pos=True
+            ) as bar:
+                for webhook in bar:
+                    stats = process_stored(store, rulesets, webhook, replay=True, force=force).stats
+                    inserted += stats.inserted
+                    requeued += stats.requeued
+            click.echo(
+                f"{len(targets)} webhook(s) replayed: {inserted} new event(s), {requeued} re-queued"
+            )
+            if no_send or not (inserted or requeued):
+                return
+            outcomes = asyncio.run(_drain(store))
+            click.echo(
+                "sent: "
+                + (", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())) or "nothing due")
+            )
+
+    async def _drain(store: Store) -> dict[str, int]:
+        destination = Destination.from_env()
+        if not destination.api_key:
+            raise UsageError(f"{API_KEY_ENV} is not set: cannot send (use --no-send)")
+        async with Dispatcher(store, destination) as dispatcher:
+            return dict(await dispatcher.drain())
+
+
+def _replay_preview(store: Store, rulesets: dict[str, Any], targets: list[Any]) -> None:
+    from engine.pipeline import process
+
+    for webhook in targets:
+        ruleset = rulesets.get(webhook.source)
+        if ruleset is None:
+            click.echo(f"#{webhook.id}: no rule set '{webhook.source}'")
+            continue
+        detail = store.get_webhook(webhook.id)
+        existing = {(e.rule, e.idx): e.state for e in detail.events} if detail else {}
+        try:
+            result = process(ruleset, webhook.as_webhook())
+        except UsageError as exc:
+            click.echo(f"#{webhook.id}: {exc}")
+            continue
+        for event in new_events(result):
+            state = existing.get((event.rule, event.idx))
+            action = (
+                "new"
+                if state is None
+                else "unchanged (sent)"
+                if state == "sent"
+                else "unchanged (pending)"
+                if state == "pending"
+                else f"refresh ({state})"
+            )
+            verdict = "valid" if event.valid else "invalid"
+            click.echo(
+                f"#{webhook.id} {event.rule}[{event.idx}] {event.event_type}: {verdict}, {action}"
+            )

@@ -1,0 +1,111 @@
+"""Intake decisions, before anything is stored: which source, is it signed, is it a repeat.
+
+Kept apart from the HTTP plumbing in ``engine.server`` so each rule can be tested
+without a socket, and so the ``hookmap`` commands that re-read stored webhooks can
+share them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from collections.abc import Mapping, Sequence
+
+from engine.errors import HookmapError
+from engine.evaluate import EXPRESSION_ERRORS
+from engine.functions import EvalContext, make_options
+from engine.rules import RuleSet
+from engine.signatures import SecretError, Verdict, resolve_secrets, verify
+
+DEFAULT_MAX_BODY = 1024 * 1024
+
+#: WooCommerce pings a new webhook with the form body ``webhook_id=N``: unsigned, no topic.
+_WC_PING = re.compile(rb"webhook_id=\d+")
+
+
+class ServeRefused(HookmapError):
+    """A rule set cannot be served as declared (no verify, no secret in the environment)."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("; ".join(self.problems))
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """A rule set ready to receive: its compiled rules and resolved secrets."""
+
+    ruleset: RuleSet
+    secrets: tuple[bytes, ...] = dataclasses.field(repr=False)
+    max_body: int = DEFAULT_MAX_BODY
+
+    @property
+    def name(self) -> str:
+        return self.ruleset.name
+
+    def verify(self, body: bytes, headers: Mapping[str, str], now: float | None = None) -> Verdict:
+        """The signature verdict; ``scheme: none`` always passes (declared explicitly)."""
+        assert self.ruleset.verify is not None  # build_sources refuses the rest
+        return verify(self.ruleset.verify, self.secrets, body, headers, now)
+
+    def delivery_id(self, body: bytes, headers: Mapping[str, str]) -> str | None:
+        """The platform's delivery id (header or body expression), or None."""
+        rs = self.ruleset
+        if rs.dedupe_header:
+            return headers.get(rs.dedupe_header) or None
+        if rs.dedupe_expr is None:
+            return None
+        try:
+            data = json.loads(body)
+        except ValueError:
+            return None
+        try:
+            found = rs.dedupe_expr.search(data, make_options(EvalContext(root=data)))
+        except EXPRESSION_ERRORS:
+            return None
+        return None if found in (None, "") else str(found)
+
+
+def build_sources(
+    rulesets: Sequence[RuleSet], env: Mapping[str, str], max_body: int = DEFAULT_MAX_BODY
+) -> dict[str, Source]:
+    """Every rule set as a Source; ``ServeRefused`` lists every one that cannot be served."""
+    problems: list[str] = []
+    sources: dict[str, Source] = {}
+    for rs in rulesets:
+        if rs.verify is None:
+            problems.append(
+                f"rule set '{rs.name}' ({rs.files[0] if rs.files else '?'}) declares no "
+                "`verify`: add its signature scheme, or `verify: {scheme: none}` to accept "
+                "unsigned requests on purpose"
+            )
+            continue
+        try:
+            secrets = tuple(resolve_secrets(rs.verify, env))
+        except SecretError as exc:
+            problems.append(f"rule set '{rs.name}': {exc}")
+            continue
+        sources[rs.name] = Source(rs, secrets, rs.max_body or max_body)
+    if problems:
+        raise ServeRefused(problems)
+    return sources
+
+
+def is_woocommerce_ping(headers: Mapping[str, str], body: bytes) -> bool:
+    """The unsigned ``webhook_id=N`` form post WooCommerce sends when a webhook is created."""
+    content_type = headers.get("content-type", "").split(";")[0].strip().lower()
+    return (
+        content_type == "application/x-www-form-urlencoded"
+        and "x-wc-webhook-topic" not in headers
+        and _WC_PING.fullmatch(body.strip()) is not None
+    )
+
+
+def reason_label(verdict: Verdict) -> str:
+    """A short, bounded label for metrics (the full reason goes to the log)."""
+    text = verdict.reason.lower()
+    for label in ("missing", "malformed", "timestamp", "future", "mismatch"):
+        if label in text:
+            return "signature_" + label
+    return "signature_invalid"

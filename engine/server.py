@@ -1,0 +1,168 @@
+"""The webhook receiver: ``POST /hooks/{source}`` plus health and metrics, as an ASGI app.
+
+What a request goes through, in order (each step answers before storing anything):
+
+1. unknown source → 404; body over the limit → 413;
+2. WooCommerce's creation ping (``webhook_id=N``) → 200, not stored;
+3. signature → 401 when it fails (the log says why, never the body or a secret);
+4. a repeated delivery id → 200 ``duplicate``, not processed again;
+5. stored in SQLite and committed, and only then 200 ``accepted``.
+
+Whatever happens after step 5 (bad JSON, no rule, a dropped event) is recorded against
+the stored webhook: platforms disable subscriptions that keep failing, so a stored
+webhook is never answered with an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import TYPE_CHECKING, Any
+
+from engine.intake import is_woocommerce_ping, reason_label
+
+if TYPE_CHECKING:
+    from engine.service import Service
+
+log = logging.getLogger("hookmap.server")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+class TooLarge(Exception):
+    """The body passed the limit while being read."""
+
+
+async def read_body(receive: Receive, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ConnectionError("client disconnected")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+async def respond(
+    send: Send, status: int, body: Any, content_type: str = "application/json"
+) -> None:
+    data = (
+        body
+        if isinstance(body, bytes)
+        else (body.encode() if isinstance(body, str) else json.dumps(body).encode())
+    )
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", content_type.encode()),
+                (b"content-length", str(len(data)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": data})
+
+
+def make_app(service: Service) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
+    """The ASGI callable serving ``service`` (a plain coroutine function, as uvicorn wants)."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                kind = message["type"].replace("lifespan.", "")
+                await send({"type": f"lifespan.{kind}.complete"})
+                if kind == "shutdown":
+                    return
+        if scope["type"] != "http":
+            return
+        path, method = scope["path"], scope["method"]
+        if path.startswith("/hooks/"):
+            if method != "POST":
+                await respond(send, 405, {"error": "use POST"})
+                return
+            await receive_webhook(service, scope, receive, send, path[len("/hooks/") :])
+        elif path == "/healthz":
+            await respond(send, 200, {"status": "ok"})
+        elif path == "/readyz":
+            problems = await asyncio.to_thread(service.readiness)
+            await respond(
+                send,
+                503 if problems else 200,
+                {"status": "unready" if problems else "ready", "problems": problems},
+            )
+        elif path == "/metrics":
+            text = await asyncio.to_thread(service.metrics.render)
+            await respond(send, 200, text, "text/plain; version=0.0.4; charset=utf-8")
+        else:
+            await respond(send, 404, {"error": "not found"})
+
+    return app
+
+
+async def receive_webhook(
+    service: Service, scope: Scope, receive: Receive, send: Send, name: str
+) -> None:
+    source = service.sources.get(name)
+    metrics = service.metrics
+    if source is None:
+        metrics.count(metrics.rejected, source=name[:40], reason="unknown_source")
+        log.warning("rejected webhook: unknown source %r", name[:80])
+        await respond(send, 404, {"error": f"unknown source '{name[:80]}'"})
+        return
+    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+    declared = headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > source.max_body:
+        metrics.count(metrics.rejected, source=name, reason="too_large")
+        log.warning(
+            "rejected webhook for %s: body of %s bytes over %d", name, declared, source.max_body
+        )
+        await respond(send, 413, {"error": f"body over {source.max_body} bytes"})
+        return
+    try:
+        body = await read_body(receive, source.max_body)
+    except TooLarge:
+        metrics.count(metrics.rejected, source=name, reason="too_large")
+        log.warning("rejected webhook for %s: body over %d bytes", name, source.max_body)
+        await respond(send, 413, {"error": f"body over {source.max_body} bytes"})
+        return
+    scheme = source.ruleset.verify.scheme if source.ruleset.verify else None
+    if scheme == "woocommerce" and is_woocommerce_ping(headers, body):
+        # unsigned by design: answered, never stored or processed
+        log.info("woocommerce ping for %s acknowledged", name)
+        await respond(send, 200, {"status": "ping"})
+        return
+    verdict = source.verify(body, headers)
+    if not verdict.ok:
+        metrics.count(metrics.rejected, source=name, reason=reason_label(verdict))
+        client = scope.get("client") or ("?", 0)
+        log.warning("rejected webhook for %s from %s: %s", name, client[0], verdict.reason)
+        await respond(send, 401, {"error": "signature verification failed"})
+        return
+    delivery_id = source.delivery_id(body, headers)
+    added = await asyncio.to_thread(
+        service.store.add_webhook, name, headers, body, delivery_id, time.time()
+    )
+    if added.duplicate:
+        metrics.count(metrics.duplicates, source=name)
+        log.info(
+            "duplicate delivery %s for %s: webhook #%d already stored", delivery_id, name, added.id
+        )
+        await respond(send, 200, {"status": "duplicate", "id": added.id})
+        return
+    metrics.count(metrics.received, source=name)
+    service.wake_processor()
+    await respond(send, 200, {"status": "accepted", "id": added.id})

@@ -1,0 +1,283 @@
+"""``hookmap serve``: the server, the processor and the dispatcher in one event loop.
+
+* The ASGI app (``engine.server``) stores each accepted webhook and wakes the processor.
+* The processor (``engine.processor``) turns stored webhooks into outbox events, in a
+  worker thread, and wakes the dispatcher; on start it picks up whatever a crash left.
+* The dispatcher (``engine.dispatch``) delivers the outbox.
+
+SIGTERM / SIGINT: uvicorn stops taking requests and finishes the ones in flight, then
+sends in flight get the grace period and the rest stay pending. SIGHUP (or a changed
+rule file with ``--reload``) reloads the rules: a rule set that fails validation is
+refused with its diagnostics, and the running rules keep serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+
+from engine import compiler
+from engine.destination import Destination
+from engine.dispatch import DEFAULT_SCHEDULE, Dispatcher
+from engine.errors import HookmapError, RuleLoadError
+from engine.intake import DEFAULT_MAX_BODY, Source, build_sources
+from engine.processor import process_stored
+from engine.rules import RuleSet
+from engine.server import make_app
+from engine.store import Store
+
+log = logging.getLogger("hookmap.service")
+
+DB_NAME = "hookmap.sqlite3"
+
+
+@dataclasses.dataclass(frozen=True)
+class ServiceConfig:
+    rules: tuple[str, ...]
+    data_dir: Path = Path("hookmap-data")
+    max_body: int = DEFAULT_MAX_BODY
+    concurrency: int = 8
+    rate_per_second: float = 350.0
+    timeout: float = 10.0
+    schedule: tuple[float, ...] = DEFAULT_SCHEDULE
+    grace_seconds: float = 10.0
+    reload_watch: bool = False
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the service installs its own, so that
+    the dispatcher gets its grace period before the process exits."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class Service:
+    """Everything ``hookmap serve`` runs, around one store and one set of rules."""
+
+    def __init__(
+        self,
+        config: ServiceConfig,
+        destination: Destination,
+        env: Mapping[str, str] | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        from engine.metrics import Metrics
+
+        self.config = config
+        self.destination = destination
+        self.env = os.environ if env is None else env
+        self.transport = transport
+        self.metrics = Metrics()
+        self.sources, self.rulesets = self.load()
+        self.store = Store(config.data_dir / DB_NAME)
+        self.metrics.gauge(
+            "hookmap_queue_depth", "Events waiting to be sent.", self.store.pending_depth
+        )
+        self.metrics.gauge(
+            "hookmap_oldest_pending_seconds",
+            "Age of the oldest unsent event or unprocessed webhook.",
+            self._oldest_age,
+        )
+        self._processor_wake: asyncio.Event | None = None
+        self._dispatcher_wake: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._mtimes = self._rule_mtimes()
+
+    # -- rules ---------------------------------------------------------------------
+
+    def load(self) -> tuple[dict[str, Source], dict[str, RuleSet]]:
+        """Load and check the rules; raises with every diagnostic when they cannot serve."""
+        result = compiler.load(list(self.config.rules), self.env)
+        if not result.ok:
+            raise RuleLoadError(result.diagnostics)
+        sources = build_sources(result.rulesets, self.env, self.config.max_body)
+        return sources, {r.name: r for r in result.rulesets}
+
+    def reload(self) -> bool:
+        """Swap in freshly loaded rules; on any problem keep the running ones."""
+        try:
+            sources, rulesets = self.load()
+        except RuleLoadError as exc:
+            for d in exc.diagnostics:
+                log.error("reload refused: %s", d.render())
+            log.error("reload refused: the running rules keep serving")
+            return False
+        except HookmapError as exc:
+            log.error("reload refused: %s; the running rules keep serving", exc)
+            return False
+        self.sources, self.rulesets = sources, rulesets
+        log.info("rules reloaded: %s", ", ".join(sorted(sources)))
+        self.wake_processor()
+        return True
+
+    def _rule_mtimes(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for root in self.config.rules:
+            path = Path(root)
+            files = [path] if path.is_file() else list(path.rglob("*.y*ml"))
+            for file in files:
+                with contextlib.suppress(OSError):
+                    out[str(file)] = file.stat().st_mtime
+        return out
+
+    # -- state for the app ------------------------------------------------------------
+
+    def readiness(self) -> list[str]:
+        """What stops the service from being ready (empty when ready)."""
+        problems = []
+        if not self.sources:
+            problems.append("no rule sets loaded")
+        if not self.store.writable():
+            problems.append("database is not writable")
+        return problems
+
+    def _oldest_age(self) -> float | None:
+        oldest = self.store.oldest_pending()
+        ages = [a for a in (oldest.webhook_age, oldest.event_age) if a is not None]
+        return max(ages) if ages else 0.0
+
+    def wake_processor(self) -> None:
+        if self._loop is not None and self._processor_wake is not None:
+            self._loop.call_soon_threadsafe(self._processor_wake.set)
+
+    # -- the loops ----------------------------------------------------------------------
+
+    def process_pending(self, limit: int = 200) -> int:
+        """Process stored webhooks not processed yet (a worker thread runs this)."""
+        done = 0
+        for webhook in self.store.webhooks_to_process(limit):
+            outcome = process_stored(self.store, self.rulesets, webhook)
+            state = "failed" if outcome.error else "processed"
+            self.metrics.count(self.metrics.processed, source=webhook.source, outcome=state)
+            if outcome.result is not None:
+                for event in outcome.result.dropped:
+                    self.metrics.count(self.metrics.dropped, event_type=event.event_type)
+            if outcome.error:
+                log.warning(
+                    "webhook #%d (%s) failed: %s", webhook.id, webhook.source, outcome.error
+                )
+            done += 1
+        return done
+
+    async def _processor(self, stop: asyncio.Event) -> None:
+        assert self._processor_wake is not None and self._dispatcher_wake is not None
+        while not stop.is_set():
+            self._processor_wake.clear()
+            done = await asyncio.to_thread(self.process_pending)
+            if done:
+                self._dispatcher_wake.set()
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._processor_wake.wait(), timeout=1.0)
+
+    async def _watch(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=1.0)
+            current = self._rule_mtimes()
+            if current != self._mtimes:
+                self._mtimes = current
+                log.info("rule files changed: reloading")
+                self.reload()
+
+    def _on_result(self, event_type: str, outcome: str, status: int | None, latency: float) -> None:
+        self.metrics.count(self.metrics.events, event_type=event_type, outcome=outcome)
+        self.metrics.observe(latency, outcome=outcome)
+
+    async def run(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        sock: socket.socket | None = None,
+        on_ready: Callable[[Any], None] | None = None,
+    ) -> None:
+        """Serve until SIGTERM/SIGINT (or ``self.stop()``); then shut down gracefully."""
+        self._loop = asyncio.get_running_loop()
+        self._processor_wake = asyncio.Event()
+        self._dispatcher_wake = asyncio.Event()
+        config = uvicorn.Config(
+            make_app(self),
+            host=host,
+            port=port,
+            log_level="warning",
+            lifespan="off",
+            access_log=False,
+        )
+        server = _Server(config)
+        self._server = server
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                self._loop.add_signal_handler(sig, self.stop)
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            self._loop.add_signal_handler(signal.SIGHUP, self.reload)
+        stop_work = asyncio.Event()
+        dispatcher = Dispatcher(
+            self.store,
+            self.destination,
+            transport=self.transport,
+            concurrency=self.config.concurrency,
+            rate_per_second=self.config.rate_per_second,
+            timeout=self.config.timeout,
+            schedule=self.config.schedule,
+            on_result=self._on_result,
+            grace_seconds=self.config.grace_seconds,
+        )
+        tasks = [
+            asyncio.create_task(self._processor(stop_work), name="processor"),
+            asyncio.create_task(
+                dispatcher.run(stop_work, self._dispatcher_wake), name="dispatcher"
+            ),
+        ]
+        if self.config.reload_watch:
+            tasks.append(asyncio.create_task(self._watch(stop_work), name="watch"))
+        serving = asyncio.create_task(server.serve(sockets=[sock] if sock else None))
+        while not server.started and not serving.done():
+            await asyncio.sleep(0.01)
+        if server.started:
+            log.info(
+                "serving %s on %s:%s, data in %s",
+                ", ".join(sorted(self.sources)),
+                host,
+                port,
+                self.config.data_dir,
+            )
+            if on_ready is not None:
+                on_ready(self)
+        await serving  # returns once uvicorn has stopped taking and finished requests
+        log.info("stopping: finishing sends in flight (grace %.0fs)", self.config.grace_seconds)
+        stop_work.set()
+        started = time.monotonic()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await dispatcher.aclose()
+        self.store.close()
+        log.info("stopped in %.1fs; pending events stay queued", time.monotonic() - started)
+
+    def stop(self) -> None:
+        """Begin a graceful shutdown (what SIGTERM does)."""
+        self._server.should_exit = True
+
+
+def serve(
+    config: ServiceConfig,
+    destination: Destination,
+    host: str,
+    port: int,
+    env: Mapping[str, str] | None = None,
+) -> None:
+    """Run ``hookmap serve`` in the foreground until SIGTERM/SIGINT."""
+    service = Service(config, destination, env)
+    asyncio.run(service.run(host, port))
