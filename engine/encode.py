@@ -85,4 +85,6 @@ def as_v2(value: Any) -> Any:
 
 def body_bytes(body: dict[str, Any]) -> bytes:
     """The bytes sent on the wire (also what the 20 KB limit is measured on)."""
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode(
+        "utf-8"
+    )

@@ -201,7 +201,10 @@ def finish(item: Produced, version: Any) -> EventResult:
     result = checks.check_event(item.spec.type, key_value, item.params, item.spec.identify_by)
     problems.extend(_locate(result.problems, item))
     body = request_body(item.spec.type, key_value, item.params, version)
-    size = checks.check_body_size(body_bytes(body))
+    try:
+        size = checks.check_body_size(body_bytes(body))
+    except ValueError:  # a computed NaN or infinity: JSON cannot carry it
+        size = Problem("V114", "a value is NaN or infinite, which JSON cannot carry")
     if size is not None:
         problems.append(size)
     return EventResult(

@@ -47,9 +47,17 @@ def parse_json(raw: bytes, origin: str) -> Any:
     except UnicodeDecodeError as exc:
         raise PayloadError(f"{origin}: body is not UTF-8 (byte {exc.start})") from exc
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
         raise PayloadError(f"{origin}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from exc
+    except ValueError as exc:
+        raise PayloadError(f"{origin}: invalid JSON: {exc}") from exc
+
+
+def _reject_constant(name: str) -> Any:
+    # Python's json reads NaN and Infinity, which JSON does not have: refuse them here
+    # rather than send them on to the CDP
+    raise ValueError(f"{name} is not a JSON value")
 
 
 def parse_header_lines(lines: Iterable[str], origin: str) -> dict[str, str]:
