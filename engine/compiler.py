@@ -18,7 +18,7 @@ from engine import catalogue
 from engine.errors import Diagnostic, Location, RuleLoadError, UsageError, has_errors
 from engine.expressions import Expression, Names, compile_expression
 from engine.functions import Table, table_key
-from engine.loader import LocatedDict, LocatedList, SourceFile, read_file
+from engine.loader import INVALID, LocatedDict, LocatedList, SourceFile, read_file
 from engine.rules import EventSpec, ParamSpec, Rule, RuleSet, RuleTest
 from engine.schema import HEADER_KEYS
 from engine.signatures import VerifySpec, parse_verify
@@ -313,6 +313,10 @@ def _compile_vars(comp: _Compiler, raw: LocatedDict) -> dict[str, Any]:
             value, missing = interpolate(value, comp.env)
             for env_name, offset in missing:
                 loc = raw.value_locs[name]
+                source = comp.sources.get(loc.file)
+                line = (source.line(loc.line) if source else None) or ""
+                if line[loc.col - 1 : loc.col] in ("'", '"'):
+                    offset += 1  # the value starts after the opening quote
                 comp.error(
                     "E303",
                     f"environment variable {env_name} is not set (var '{name}'; "
@@ -431,6 +435,8 @@ def _compile_param(
     if isinstance(value, str):
         expr = comp.expr(value, names)
         return None if expr is None else ParamSpec(name=name, expr=expr, where=loc)
+    if value is INVALID:
+        return None  # its type error is reported already
     if value is None:
         comp.error("E103", f"param '{name}' has no value (give an expression or `const`)", loc)
         return None

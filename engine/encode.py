@@ -16,7 +16,7 @@ from typing import Any, Literal
 ApiVersion = Literal["v1", "v2"]
 
 
-def clean_number(value: float) -> float | int:
+def clean_number(value: float) -> float:
     """The float with 15 significant digits, which drops the noise of binary arithmetic."""
     if not math.isfinite(value):
         return value

@@ -43,6 +43,8 @@ class Produced:
     params: tuple[tuple[str, Any], ...]
     problems: tuple[Problem, ...]
     traces: tuple[ParamTrace, ...]
+    #: True when `when` or `for_each` failed: there is no event to check, only the failure
+    aborted: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,7 +96,7 @@ def evaluate_rule(rule: Rule, body: Any, options: jmespath.Options) -> Iterator[
                 problem = Problem(
                     "V111", f"`when` failed: {describe_error(exc)}", None, where=spec.when.where
                 )
-                yield Produced(rule, spec, index, None, (), (problem,), ())
+                yield Produced(rule, spec, index, None, (), (problem,), (), aborted=True)
                 index += 1
                 continue
         elements: list[Any] = [body]
@@ -108,7 +110,7 @@ def evaluate_rule(rule: Rule, body: Any, options: jmespath.Options) -> Iterator[
                     None,
                     where=spec.for_each.where,
                 )
-                yield Produced(rule, spec, index, None, (), (problem,), ())
+                yield Produced(rule, spec, index, None, (), (problem,), (), aborted=True)
                 index += 1
                 continue
             if found is None or found == []:
@@ -122,7 +124,7 @@ def evaluate_rule(rule: Rule, body: Any, options: jmespath.Options) -> Iterator[
                     None,
                     where=spec.for_each.where,
                 )
-                yield Produced(rule, spec, index, None, (), (problem,), ())
+                yield Produced(rule, spec, index, None, (), (problem,), (), aborted=True)
                 index += 1
                 continue
             elements = found
@@ -177,7 +179,7 @@ def _param(
             )
         return None, "omitted", None
     if value == "":
-        if param.on_empty == "omit":
+        if param.on_empty == "omit" and not param.required:
             return value, "omitted", None
         if param.on_empty == "error" or param.required:
             return (

@@ -117,7 +117,13 @@ def compile_expression(
         low, high = bounds
         if len(args) < low or (high is not None and len(args) > high):
             ok = False
-            wanted = f"at least {low}" if high is None else str(low)
+            wanted = (
+                f"at least {low}"
+                if high is None
+                else str(low)
+                if low == high
+                else f"{low} to {high}"
+            )
             emit("E202", f"{name}() takes {wanted} argument(s), got {len(args)}", offset)
             continue
         spec = functions.SPECS.get(name)
@@ -146,7 +152,12 @@ def compile_expression(
 def _walk(node: Any) -> Iterator[Mapping[str, Any]]:
     if isinstance(node, dict):
         yield node
-        for child in node.get("children", []):
+        children = node.get("children", [])
+        if node.get("type") == "filter_projection" and len(children) == 3:
+            # stored as [left, right, condition]; written as left[?condition].right, and
+            # calls are located in the order they are written
+            children = [children[0], children[2], children[1]]
+        for child in children:
             yield from _walk(child)
         # key_val_pair and similar keep their child under "children" too; literals hold data
     elif isinstance(node, list):

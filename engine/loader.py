@@ -73,9 +73,11 @@ def scalar_position(source: SourceFile, node: yaml.ScalarNode, offset: int) -> L
     ``>``) whose lines share one indentation; otherwise the scalar's start.
     """
     start = node.start_mark
-    if node.style in (None, "", "'", '"') and node.start_mark.line == node.end_mark.line:
-        shift = 1 if node.style in ("'", '"') else 0
-        return Location(source.path, start.line + 1, start.column + 1 + shift + offset)
+    if node.style in ("'", '"') and node.start_mark.line == node.end_mark.line:
+        column = _quoted_column(source.line(start.line + 1) or "", start.column, node.style, offset)
+        return Location(source.path, start.line + 1, column + 1)
+    if node.style in (None, "") and node.start_mark.line == node.end_mark.line:
+        return Location(source.path, start.line + 1, start.column + 1 + offset)
     if node.style in ("|", ">"):
         remaining = offset
         for number in range(start.line + 2, node.end_mark.line + 2):
@@ -83,6 +85,8 @@ def scalar_position(source: SourceFile, node: yaml.ScalarNode, offset: int) -> L
             if text is None:
                 break
             content = text.lstrip(" ")
+            if not content and node.style == ">":
+                continue  # folding turns the break and the blank line into one "\n"
             indent = len(text) - len(content)
             if remaining <= len(content):
                 return Location(source.path, number, indent + remaining + 1)
@@ -102,6 +106,37 @@ def scalar_position(source: SourceFile, node: yaml.ScalarNode, offset: int) -> L
             remaining -= len(content) + 1
             first = False
     return Location(source.path, start.line + 1, start.column + 1)
+
+
+def _quoted_column(line: str, quote_column: int, style: str, offset: int) -> int:
+    """0-based column of value character ``offset`` in a one-line quoted scalar.
+
+    Walks the source after the opening quote, so escapes (``\\"`` in double quotes,
+    ``''`` in single quotes) that are one character of the value but two of the text
+    do not shift the columns after them.
+    """
+    column = quote_column + 1
+    produced = 0
+    while column < len(line) and produced < offset:
+        char = line[column]
+        if style == '"' and char == "\\":
+            column += _escape_width(line, column)
+        elif style == "'" and char == "'" and line[column + 1 : column + 2] == "'":
+            column += 2
+        else:
+            column += 1
+        produced += 1
+    return column
+
+
+def _escape_width(line: str, column: int) -> int:
+    """Source width of the double-quoted escape starting at ``column``."""
+    kind = line[column + 1 : column + 2]
+    return {"x": 4, "u": 6, "U": 10}.get(kind, 2)
+
+
+#: what a value that failed its type reads as (already reported; compile skips it)
+INVALID: Any = object()
 
 
 class Reader:
@@ -236,7 +271,7 @@ class Reader:
                     return value
         labels = " or ".join(o.label for o in typ.options)
         self.report("E103", f"{where} must be {labels}", self.loc(node))
-        return None
+        return INVALID
 
     def _mapping(self, node: yaml.Node, where: str, label: str) -> LocatedDict | None:
         if not isinstance(node, yaml.MappingNode):
@@ -260,11 +295,12 @@ class Reader:
         seen: dict[str, Location] = {}
         for key_node, value_node in _pairs(node):
             key_loc = self.loc(key_node)
-            key = self.scalar(key_node) if isinstance(key_node, yaml.ScalarNode) else None
-            if key is None or isinstance(key, (list, dict)):
+            if not isinstance(key_node, yaml.ScalarNode):
                 self.report("E103", f"a key in {where or 'the rule set'} must be a scalar", key_loc)
                 continue
-            key = str(key)
+            # the key as written: YAML 1.1 would turn `on:` / `no:` into booleans and `3:`
+            # into a number, and a param or table entry named so must keep its name
+            key = key_node.value
             if key in seen:
                 self.report(
                     "E105",
@@ -392,6 +428,8 @@ def read_file(path: Path, display: str, diagnostics: list[Diagnostic]) -> Locate
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
+        if mark is not None and source.line(mark.line + 1) is None and exc.context_mark:
+            mark = exc.context_mark  # e.g. an unclosed quote: point where it opened
         loc = source.location(mark) if mark else Location(display, 1, 1)
         reader.report("E101", f"YAML syntax error: {exc.problem or exc.context}", loc)
         return None

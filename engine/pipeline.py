@@ -198,12 +198,25 @@ def finish(item: Produced, version: Any) -> EventResult:
     if key_value == "":
         key_value = None
     problems = list(item.problems)
+    if item.aborted:  # `when` / `for_each` failed: nothing to check or send
+        return EventResult(
+            item.rule.name,
+            item.index,
+            item.spec.type,
+            None,
+            tuple(problems),
+            None,
+            item.traces,
+            item.spec.where,
+        )
     result = checks.check_event(item.spec.type, key_value, item.params, item.spec.identify_by)
     problems.extend(_locate(result.problems, item))
-    body = request_body(item.spec.type, key_value, item.params, version)
+    body: dict[str, Any] | None
     try:
+        body = request_body(item.spec.type, key_value, item.params, version)
         size = checks.check_body_size(body_bytes(body))
     except ValueError:  # a computed NaN or infinity: JSON cannot carry it
+        body = None
         size = Problem("V114", "a value is NaN or infinite, which JSON cannot carry")
     if size is not None:
         problems.append(size)
