@@ -13,6 +13,7 @@ import click
 from engine import compiler, docs, report, ruletests
 from engine.destination import Destination
 from engine.errors import Diagnostic, HookmapError, UsageError, did_you_mean
+from engine.lookups import Fetcher, HttpFetcher, LookupFailed, MockFetcher
 from engine.pipeline import process
 from engine.rules import RuleSet
 from engine.schema import json_schema
@@ -31,7 +32,9 @@ def _order(d: Diagnostic) -> tuple[str, int, int]:
 
 def _load(paths: Sequence[str]) -> compiler.LoadResult:
     """Load rules for a command that needs them clean (dry-run, test)."""
-    result = compiler.load(list(paths))
+    ctx = click.get_current_context(silent=True)
+    evaluator = ((ctx.obj if ctx else None) or {}).get("evaluator", "compiled")
+    result = compiler.load(list(paths), evaluator=evaluator)
     if not result.ok:
         _print_diagnostics(result.diagnostics)
         errors = sum(1 for d in result.diagnostics if d.severity == "error")
@@ -59,8 +62,15 @@ class HookmapGroup(click.Group):
 
 @click.group(cls=HookmapGroup)
 @click.version_option(package_name="hookmap")
-def main() -> None:
+@click.option(
+    "--interpreter",
+    is_flag=True,
+    help="Evaluate expressions with jmespath's interpreter, not compiled (same results, slower).",
+)
+@click.pass_context
+def main(ctx: click.Context, interpreter: bool) -> None:
     """Map shop webhooks to eSputnik (Yespo) events with declarative YAML rules."""
+    ctx.ensure_object(dict)["evaluator"] = "interpreter" if interpreter else "compiled"
 
 
 @main.command()
@@ -142,6 +152,13 @@ def pick_ruleset(rulesets: Sequence[RuleSet], source: str | None, webhook: Webho
     help="Show why each rule matched or not, and each param's expression, value and location.",
 )
 @click.option("--curl", is_flag=True, help="Show each request as a curl command.")
+@click.option(
+    "--mock",
+    "mocks",
+    multiple=True,
+    metavar="LOOKUP=FILE",
+    help="Answer a lookup from a JSON file instead of the network (repeatable).",
+)
 @click.argument("payloads", nargs=-1, required=True, type=click.Path())
 def dry_run(
     rules_paths: tuple[str, ...],
@@ -152,6 +169,7 @@ def dry_run(
     as_json: bool,
     explain: bool,
     curl: bool,
+    mocks: tuple[str, ...],
     payloads: tuple[str, ...],
 ) -> None:
     """Show exactly what would be sent for webhook bodies in PAYLOADS, or why not.
@@ -162,6 +180,7 @@ def dry_run(
     loaded = _load(rules_paths)
     extra = parse_header_lines(headers, "-H")
     destination = Destination.from_env()
+    fetcher: Fetcher = MockFetcher(_read_mocks(mocks)) if mocks else HttpFetcher()
     documents: list[dict[str, Any]] = []
     dropped = False
     for index, payload in enumerate(payloads):
@@ -171,7 +190,13 @@ def dry_run(
         webhook = read_webhook_file(path, use_sidecar=not no_headers_file)
         webhook = Webhook(webhook.body, {**webhook.headers, **extra}, topic, webhook.origin)
         ruleset = pick_ruleset(loaded.rulesets, source, webhook)
-        result = process(ruleset, webhook)
+        try:
+            result = process(ruleset, webhook, fetcher=fetcher)
+        except LookupFailed as exc:
+            # the server keeps such a webhook and tries again later
+            click.echo(f"{payload}: {exc}", err=True)
+            dropped = True
+            continue
         dropped = dropped or bool(result.dropped)
         if as_json:
             documents.append(report.result_json(result, payload, explain))
@@ -183,6 +208,20 @@ def dry_run(
         doc: Any = documents[0] if len(documents) == 1 else {"results": documents}
         click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
     sys.exit(1 if dropped else 0)
+
+
+def _read_mocks(specs: Sequence[str]) -> dict[str, Any]:
+    """``--mock order=path.json`` → {"order": <the file's JSON>}."""
+    out: dict[str, Any] = {}
+    for spec in specs:
+        name, sep, file = spec.partition("=")
+        if not sep or not name or not file:
+            raise UsageError(f"--mock {spec!r}: expected LOOKUP=FILE")
+        try:
+            out[name] = json.loads(Path(file).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"--mock {name}: cannot read {file}: {exc}") from exc
+    return out
 
 
 @main.command("test")

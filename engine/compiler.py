@@ -8,6 +8,7 @@ Discovery: a path is a rule file, a rule-set folder (it holds ``ruleset.yaml``; 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -15,17 +16,20 @@ from pathlib import Path
 from typing import Any
 
 from engine import catalogue
+from engine.codegen import Evaluator
+from engine.decoders import Decode
 from engine.errors import Diagnostic, Location, RuleLoadError, UsageError, has_errors
 from engine.expressions import Expression, Names, compile_expression
 from engine.functions import Table, table_key
 from engine.loader import INVALID, LocatedDict, LocatedList, SourceFile, read_file
+from engine.lookups import PLACEHOLDER, LookupSpec, template_host
 from engine.rules import EventSpec, ParamSpec, Rule, RuleSet, RuleTest
 from engine.schema import HEADER_KEYS
 from engine.signatures import VerifySpec, parse_verify
 from engine.webhook import parse_header_lines, sidecar_headers
 
 RULESET_FILE = "ruleset.yaml"
-MERGED_KEYS = ("vars", "tables", "templates")
+MERGED_KEYS = ("vars", "tables", "templates", "lookups")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,15 +45,23 @@ class LoadResult:
         return next((r for r in self.rulesets if r.name == name), None)
 
 
-def load(paths: Sequence[str | Path], env: Mapping[str, str] | None = None) -> LoadResult:
-    """Load every rule set under ``paths``; rule sets with errors are left out."""
+def load(
+    paths: Sequence[str | Path],
+    env: Mapping[str, str] | None = None,
+    evaluator: Evaluator = "compiled",
+) -> LoadResult:
+    """Load every rule set under ``paths``; rule sets with errors are left out.
+
+    ``evaluator="interpreter"`` evaluates with jmespath's own interpreter instead of
+    the expressions compiled to Python (same results; for comparison and debugging).
+    """
     env = os.environ if env is None else env
     diagnostics: list[Diagnostic] = []
     rulesets: list[RuleSet] = []
     seen: dict[str, str] = {}
     for group in discover(paths):
         before = len(diagnostics)
-        ruleset = _compile_group(group, env, diagnostics)
+        ruleset = _compile_group(group, env, diagnostics, evaluator)
         if ruleset is None or has_errors(diagnostics[before:]):
             continue
         if ruleset.name in seen:
@@ -66,9 +78,13 @@ def load(paths: Sequence[str | Path], env: Mapping[str, str] | None = None) -> L
     return LoadResult(tuple(rulesets), tuple(diagnostics))
 
 
-def load_or_raise(paths: Sequence[str | Path], env: Mapping[str, str] | None = None) -> LoadResult:
+def load_or_raise(
+    paths: Sequence[str | Path],
+    env: Mapping[str, str] | None = None,
+    evaluator: Evaluator = "compiled",
+) -> LoadResult:
     """Like ``load``, raising ``RuleLoadError`` when any rule file has an error."""
-    result = load(paths, env)
+    result = load(paths, env, evaluator)
     if not result.ok:
         raise RuleLoadError(result.diagnostics)
     return result
@@ -128,9 +144,15 @@ def _display(path: Path) -> str:
 class _Compiler:
     """Compiles the merged documents of one rule set."""
 
-    def __init__(self, env: Mapping[str, str], diagnostics: list[Diagnostic]) -> None:
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        diagnostics: list[Diagnostic],
+        evaluator: Evaluator = "compiled",
+    ) -> None:
         self.env = env
         self.diagnostics = diagnostics
+        self.evaluator: Evaluator = evaluator
         self.sources: dict[str, SourceFile] = {}
 
     def error(
@@ -153,13 +175,18 @@ class _Compiler:
         if text is None:
             return None
         file = getattr(getattr(text, "source", None), "path", "")
-        return compile_expression(text, names, self.diagnostics.append, self.source_line(file))
+        return compile_expression(
+            text, names, self.diagnostics.append, self.source_line(file), self.evaluator
+        )
 
 
 def _compile_group(
-    group: Group, env: Mapping[str, str], diagnostics: list[Diagnostic]
+    group: Group,
+    env: Mapping[str, str],
+    diagnostics: list[Diagnostic],
+    evaluator: Evaluator = "compiled",
 ) -> RuleSet | None:
-    comp = _Compiler(env, diagnostics)
+    comp = _Compiler(env, diagnostics, evaluator)
     docs: list[LocatedDict] = []
     for path in group.files:
         doc = read_file(path, _display(path), diagnostics)
@@ -213,7 +240,11 @@ def _compile_group(
 
     variables = _compile_vars(comp, merged["vars"])
     tables = _compile_tables(comp, merged["tables"])
-    names = Names(frozenset(tables), frozenset(variables))
+    hosts = frozenset(str(h).lower() for h in head.get("hosts") or ())
+    lookups = _compile_lookups(
+        comp, merged["lookups"], Names(frozenset(tables), frozenset(variables)), hosts
+    )
+    names = Names(frozenset(tables), frozenset(variables), frozenset(s.name for s in lookups))
     topic_expr = comp.expr(topic.get("expression"), names)
 
     rules: list[Rule] = []
@@ -227,6 +258,7 @@ def _compile_group(
             rule = _compile_rule(comp, raw_rule, loc, names, merged["templates"])
             if rule is None:
                 continue
+            rule = dataclasses.replace(rule, lookups=_closure(rule.lookups, lookups))
             if rule.name in rule_names:
                 comp.error(
                     "E107",
@@ -265,7 +297,125 @@ def _compile_group(
         dedupe_header=(dedupe.get("header") or "").lower() or None,
         dedupe_expr=dedupe_expr,
         max_body=head.get("max_body"),
+        decode=_compile_decode(head),
+        lookups=tuple(lookups),
+        hosts=hosts,
     )
+
+
+def _compile_decode(head: LocatedDict) -> Decode | None:
+    raw = head.get("decode")
+    if not isinstance(raw, LocatedDict):
+        return None
+    return Decode(raw.get("format") or "auto", tuple(str(p) for p in raw.get("unwrap") or ()))
+
+
+def _compile_lookups(
+    comp: _Compiler, raw: LocatedDict, names: Names, hosts: frozenset[str]
+) -> list[LookupSpec]:
+    out: list[LookupSpec] = []
+    for name, spec in raw.items():
+        if not isinstance(spec, LocatedDict) or not isinstance(spec.get("url"), str):
+            continue
+        url_loc = spec.value_locs["url"]
+        url = _interpolate_at(comp, spec["url"], url_loc, f"lookup '{name}' url")
+        host = template_host(url)
+        if host is None:
+            comp.error(
+                "E307",
+                f"lookup '{name}': the URL must be http(s) with a fixed host "
+                "(no {placeholder} in the host part)",
+                url_loc,
+            )
+        elif host not in hosts:
+            comp.error(
+                "E307",
+                f"lookup '{name}': host '{host}' is not in the rule set's `hosts`",
+                url_loc,
+                hint=f"add '{host}' to hosts",
+            )
+        placeholders = set(PLACEHOLDER.findall(url))
+        raw_args = spec.get("args")
+        if not isinstance(raw_args, LocatedDict):
+            raw_args = _empty()
+        # arguments may read lookups declared before this one, not after
+        earlier = dataclasses.replace(names, lookups=frozenset(s.name for s in out))
+        args: list[tuple[str, Expression]] = []
+        for arg, text in raw_args.items():
+            expr = comp.expr(text, earlier)
+            if expr is not None:
+                args.append((arg, expr))
+            if arg not in placeholders:
+                comp.error(
+                    "E106",
+                    f"lookup '{name}': argument '{arg}' is not used in the URL",
+                    raw_args.key_locs[arg],
+                )
+        for missing in sorted(placeholders - set(raw_args)):
+            comp.error("E104", f"lookup '{name}': the URL's {{{missing}}} has no argument", url_loc)
+        headers = tuple(
+            (
+                h,
+                _interpolate_at(
+                    comp, str(v), spec["headers"].value_locs[h], f"lookup '{name}' header {h}"
+                ),
+            )
+            for h, v in (spec.get("headers") or {}).items()
+        )
+        timeout = spec.get("timeout", 10)
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+            comp.error(
+                "E103",
+                f"lookup '{name}': timeout must be a positive number of seconds",
+                spec.value_locs.get("timeout", spec.loc),
+            )
+            timeout = 10
+        out.append(
+            LookupSpec(
+                name,
+                url,
+                tuple(args),
+                headers,
+                float(timeout),
+                int(spec.get("retries", 2) or 0),
+                float(spec.get("cache_ttl", 0) or 0),
+                hosts,
+                spec.loc,
+            )
+        )
+    return out
+
+
+def _empty() -> LocatedDict:
+    out = LocatedDict()
+    out.key_locs, out.value_locs = {}, {}
+    return out
+
+
+def _interpolate_at(comp: _Compiler, text: str, loc: Location, what: str) -> str:
+    value, missing = interpolate(text, comp.env)
+    for env_name, offset in missing:
+        comp.error(
+            "E303",
+            f"environment variable {env_name} is not set ({what}; give a "
+            f"default with ${{{env_name}:-value}})",
+            Location(loc.file, loc.line, loc.col + offset),
+        )
+    return value
+
+
+def _closure(used: frozenset[str], lookups: list[LookupSpec]) -> frozenset[str]:
+    """``used`` plus every lookup their arguments read, transitively."""
+    by_name = {s.name: s for s in lookups}
+    out: set[str] = set()
+    pending = list(used)
+    while pending:
+        name = pending.pop()
+        if name in out or name not in by_name:
+            continue
+        out.add(name)
+        pending.extend(n for _, e in by_name[name].args for n in e.lookups)
+    return frozenset(out)
 
 
 def _compile_verify(comp: _Compiler, head: LocatedDict) -> VerifySpec | None:
@@ -352,13 +502,25 @@ def _compile_rule(
             event = _compile_event(comp, raw_event, names, templates)
             if event is not None:
                 events.append(event)
+    when = comp.expr(raw.get("when"), names)
+    used: set[str] = set(when.lookups) if when else set()
+    for event in events:
+        exprs = [
+            event.key,
+            event.when,
+            event.for_each,
+            *(p.expr for p in event.params),
+            *(e for _, e in event.contact),
+        ]
+        used.update(n for e in exprs if e is not None for n in e.lookups)
     return Rule(
         name=name,
         topics=tuple(str(t) for t in topics if t is not None),
         events=tuple(events),
-        when=comp.expr(raw.get("when"), names),
+        when=when,
         ignore=raw.get("ignore"),
         where=loc,
+        lookups=frozenset(used),
     )
 
 
@@ -367,6 +529,7 @@ def _compile_event(
 ) -> EventSpec | None:
     event_type = raw.get("type")
     params: dict[str, tuple[Any, Location, LocatedDict]] = {}
+    contact_raw = raw.get("contact") if isinstance(raw.get("contact"), LocatedDict) else None
     key_text = raw.get("key")
     identify_by = list(raw.get("identify_by") or ())
     base_name = raw.get("extends")
@@ -384,6 +547,8 @@ def _compile_event(
                 params[pname] = (pvalue, base["params"].key_locs[pname], base["params"])
             key_text = key_text if "key" in raw.key_locs else base.get("key")
             identify_by = identify_by or list(base.get("identify_by") or ())
+            if "contact" not in raw.key_locs and isinstance(base.get("contact"), LocatedDict):
+                contact_raw = base["contact"]
     own = raw.get("params")
     if isinstance(own, LocatedDict):
         for pname, pvalue in own.items():
@@ -403,6 +568,17 @@ def _compile_event(
     ):
         where = params[finding.param][1] if finding.param in params else type_loc
         comp.error(finding.code, finding.message, where, finding.hint, finding.severity)
+    contact: list[tuple[str, Expression]] = []
+    for field, text in (contact_raw or {}).items():
+        expr = comp.expr(text, names)
+        if expr is not None:
+            contact.append((field, expr))
+    if contact_raw is not None and not {"email", "phone", "externalCustomerId"} & set(contact_raw):
+        comp.error(
+            "E104",
+            "contact needs at least one of email, phone, externalCustomerId",
+            contact_raw.loc,
+        )
     return EventSpec(
         type=event_type,
         params=tuple(compiled),
@@ -411,6 +587,7 @@ def _compile_event(
         for_each=comp.expr(raw.get("for_each"), names),
         identify_by=tuple(identify_by),
         where=raw.loc,
+        contact=tuple(contact),
     )
 
 
@@ -480,6 +657,23 @@ def _compile_tests(comp: _Compiler, doc: LocatedDict) -> list[RuleTest]:
                 )
                 continue
         headers.update({k.lower(): str(v) for k, v in (raw.get("headers") or {}).items()})
+        mocks: dict[str, Any] = {}
+        raw_mocks = raw.get("mocks")
+        if not isinstance(raw_mocks, LocatedDict):
+            raw_mocks = _empty()
+        for lookup, answer in raw_mocks.items():
+            if not isinstance(answer, str):
+                mocks[lookup] = answer
+                continue
+            path = base / answer
+            try:
+                mocks[lookup] = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                comp.error(
+                    "E305",
+                    f"test '{raw['name']}': mock '{lookup}': cannot read {answer}: {exc}",
+                    raw_mocks.value_locs[lookup],
+                )
         out.append(
             RuleTest(
                 name=raw["name"],
@@ -490,6 +684,7 @@ def _compile_tests(comp: _Compiler, doc: LocatedDict) -> list[RuleTest]:
                 expect=dict(raw.get("expect") or {}),
                 where=loc,
                 raw=raw_bytes,
+                mocks=mocks,
             )
         )
     return out

@@ -45,6 +45,8 @@ class Produced:
     traces: tuple[ParamTrace, ...]
     #: True when `when` or `for_each` failed: there is no event to check, only the failure
     aborted: bool = False
+    #: the contact to create first (v1/contact field → value), when the event says how
+    contact: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,7 +156,27 @@ def _produce(
             problems.append(problem)
         if outcome in ("sent", "default", "const"):
             params.append((param.name, value))
-    return Produced(rule, spec, index, key_value, tuple(params), tuple(problems), tuple(traces))
+    contact: list[tuple[str, Any]] = []
+    for field, expr in spec.contact:
+        try:
+            value = run(expr, data, options)
+        except EXPRESSION_ERRORS as exc:
+            problems.append(
+                Problem("V111", describe_error(exc), f"contact.{field}", where=expr.where)
+            )
+            continue
+        if value not in (None, ""):
+            contact.append((field, value))
+    return Produced(
+        rule,
+        spec,
+        index,
+        key_value,
+        tuple(params),
+        tuple(problems),
+        tuple(traces),
+        contact=tuple(contact),
+    )
 
 
 def _param(

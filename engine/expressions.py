@@ -18,7 +18,8 @@ import jmespath
 from jmespath import exceptions as jp_exc
 from jmespath.parser import ParsedResult
 
-from engine import functions
+from engine import codegen, functions
+from engine.codegen import Evaluator
 from engine.errors import Diagnostic, Location, did_you_mean
 from engine.loader import ExprText
 
@@ -30,8 +31,15 @@ class Expression:
     source: str
     parsed: ParsedResult = dataclasses.field(repr=False, compare=False)
     where: Location | None = None
+    #: lookups it reads with fetched('name'): the pipeline fetches them first
+    lookups: frozenset[str] = frozenset()
+    #: the expression as Python (engine.codegen); None evaluates with jmespath's interpreter
+    compiled: codegen.Compiled | None = dataclasses.field(default=None, repr=False, compare=False)
 
     def search(self, data: Any, options: jmespath.Options) -> Any:
+        if self.compiled is not None and options.dict_cls is None:
+            found = options.custom_functions
+            return self.compiled(data, codegen.BUILTINS if found is None else found)
         return self.parsed.search(data, options=options)
 
 
@@ -41,6 +49,7 @@ class Names:
 
     tables: frozenset[str] = frozenset()
     vars: frozenset[str] = frozenset()
+    lookups: frozenset[str] = frozenset()
 
 
 def compile_expression(
@@ -48,6 +57,7 @@ def compile_expression(
     names: Names,
     report: Callable[[Diagnostic], None],
     source_line: Callable[[int], str | None] = lambda _n: None,
+    evaluator: Evaluator = "compiled",
 ) -> Expression | None:
     """Compile ``text``; report every problem; None when it cannot be used."""
 
@@ -97,6 +107,7 @@ def compile_expression(
         return None
 
     ok = True
+    used: set[str] = set()
     searched: dict[str, int] = {}
     for node in _walk(parsed.parsed):
         if node.get("type") != "function_expression":
@@ -138,15 +149,18 @@ def compile_expression(
                 )
                 continue
             ref = arg["value"]
-            known = names.tables if kind == "table" else names.vars
+            known = {"table": names.tables, "var": names.vars, "lookup": names.lookups}[kind]
+            if kind == "lookup":
+                used.add(ref)
             if ref not in known:
                 ok = False
-                code = "E301" if kind == "table" else "E302"
+                code = {"table": "E301", "var": "E302", "lookup": "E306"}[kind]
                 emit(code, f"undefined {kind} '{ref}'", offset, did_you_mean(ref, known))
     if not ok:
         return None
     where = text.position(0) if isinstance(text, ExprText) else None
-    return Expression(str(text), parsed, where)
+    compiled = codegen.compile_ast(parsed.parsed) if evaluator == "compiled" else None
+    return Expression(str(text), parsed, where, frozenset(used), compiled)
 
 
 def _walk(node: Any) -> Iterator[Mapping[str, Any]]:

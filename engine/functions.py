@@ -106,6 +106,10 @@ class EvalContext:
     topic: str | None = None
     vars: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     tables: Mapping[str, Table] = dataclasses.field(default_factory=dict)
+    #: answers of the rule set's lookups, fetched before evaluation
+    fetched: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    #: the document around the decoded body (JWT claims, Pub/Sub or CloudEvents envelope)
+    envelope: Any = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -203,6 +207,14 @@ class EngineFunctions(jp_functions.Functions):
             raise UnknownLookupValue(table, value)
         return found.get(value)
 
+    @signature({"types": ["string"]})
+    def _func_fetched(self, name: str) -> Any:
+        return self.context.fetched.get(name)
+
+    @signature()
+    def _func_envelope(self) -> Any:
+        return self.context.envelope
+
     # -- strings ---------------------------------------------------------------
 
     @signature({"types": _TEXT})
@@ -293,6 +305,17 @@ class EngineFunctions(jp_functions.Functions):
         if exact is None:
             return None
         return float(exact) if "." in value else int(exact)
+
+    @signature({"types": _NUMERIC}, {"types": ["number", "null"], "optional": True})
+    def _func_money(self, minor: str | float | None, digits: float | None = 2) -> float | None:
+        # minor units (commercetools centAmount + fractionDigits, Stripe amount_total) to
+        # an amount, exactly: 10470 with 2 digits is 104.7, never 104.69999999999999
+        exact = None if minor is None else _to_decimal(str(minor))
+        if exact is None:
+            return None
+        places = _digits("money", 2 if digits is None else digits)
+        amount = exact.scaleb(-places)
+        return int(amount) if places == 0 else float(amount)
 
     @signature({"types": _NUMERIC}, {"types": ["number"]})
     def _func_format_number(self, value: str | float | None, digits: float) -> str | None:
@@ -520,6 +543,26 @@ spec(
 )
 
 spec(
+    "fetched(name)",
+    "The JSON answer of a lookup declared in the rule set (fetched before evaluation).",
+    Example("fetched('order').total_inc_tax", "88.10"),
+    literal_args={0: "lookup"},
+)
+spec(
+    "envelope()",
+    "The document around the decoded body: JWT claims, Pub/Sub push or CloudEvents "
+    "envelope; the body itself for plain JSON.",
+    Example("envelope().type", "com.commercetools.order.message.OrderCreated"),
+)
+spec(
+    "money(minor[, fraction_digits])",
+    "An amount from integer minor units and its fraction digits (default 2), exactly.",
+    Example("money(centAmount, fractionDigits)", 104.7, {"centAmount": 10470, "fractionDigits": 2}),
+    Example("money(amount_total)", 84.5, {"amount_total": 8450}),
+    Example("money(`1500`, `0`)", 1500),
+    Example("money(`null`)", None),
+)
+spec(
     "lower(text)",
     "Lower-cased text; null stays null.",
     Example("lower(email)", "ann@example.com", {"email": "Ann@Example.COM"}),
@@ -715,6 +758,8 @@ EXAMPLE_CONTEXT = EvalContext(
     headers={"x-shopify-topic": "orders/create"},
     topic="orders/create",
     vars={"shop_url": "https://shop.example"},
+    fetched={"order": {"id": 250, "total_inc_tax": "88.10"}},
+    envelope={"type": "com.commercetools.order.message.OrderCreated"},
     tables={
         "status": Table(
             "status", {"completed": "DELIVERED"}, default="INITIALIZED", has_default=True

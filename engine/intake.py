@@ -58,7 +58,7 @@ class Source:
             return None
         try:
             data = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested past Python's limit
             return None
         try:
             found = rs.dedupe_expr.search(data, make_options(EvalContext(root=data)))

@@ -7,13 +7,13 @@ webhook becomes cannot differ between them.
 from __future__ import annotations
 
 import dataclasses
-import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
 from engine import checks
+from engine.decoders import Decoded, decode
 from engine.encode import body_bytes, request_body
-from engine.errors import Location, PayloadError, Problem, has_errors
+from engine.errors import Location, Problem, has_errors
 from engine.evaluate import (
     EXPRESSION_ERRORS,
     ParamTrace,
@@ -24,8 +24,9 @@ from engine.evaluate import (
     truthy,
 )
 from engine.functions import EvalContext, make_options
+from engine.lookups import Fetcher, LookupFailed
 from engine.rules import RuleSet
-from engine.webhook import Webhook, parse_json
+from engine.webhook import Webhook
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,6 +41,8 @@ class EventResult:
     contact: checks.Contact | None
     traces: tuple[ParamTrace, ...]
     where: Location | None
+    #: the v1/contact request to make before this event (new customers), if declared
+    contact_request: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -70,6 +73,7 @@ class Result:
     events: tuple[EventResult, ...]
     rules: tuple[RuleTrace, ...]
     skipped: tuple[str, ...] = ()
+    lookups: tuple[LookupTrace, ...] = ()
 
     @property
     def sent(self) -> list[dict[str, Any]]:
@@ -100,14 +104,46 @@ class Result:
 
 def decode_body(webhook: Webhook) -> Any:
     """The body as data: JSON, or a form-encoded body as an object of strings."""
-    content_type = webhook.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type == "application/x-www-form-urlencoded":
-        try:
-            text = webhook.body.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise PayloadError(f"{webhook.origin}: body is not UTF-8") from exc
-        return dict(urllib.parse.parse_qsl(text, keep_blank_values=True))
-    return parse_json(webhook.body, webhook.origin)
+    return decode(webhook).data
+
+
+@dataclasses.dataclass(frozen=True)
+class LookupTrace:
+    """One lookup made for a webhook: its URL and answer (``--explain`` shows these)."""
+
+    name: str
+    url: str
+    answer: Any
+
+
+def fetch_lookups(
+    ruleset: RuleSet,
+    needed: frozenset[str],
+    data: Any,
+    context: EvalContext,
+    fetcher: Fetcher | None,
+) -> tuple[dict[str, Any], list[LookupTrace]]:
+    """Fetch the ``needed`` lookups in declaration order; raises ``LookupFailed``."""
+    fetched: dict[str, Any] = {}
+    traces: list[LookupTrace] = []
+    for spec in ruleset.lookups:
+        if spec.name not in needed:
+            continue
+        options = make_options(dataclasses.replace(context, fetched=dict(fetched)))
+        values: dict[str, Any] = {}
+        for arg, expr in spec.args:
+            try:
+                values[arg] = expr.search(data, options)
+            except EXPRESSION_ERRORS as exc:
+                raise LookupFailed(
+                    spec.name, spec.url, f"argument '{arg}': {describe_error(exc)}"
+                ) from exc
+        url = spec.build_url(values)
+        if fetcher is None:
+            raise LookupFailed(spec.name, url, "no way to fetch here (give a mock)")
+        fetched[spec.name] = fetcher.fetch(spec, url)
+        traces.append(LookupTrace(spec.name, url, fetched[spec.name]))
+    return fetched, traces
 
 
 def find_topic(ruleset: RuleSet, webhook: Webhook, body: Any, context: EvalContext) -> str | None:
@@ -124,17 +160,31 @@ def find_topic(ruleset: RuleSet, webhook: Webhook, body: Any, context: EvalConte
     return None
 
 
-def process(ruleset: RuleSet, webhook: Webhook, body: Any = None) -> Result:
-    """Turn one webhook into checked events. Raises ``PayloadError`` for an undecodable body.
+def process(
+    ruleset: RuleSet, webhook: Webhook, body: Any = None, fetcher: Fetcher | None = None
+) -> Result:
+    """Turn one webhook into checked events.
 
-    ``body`` may be given when the caller already decoded it.
+    Raises ``PayloadError`` for an undecodable body and ``LookupFailed`` when a lookup
+    the matching rules need cannot be answered. ``body`` may be given when the caller
+    already decoded it; ``fetcher`` answers lookups (HTTP, or mocks).
     """
-    data = decode_body(webhook) if body is None else body
+    decoded = decode(webhook, ruleset.decode) if body is None else Decoded(body, body)
+    data = decoded.data
     context = EvalContext(
-        root=data, headers=webhook.headers, vars=ruleset.vars, tables=ruleset.tables
+        root=data,
+        headers=webhook.headers,
+        vars=ruleset.vars,
+        tables=ruleset.tables,
+        envelope=decoded.envelope,
     )
     topic = find_topic(ruleset, webhook, data, context)
     context = dataclasses.replace(context, topic=topic)
+    needed = frozenset(n for r in ruleset.rules if r.matches_topic(topic) for n in r.lookups)
+    fetched, lookup_traces = (
+        fetch_lookups(ruleset, needed, data, context, fetcher) if needed else ({}, [])
+    )
+    context = dataclasses.replace(context, fetched=fetched)
     options = make_options(context)
 
     traces: list[RuleTrace] = []
@@ -184,7 +234,13 @@ def process(ruleset: RuleSet, webhook: Webhook, body: Any = None) -> Result:
                 continue
             events.append(finish(item, ruleset.api_version))
     return Result(
-        ruleset.name, ruleset.api_version, topic, tuple(events), tuple(traces), tuple(skipped)
+        ruleset.name,
+        ruleset.api_version,
+        topic,
+        tuple(events),
+        tuple(traces),
+        tuple(skipped),
+        tuple(lookup_traces),
     )
 
 
@@ -220,6 +276,18 @@ def finish(item: Produced, version: Any) -> EventResult:
         size = Problem("V114", "a value is NaN or infinite, which JSON cannot carry")
     if size is not None:
         problems.append(size)
+    request = contact_request(dict(item.contact))
+    if item.spec.contact and request is None:
+        problems.append(
+            Problem(
+                "W105",
+                "the contact to create has no email, phone or "
+                "externalCustomerId on this webhook: none is created",
+                "contact",
+                "warning",
+                item.spec.where,
+            )
+        )
     return EventResult(
         item.rule.name,
         item.index,
@@ -229,7 +297,24 @@ def finish(item: Produced, version: Any) -> EventResult:
         result.contact,
         item.traces,
         item.spec.where,
+        request,
     )
+
+
+def contact_request(fields: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The ``v1/contact`` body for a contact's fields, or None when nothing identifies it."""
+    channels = []
+    if fields.get("email"):
+        channels.append({"type": "email", "value": str(fields["email"])})
+    if fields.get("phone"):
+        channels.append({"type": "sms", "value": str(fields["phone"])})
+    if not channels and not fields.get("externalCustomerId"):
+        return None
+    body: dict[str, Any] = {"channels": channels}
+    for name in ("firstName", "lastName", "externalCustomerId"):
+        if fields.get(name) not in (None, ""):
+            body[name] = str(fields[name])
+    return body
 
 
 def _locate(problems: tuple[Problem, ...], item: Produced) -> list[Problem]:

@@ -58,9 +58,11 @@ def result_json(result: Result, origin: str, explain: bool = False) -> dict[str,
                 if e.contact is None
                 else {"by": e.contact.by, "name": e.contact.name, "value": e.contact.value},
                 "warnings": [p.as_dict() for p in e.warnings],
+                "contact_request": e.contact_request,
             }
             for e in result.events
         ],
+        "lookups": [{"name": lk.name, "url": lk.url, "answer": lk.answer} for lk in result.lookups],
     }
     if explain:
         doc["explain"] = {
@@ -104,6 +106,11 @@ def result_text(
         f"{origin}: rule set '{result.ruleset}' ({result.api_version}), "
         f"topic {result.topic or '(none)'}"
     ]
+    for lk in result.lookups:
+        lines.append(f"  lookup {lk.name}: GET {lk.url}")
+        if explain:
+            answer = json.dumps(lk.answer, ensure_ascii=False)
+            lines.append(f"    -> {answer[:300] + '...' if len(answer) > 300 else answer}")
     if explain:
         for r in result.rules:
             mark = "matched" if r.matched else "skipped"
@@ -131,6 +138,14 @@ def result_text(
                     f"    {t.name} = {value}  [{t.outcome}] <- {t.source}"
                     f"{f'  ({t.where})' if t.where else ''}"
                 )
+        if e.ok and e.contact_request is not None:
+            contact_url = f"{destination.base_url}/v1/contact"
+            lines.append("    first, unless hookmap created this contact before:")
+            if curl:
+                lines.append(curl_command(contact_url, e.contact_request))
+            else:
+                lines.append(f"    POST {contact_url}")
+                lines.append(f"    {json.dumps(e.contact_request, ensure_ascii=False)}")
         if e.ok and e.body is not None:
             if curl:
                 # not indented: the heredoc's closing word must start its line

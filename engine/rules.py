@@ -11,9 +11,11 @@ import fnmatch
 from collections.abc import Mapping
 from typing import Any, Literal
 
+from engine.decoders import Decode
 from engine.errors import Location
 from engine.expressions import Expression
 from engine.functions import Table
+from engine.lookups import LookupSpec
 from engine.signatures import VerifySpec
 
 ApiVersion = Literal["v1", "v2"]
@@ -46,6 +48,8 @@ class EventSpec:
     for_each: Expression | None = None
     identify_by: tuple[str, ...] = ()
     where: Location | None = None
+    #: how to create the contact first: v1/contact field → expression
+    contact: tuple[tuple[str, Expression], ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +60,8 @@ class Rule:
     when: Expression | None = None
     ignore: str | None = None
     where: Location | None = None
+    #: lookups its expressions read (with those their arguments need), fetched first
+    lookups: frozenset[str] = frozenset()
 
     def matches_topic(self, topic: str | None) -> bool:
         """True when any of the rule's topics (exact or glob) matches."""
@@ -75,6 +81,8 @@ class RuleTest:
     where: Location | None = None
     #: the raw bytes of the body file, when the test reads one
     raw: bytes | None = None
+    #: lookup name → answer, instead of the network
+    mocks: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,3 +105,7 @@ class RuleSet:
     dedupe_header: str | None = None
     dedupe_expr: Expression | None = None
     max_body: int | None = None
+    decode: Decode | None = None
+    #: in declaration order: a lookup's arguments may read the ones before it
+    lookups: tuple[LookupSpec, ...] = ()
+    hosts: frozenset[str] = frozenset()

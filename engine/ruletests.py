@@ -13,6 +13,7 @@ from typing import Any
 
 from engine.encode import to_json
 from engine.errors import HookmapError, Location
+from engine.lookups import MockFetcher
 from engine.pipeline import Result, process
 from engine.rules import RuleSet, RuleTest
 from engine.webhook import Webhook
@@ -46,7 +47,7 @@ def webhook_for(case: RuleTest) -> Webhook:
 
 def run_case(ruleset: RuleSet, case: RuleTest) -> CaseOutcome:
     try:
-        result = process(ruleset, webhook_for(case))
+        result = process(ruleset, webhook_for(case), fetcher=MockFetcher(case.mocks))
     except HookmapError as exc:
         return CaseOutcome(
             ruleset.name, case.name, (f"webhook could not be processed: {exc}",), case.where

@@ -16,6 +16,7 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
+from engine.decoders import FORMATS
 from engine.signatures import ALGORITHMS, ENCODINGS, SCHEMES, VERIFY_KEYS
 
 
@@ -228,6 +229,22 @@ PARAM = Obj(
 
 PARAM_VALUE = OneOf(label="param", options=(Expr(), Scalar(), PARAM))
 
+CONTACT = Obj(
+    title="Contact",
+    doc=(
+        "How to create or update the contact before the event is sent (the CDP accepts "
+        "events only for contacts it knows). The dispatcher posts it to `v1/contact` once "
+        "per contact, before the first event for it; a 409 for a repeat counts as done."
+    ),
+    fields=(
+        Field("email", Expr(), "The contact's email.", example="customer.email"),
+        Field("phone", Expr(), "The phone, international digits.", example="phone(billing.phone)"),
+        Field("firstName", Expr(), "First name."),
+        Field("lastName", Expr(), "Last name."),
+        Field("externalCustomerId", Expr(), "The shop's customer id."),
+    ),
+)
+
 EVENT_FIELDS = (
     Field(
         "type",
@@ -263,6 +280,7 @@ EVENT_FIELDS = (
         "the contact for this event type (the account's own identification parameter).",
     ),
     Field("params", MapOf(value=PARAM_VALUE, key_doc="param name"), "Param name → value."),
+    Field("contact", CONTACT, "Create or update the contact first (new customers)."),
     Field("doc", Str(), "A note for readers; ignored by the engine."),
 )
 
@@ -275,7 +293,9 @@ EVENT = Obj(
 TEMPLATE = Obj(
     title="Template",
     doc="Shared parts of events, used by `extends`.",
-    fields=tuple(f for f in EVENT_FIELDS if f.name in ("key", "identify_by", "params", "doc")),
+    fields=tuple(
+        f for f in EVENT_FIELDS if f.name in ("key", "identify_by", "params", "contact", "doc")
+    ),
 )
 
 RULE = Obj(
@@ -388,6 +408,12 @@ TEST = Obj(
             MapOf(value=Str(), key_doc="header name"),
             "Headers (added to / overriding the `.headers` file).",
         ),
+        Field(
+            "mocks",
+            MapOf(value=AnyValue(), key_doc="lookup name"),
+            "Answers for lookups "
+            "instead of the network: a JSON file path (relative to this file) or inline.",
+        ),
         Field("expect", EXPECT, "What must come out.", required=True),
     ),
     one_of=(("webhook", "body"),),
@@ -409,11 +435,24 @@ VERIFY = Obj(
             VERIFY_KEYS["secret_env"],
             example="SHOPIFY_WEBHOOK_SECRET",
         ),
-        Field("header", Str(), VERIFY_KEYS["header"]),
+        Field(
+            "public_key_env",
+            ListOf(item=Str(), single_ok=True),
+            VERIFY_KEYS["public_key_env"],
+            example="WIX_PUBLIC_KEY",
+        ),
+        Field("header", ListOf(item=Str(), single_ok=True), VERIFY_KEYS["header"]),
         Field("algorithm", Enum(values=ALGORITHMS), VERIFY_KEYS["algorithm"]),
         Field("encoding", Enum(values=ENCODINGS), VERIFY_KEYS["encoding"]),
         Field("prefix", Str(), VERIFY_KEYS["prefix"]),
         Field("tolerance", Int(minimum=1), VERIFY_KEYS["tolerance"], default=300),
+        # values as signatures.SIGNED (a test in tests/test_signatures.py keeps them equal)
+        Field(
+            "signed",
+            Enum(values=("body", "base64-body")),
+            VERIFY_KEYS["signed"],
+            default="base64-body",
+        ),
     ),
 )
 
@@ -430,6 +469,66 @@ DEDUPE = Obj(
         Field("expression", Expr(), "Expression over the body giving the id.", example="eventId"),
     ),
     one_of=(("header", "expression"),),
+)
+
+DECODE = Obj(
+    title="Decode",
+    doc="How request bodies are decoded before the rules read them.",
+    fields=(
+        Field(
+            "format",
+            Enum(values=FORMATS),
+            "`auto`: JSON, or form fields for a form body. "
+            "`jwt`: the body is a JWT, its claims are the data (the signature is checked "
+            "by `verify`). `pubsub`: a Pub/Sub push, the data is the JSON in base64 "
+            "`message.data`. `cloudevents`: the data is the event's `data`. The outer "
+            "document is `envelope()`.",
+            default="auto",
+        ),
+        Field(
+            "unwrap",
+            ListOf(item=Str(), single_ok=True),
+            "Dotted paths of JSON-encoded strings to parse in place, in order.",
+            example="[data, data.data]",
+        ),
+    ),
+)
+
+LOOKUP = Obj(
+    title="Lookup",
+    doc=(
+        "A named HTTP GET whose JSON answer expressions read with `fetched('name')`, for "
+        "platforms whose webhooks carry only ids. The host must be in `hosts`."
+    ),
+    fields=(
+        Field(
+            "url",
+            Str(),
+            "URL template: `{arg}` is filled from `args`, percent-encoded; "
+            "`${ENV}` is read at load.",
+            required=True,
+            example="https://api.bigcommerce.com/stores/${BC_STORE}/v2/orders/{id}",
+        ),
+        Field(
+            "args",
+            MapOf(value=Expr(), key_doc="placeholder"),
+            "Placeholder → expression "
+            "over the body (may use `fetched()` of a lookup declared before).",
+        ),
+        Field(
+            "headers",
+            MapOf(value=Str(), key_doc="header"),
+            "Request headers; `${ENV}` is read at load (tokens stay out of rule files).",
+        ),
+        Field("timeout", AnyValue(), "Seconds per attempt.", default=10),
+        Field(
+            "retries", Int(minimum=0), "Attempts after the first on errors, 429, 5xx.", default=2
+        ),
+        Field(
+            "cache_ttl", Int(minimum=0), "Seconds an answer is reused for the same URL.", default=0
+        ),
+        Field("doc", Str(), "A note for readers; ignored by the engine."),
+    ),
 )
 
 RULE_SET = Obj(
@@ -462,6 +561,9 @@ RULE_SET = Obj(
             "the folder's `ruleset.yaml`).",
         ),
         Field("verify", VERIFY, "How the server verifies requests (signatures)."),
+        Field("decode", DECODE, "How bodies are decoded (default: JSON)."),
+        Field("hosts", ListOf(item=Str(), single_ok=True), "The only hosts lookups may call."),
+        Field("lookups", MapOf(value=LOOKUP, key_doc="lookup name"), "Named HTTP lookups."),
         Field("dedupe", DEDUPE, "Where the delivery id is, to acknowledge repeats once."),
         Field(
             "max_body",
@@ -486,18 +588,31 @@ RULE_SET = Obj(
 )
 
 #: Keys of RULE_SET that only the folder's ``ruleset.yaml`` (or a single file) may hold.
-HEADER_KEYS = ("name", "description", "api_version", "topic", "verify", "dedupe", "max_body")
+HEADER_KEYS = (
+    "name",
+    "description",
+    "api_version",
+    "topic",
+    "verify",
+    "dedupe",
+    "max_body",
+    "decode",
+    "hosts",
+)
 
 OBJECTS: Sequence[Obj] = (
     RULE_SET,
     TOPIC,
     VERIFY,
     DEDUPE,
+    DECODE,
+    LOOKUP,
     TABLE,
     TEMPLATE,
     RULE,
     EVENT,
     PARAM,
+    CONTACT,
     TEST,
     EXPECT,
 )

@@ -52,6 +52,8 @@ def parse_json(raw: bytes, origin: str) -> Any:
         raise PayloadError(f"{origin}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from exc
     except ValueError as exc:
         raise PayloadError(f"{origin}: invalid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise PayloadError(f"{origin}: JSON nested too deeply to read") from exc
 
 
 def _reject_constant(name: str) -> Any:

@@ -1,5 +1,8 @@
 """The official JMESPath compliance suite, through the engine's own evaluation path.
 
+Every case runs through both evaluators: the expressions compiled to Python
+(``engine.codegen``, the default) and jmespath's own interpreter.
+
 Expressions go through ``compile_expression`` (the load-time checks) and are evaluated
 with hookmap's function table bound to a context, exactly as rule params are. Error
 cases must fail the same way: syntax, unknown function and arity errors at load (as
@@ -48,11 +51,13 @@ def _cases() -> Iterator[Any]:
                 )
 
 
+@pytest.mark.parametrize("evaluator", ["compiled", "interpreter"])
 @pytest.mark.parametrize(("given", "case", "file"), list(_cases()))
-def test_compliance_case(given: Any, case: dict[str, Any], file: str) -> None:
+def test_compliance_case(given: Any, case: dict[str, Any], file: str, evaluator: Any) -> None:
     """Each compliance case gives the expected result, or fails the expected way."""
     reported: list[Diagnostic] = []
-    compiled = compile_expression(case["expression"], Names(), reported.append)
+    compiled = compile_expression(case["expression"], Names(), reported.append, evaluator=evaluator)
+    assert compiled is None or (compiled.compiled is not None) == (evaluator == "compiled")
     options = make_options(EvalContext(root=given))
     if "error" not in case:
         assert compiled is not None, [d.render() for d in reported]

@@ -1,0 +1,159 @@
+"""Enrichment: named HTTP lookups a rule set declares, for platforms that send only ids.
+
+BigCommerce, Ecwid, PrestaShop and Stripe webhooks carry an id; the order itself
+comes from the platform's API. A lookup is a GET to a URL template whose host is
+fixed in the rule file and must be one of the rule set's ``hosts``; values from the
+webhook only fill ``{placeholders}``, percent-encoded so they cannot add a path, a
+query or another host. Expressions read the result with ``fetched('name')``.
+
+Evaluation itself does no I/O: the pipeline asks a ``Fetcher`` for the lookups the
+matched rules use before evaluating them. The server uses ``HttpFetcher``; dry-run
+and rule tests can use ``MockFetcher`` with fixture files instead of the network.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import threading
+import time
+import urllib.parse
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import httpx
+
+from engine.errors import HookmapError, Location
+from engine.expressions import Expression
+
+PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class LookupFailed(HookmapError):
+    """A lookup could not be answered: the webhook is kept and processed again later."""
+
+    def __init__(self, name: str, url: str, reason: str) -> None:
+        self.name, self.url, self.reason = name, url, reason
+        super().__init__(f"lookup '{name}' ({url}) failed: {reason}")
+
+
+@dataclasses.dataclass(frozen=True)
+class LookupSpec:
+    name: str
+    url: str  # template, ${ENV} already resolved
+    args: tuple[tuple[str, Expression], ...]
+    headers: tuple[tuple[str, str], ...] = dataclasses.field(repr=False, default=())
+    timeout: float = 10.0
+    retries: int = 2
+    cache_ttl: float = 0.0
+    hosts: frozenset[str] = frozenset()
+    where: Location | None = None
+
+    def build_url(self, values: Mapping[str, Any]) -> str:
+        """The URL with each ``{name}`` filled by its value, percent-encoded."""
+
+        def fill(match: re.Match[str]) -> str:
+            value = values.get(match[1])
+            if value is None:
+                raise LookupFailed(self.name, self.url, f"argument '{match[1]}' is null")
+            text = value if isinstance(value, str) else _plain(value)
+            return urllib.parse.quote(text, safe="")
+
+        url = PLACEHOLDER.sub(fill, self.url)
+        host = urllib.parse.urlsplit(url).hostname or ""
+        if host not in self.hosts:  # checked at load too; this guards the filled URL
+            raise LookupFailed(self.name, url, f"host '{host}' is not in the rule set's hosts")
+        return url
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def template_host(url: str) -> str | None:
+    """The host of a URL template, or None when a placeholder sits in the host part."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or "{" in parts.netloc:
+        return None
+    return parts.hostname
+
+
+class Fetcher(Protocol):
+    def fetch(self, spec: LookupSpec, url: str) -> Any:
+        """The JSON answer for ``url``, or ``LookupFailed``."""
+
+
+class HttpFetcher:
+    """GET with retries (backoff), a per-URL cache honouring each lookup's TTL."""
+
+    def __init__(
+        self, transport: httpx.BaseTransport | None = None, sleep: Any = time.sleep
+    ) -> None:
+        self._client = httpx.Client(transport=transport, follow_redirects=False)
+        self._cache: dict[str, tuple[float, Any]] = {}
+        self._lock = threading.Lock()
+        self._sleep = sleep
+
+    def close(self) -> None:
+        self._client.close()
+
+    def fetch(self, spec: LookupSpec, url: str) -> Any:
+        now = time.monotonic()
+        with self._lock:
+            hit = self._cache.get(url)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        reason = "no attempt"
+        for attempt in range(spec.retries + 1):
+            if attempt:
+                self._sleep(min(0.2 * 2**attempt, 5.0))
+            try:
+                response = self._client.get(url, headers=dict(spec.headers), timeout=spec.timeout)
+            except httpx.HTTPError as exc:
+                reason = f"{type(exc).__name__}"
+                continue
+            if response.status_code == 429 or response.status_code >= 500:
+                reason = f"HTTP {response.status_code}"
+                continue
+            if response.status_code >= 300:
+                # 404 for a deleted order is an answer too, but not one rules can use:
+                # keep the webhook and say so (a replay after a fix can pick it up)
+                raise LookupFailed(
+                    spec.name, url, f"HTTP {response.status_code}: {response.text[:200]}"
+                )
+            try:
+                value = response.json()
+            except ValueError as exc:
+                raise LookupFailed(spec.name, url, "answer is not JSON") from exc
+            if spec.cache_ttl > 0:
+                with self._lock:
+                    self._cache[url] = (time.monotonic() + spec.cache_ttl, value)
+            return value
+        raise LookupFailed(spec.name, url, f"{reason} after {spec.retries + 1} attempt(s)")
+
+
+class MockFetcher:
+    """Answers from fixtures (dry-run ``--mock``, rule tests' ``mocks``), never the network.
+
+    ``answers`` maps a lookup name to its JSON answer, or to ``{url: answer}`` when
+    one webhook fetches the same lookup for several URLs.
+    """
+
+    def __init__(self, answers: Mapping[str, Any]) -> None:
+        self.answers = dict(answers)
+        self.calls: list[tuple[str, str]] = []
+
+    def fetch(self, spec: LookupSpec, url: str) -> Any:
+        self.calls.append((spec.name, url))
+        if spec.name not in self.answers:
+            raise LookupFailed(spec.name, url, "no mock given for this lookup")
+        answer = self.answers[spec.name]
+        if isinstance(answer, dict) and answer and all(k.startswith("http") for k in answer):
+            if url not in answer:
+                raise LookupFailed(spec.name, url, "no mock given for this URL")
+            return answer[url]
+        return answer
