@@ -240,7 +240,11 @@ def _compile_group(
 
     variables = _compile_vars(comp, merged["vars"])
     tables = _compile_tables(comp, merged["tables"])
-    hosts = frozenset(str(h).lower() for h in head.get("hosts") or ())
+    raw_hosts = head.get("hosts")
+    hosts = frozenset(
+        _interpolate_at(comp, str(h), raw_hosts.item_locs[i], "hosts").lower()
+        for i, h in enumerate(raw_hosts if isinstance(raw_hosts, LocatedList) else ())
+    )
     lookups = _compile_lookups(
         comp, merged["lookups"], Names(frozenset(tables), frozenset(variables)), hosts
     )
@@ -353,15 +357,23 @@ def _compile_lookups(
                 )
         for missing in sorted(placeholders - set(raw_args)):
             comp.error("E104", f"lookup '{name}': the URL's {{{missing}}} has no argument", url_loc)
-        headers = tuple(
-            (
-                h,
-                _interpolate_at(
-                    comp, str(v), spec["headers"].value_locs[h], f"lookup '{name}' header {h}"
-                ),
-            )
-            for h, v in (spec.get("headers") or {}).items()
-        )
+        headers: list[tuple[str, str]] = []
+        missing_env: list[str] = []
+        for h, v in (spec.get("headers") or {}).items():
+            value, missing = interpolate(str(v), comp.env)
+            headers.append((h, value))
+            for env_name, offset in missing:
+                # credentials: validate warns, `hookmap serve` refuses until they are set
+                missing_env.append(env_name)
+                loc = spec["headers"].value_locs[h]
+                offset += _quote_shift(comp, loc)
+                comp.error(
+                    "W303",
+                    f"environment variable {env_name} is not set (lookup "
+                    f"'{name}' header {h}): the server will not start without it",
+                    Location(loc.file, loc.line, loc.col + offset),
+                    severity="warning",
+                )
         timeout = spec.get("timeout", 10)
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
             comp.error(
@@ -375,15 +387,23 @@ def _compile_lookups(
                 name,
                 url,
                 tuple(args),
-                headers,
+                tuple(headers),
                 float(timeout),
                 int(spec.get("retries", 2) or 0),
                 float(spec.get("cache_ttl", 0) or 0),
                 hosts,
                 spec.loc,
+                tuple(missing_env),
             )
         )
     return out
+
+
+def _quote_shift(comp: _Compiler, loc: Location) -> int:
+    """1 when the scalar at ``loc`` is quoted: its value starts after the quote."""
+    source = comp.sources.get(loc.file)
+    line = (source.line(loc.line) if source else None) or ""
+    return 1 if line[loc.col - 1 : loc.col] in ("'", '"') else 0
 
 
 def _empty() -> LocatedDict:
@@ -395,6 +415,7 @@ def _empty() -> LocatedDict:
 def _interpolate_at(comp: _Compiler, text: str, loc: Location, what: str) -> str:
     value, missing = interpolate(text, comp.env)
     for env_name, offset in missing:
+        offset += _quote_shift(comp, loc)
         comp.error(
             "E303",
             f"environment variable {env_name} is not set ({what}; give a "
@@ -463,10 +484,7 @@ def _compile_vars(comp: _Compiler, raw: LocatedDict) -> dict[str, Any]:
             value, missing = interpolate(value, comp.env)
             for env_name, offset in missing:
                 loc = raw.value_locs[name]
-                source = comp.sources.get(loc.file)
-                line = (source.line(loc.line) if source else None) or ""
-                if line[loc.col - 1 : loc.col] in ("'", '"'):
-                    offset += 1  # the value starts after the opening quote
+                offset += _quote_shift(comp, loc)
                 comp.error(
                     "E303",
                     f"environment variable {env_name} is not set (var '{name}'; "

@@ -50,6 +50,7 @@ CODES: dict[str, str] = {
     "E301": "undefined table",
     "E302": "undefined var",
     "E303": "environment variable not set",
+    "W303": "environment variable for a lookup credential not set (the server refuses)",
     "E304": "undefined template",
     "E305": "test fixture not found or unreadable",
     "E306": "undefined lookup",

@@ -81,6 +81,12 @@ def build_sources(
                 "unsigned requests on purpose"
             )
             continue
+        for lookup in rs.lookups:
+            if lookup.missing_env:
+                problems.append(
+                    f"rule set '{rs.name}': lookup '{lookup.name}' needs "
+                    f"{', '.join(lookup.missing_env)} set"
+                )
         try:
             secrets = tuple(resolve_secrets(rs.verify, env))
         except SecretError as exc:

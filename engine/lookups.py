@@ -48,6 +48,8 @@ class LookupSpec:
     cache_ttl: float = 0.0
     hosts: frozenset[str] = frozenset()
     where: Location | None = None
+    #: environment variables its headers need that are not set (the server refuses)
+    missing_env: tuple[str, ...] = ()
 
     def build_url(self, values: Mapping[str, Any]) -> str:
         """The URL with each ``{name}`` filled by its value, percent-encoded."""

@@ -562,7 +562,12 @@ RULE_SET = Obj(
         ),
         Field("verify", VERIFY, "How the server verifies requests (signatures)."),
         Field("decode", DECODE, "How bodies are decoded (default: JSON)."),
-        Field("hosts", ListOf(item=Str(), single_ok=True), "The only hosts lookups may call."),
+        Field(
+            "hosts",
+            ListOf(item=Str(), single_ok=True),
+            "The only hosts lookups may call (`${ENV}` allowed, e.g. "
+            "to point a test at a local stand-in).",
+        ),
         Field("lookups", MapOf(value=LOOKUP, key_doc="lookup name"), "Named HTTP lookups."),
         Field("dedupe", DEDUPE, "Where the delivery id is, to acknowledge repeats once."),
         Field(
