@@ -104,11 +104,12 @@ class HttpFetcher:
         self._client.close()
 
     def fetch(self, spec: LookupSpec, url: str) -> Any:
-        now = time.monotonic()
-        with self._lock:
-            hit = self._cache.get(url)
-        if hit is not None and hit[0] > now:
-            return hit[1]
+        key = f"{spec.name} {url}"
+        if spec.cache_ttl > 0:
+            with self._lock:
+                hit = self._cache.get(key)
+            if hit is not None and hit[0] > time.monotonic():
+                return hit[1]
         reason = "no attempt"
         for attempt in range(spec.retries + 1):
             if attempt:
@@ -133,7 +134,7 @@ class HttpFetcher:
                 raise LookupFailed(spec.name, url, "answer is not JSON") from exc
             if spec.cache_ttl > 0:
                 with self._lock:
-                    self._cache[url] = (time.monotonic() + spec.cache_ttl, value)
+                    self._cache[key] = (time.monotonic() + spec.cache_ttl, value)
             return value
         raise LookupFailed(spec.name, url, f"{reason} after {spec.retries + 1} attempt(s)")
 

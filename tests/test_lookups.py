@@ -1,0 +1,210 @@
+"""Enrichment lookups: URL building, host allow-list, HTTP fetching with retries and cache,
+mocks, and the pipeline fetching only what matched rules read."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from engine import compiler
+from engine.lookups import HttpFetcher, LookupFailed, LookupSpec, MockFetcher
+from engine.pipeline import process
+from engine.webhook import Webhook
+
+RULES = """
+name: shop
+topic: {expression: event}
+verify: {scheme: none}
+hosts: [api.shop.example]
+lookups:
+  order:
+    url: https://api.shop.example/orders/{id}
+    args: {id: order_id}
+    headers: {Authorization: "Bearer ${SHOP_TOKEN:-t0ken}"}
+    cache_ttl: 60
+  lines:
+    url: https://api.shop.example/orders/{id}/lines
+    args: {id: "fetched('order').id"}
+rules:
+  - name: paid
+    topics: order.paid
+    events:
+      - type: custom
+        key: fetched('order').email
+        params:
+          total: fetched('order').total
+          count: length(fetched('lines'))
+  - name: other
+    topics: order.note
+    events:
+      - type: custom
+        key: email
+        params: {note: note}
+"""
+
+
+@pytest.fixture
+def ruleset(tmp_path: Path) -> Any:
+    path = tmp_path / "shop.yaml"
+    path.write_text(RULES, encoding="utf-8")
+    loaded = compiler.load([path], env={})
+    assert loaded.ok, [d.render() for d in loaded.diagnostics]
+    return loaded.rulesets[0]
+
+
+def spec(url: str = "https://api.shop.example/orders/{id}", **kw: Any) -> LookupSpec:
+    return LookupSpec("order", url, (), hosts=frozenset({"api.shop.example"}), **kw)
+
+
+def test_values_are_percent_encoded_so_they_cannot_change_the_path_or_host() -> None:
+    url = spec().build_url({"id": "1/../../admin?x=@evil.example"})
+    assert url == "https://api.shop.example/orders/1%2F..%2F..%2Fadmin%3Fx%3D%40evil.example"
+
+
+def test_a_null_argument_fails_the_lookup() -> None:
+    with pytest.raises(LookupFailed, match="argument 'id' is null"):
+        spec().build_url({"id": None})
+
+
+def test_a_host_outside_the_allow_list_is_refused_at_run_time() -> None:
+    other = LookupSpec("o", "https://evil.example/{id}", (), hosts=frozenset({"api.shop.example"}))
+    with pytest.raises(LookupFailed, match="not in the rule set's hosts"):
+        other.build_url({"id": 1})
+
+
+def test_load_refuses_a_lookup_host_not_declared(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        RULES.replace("hosts: [api.shop.example]", "hosts: [other.example]"), encoding="utf-8"
+    )
+    codes = {d.code for d in compiler.load([path], env={}).diagnostics}
+    assert "E307" in codes
+
+
+def test_load_refuses_a_placeholder_in_the_host(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        RULES.replace(
+            "https://api.shop.example/orders/{id}/lines", "https://{id}.shop.example/lines"
+        ),
+        encoding="utf-8",
+    )
+    diagnostics = compiler.load([path], env={}).diagnostics
+    assert any(d.code == "E307" and "fixed host" in d.message for d in diagnostics)
+
+
+def test_an_undefined_lookup_is_a_load_error(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        RULES.replace("length(fetched('lines'))", "length(fetched('line'))"), encoding="utf-8"
+    )
+    diagnostics = compiler.load([path], env={}).diagnostics
+    assert [(d.code, d.hint) for d in diagnostics if d.code == "E306"] == [
+        ("E306", "did you mean 'lines'?")
+    ]
+
+
+def test_pipeline_fetches_what_matched_rules_read_in_dependency_order(ruleset: Any) -> None:
+    fetcher = MockFetcher(
+        {
+            "order": {"id": 9, "email": "a@example.com", "total": "5.00"},
+            "lines": [{"sku": "A"}, {"sku": "B"}],
+        }
+    )
+    result = process(
+        ruleset, Webhook.make(json.dumps({"event": "order.paid", "order_id": 9})), fetcher=fetcher
+    )
+    assert fetcher.calls == [
+        ("order", "https://api.shop.example/orders/9"),
+        ("lines", "https://api.shop.example/orders/9/lines"),
+    ]
+    assert result.sent[0]["params"] == [
+        {"name": "total", "value": "5.00"},
+        {"name": "count", "value": "2"},
+    ]
+    assert [lk.name for lk in result.lookups] == ["order", "lines"]
+
+
+def test_pipeline_fetches_nothing_for_rules_that_read_no_lookup(ruleset: Any) -> None:
+    fetcher = MockFetcher({})
+    body = {"event": "order.note", "email": "a@example.com", "note": "hi"}
+    result = process(ruleset, Webhook.make(json.dumps(body)), fetcher=fetcher)
+    assert fetcher.calls == []
+    assert len(result.sent) == 1
+
+
+def test_a_missing_mock_fails_the_webhook_not_the_process(ruleset: Any) -> None:
+    with pytest.raises(LookupFailed, match="no mock given"):
+        process(
+            ruleset,
+            Webhook.make(b'{"event": "order.paid", "order_id": 1}'),
+            fetcher=MockFetcher({}),
+        )
+
+
+def _fetcher(handler: Any) -> HttpFetcher:
+    return HttpFetcher(httpx.MockTransport(handler), sleep=lambda _s: None)
+
+
+def test_http_fetcher_retries_server_errors_then_answers() -> None:
+    calls: list[int] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        return httpx.Response(503) if len(calls) < 3 else httpx.Response(200, json={"ok": 1})
+
+    assert _fetcher(handler).fetch(spec(retries=2), "https://api.shop.example/orders/1") == {
+        "ok": 1
+    }
+    assert len(calls) == 3
+
+
+def test_http_fetcher_gives_up_after_its_retries() -> None:
+    fetcher = _fetcher(lambda request: httpx.Response(500))
+    with pytest.raises(LookupFailed, match="HTTP 500 after 2 attempt"):
+        fetcher.fetch(spec(retries=1), "https://api.shop.example/orders/1")
+
+
+def test_http_fetcher_does_not_retry_a_404() -> None:
+    calls: list[int] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        return httpx.Response(404, text="no such order")
+
+    with pytest.raises(LookupFailed, match="HTTP 404: no such order"):
+        _fetcher(handler).fetch(spec(retries=3), "https://api.shop.example/orders/1")
+    assert len(calls) == 1
+
+
+def test_http_fetcher_sends_the_declared_headers_and_caches_by_ttl() -> None:
+    seen: list[str | None] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("authorization"))
+        return httpx.Response(200, json={"n": len(seen)})
+
+    fetcher = _fetcher(handler)
+    cached = spec(headers=(("Authorization", "Bearer k"),), cache_ttl=60)
+    url = "https://api.shop.example/orders/1"
+    assert fetcher.fetch(cached, url) == {"n": 1}
+    assert fetcher.fetch(cached, url) == {"n": 1}
+    assert seen == ["Bearer k"]
+    assert fetcher.fetch(spec(), url) == {"n": 2}  # no TTL: asked again
+
+
+def test_http_fetcher_reports_an_answer_that_is_not_json() -> None:
+    fetcher = _fetcher(lambda request: httpx.Response(200, text="<html>"))
+    with pytest.raises(LookupFailed, match="not JSON"):
+        fetcher.fetch(spec(), "https://api.shop.example/orders/1")
+
+
+def test_mock_fetcher_can_answer_per_url() -> None:
+    mocks = MockFetcher({"order": {"https://api.shop.example/orders/1": {"id": 1}}})
+    assert mocks.fetch(spec(), "https://api.shop.example/orders/1") == {"id": 1}
+    with pytest.raises(LookupFailed, match="no mock given for this URL"):
+        mocks.fetch(spec(), "https://api.shop.example/orders/2")
