@@ -347,7 +347,8 @@ def _read_pem(name: str, value: str) -> bytes:
         try:
             return path.read_bytes()
         except OSError as exc:
-            raise SecretError(f"{name}: cannot read key file {path} ({exc.strerror})") from None
+            why = exc.strerror or type(exc).__name__
+            raise SecretError(f"{name}: cannot read key file {path} ({why})") from None
     if "\n" not in value and "\\n" in value:
         value = value.replace("\\n", "\n")  # .env files and CI settings often escape newlines
     return value.encode("utf-8")
