@@ -241,9 +241,10 @@ def _compile_group(
     variables = _compile_vars(comp, merged["vars"])
     tables = _compile_tables(comp, merged["tables"])
     raw_hosts = head.get("hosts")
+    host_list = raw_hosts if isinstance(raw_hosts, LocatedList) else LocatedList()
     hosts = frozenset(
-        _interpolate_at(comp, str(h), raw_hosts.item_locs[i], "hosts").lower()
-        for i, h in enumerate(raw_hosts if isinstance(raw_hosts, LocatedList) else ())
+        _interpolate_at(comp, str(h), host_list.item_locs[i], "hosts").lower()
+        for i, h in enumerate(host_list)
     )
     lookups = _compile_lookups(
         comp, merged["lookups"], Names(frozenset(tables), frozenset(variables)), hosts
