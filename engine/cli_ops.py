@@ -4,6 +4,7 @@ replay. They read the same data folder as the running server."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import json
 import logging
@@ -22,6 +23,7 @@ from engine.destination import API_KEY_ENV, Destination
 from engine.dispatch import Dispatcher
 from engine.errors import RuleLoadError, UsageError
 from engine.intake import DEFAULT_MAX_BODY, ServeRefused, is_woocommerce_ping
+from engine.lookups import HttpFetcher
 from engine.processor import process_stored
 from engine.service import DB_NAME, ServiceConfig, serve
 from engine.signatures import resolve_secrets, sign
@@ -464,11 +466,16 @@ def register(main: click.Group) -> None:
                 _replay_preview(store, rulesets, targets)
                 return
             inserted = requeued = 0
-            with click.progressbar(
-                targets, label="replaying", file=sys.stderr, show_pos=True
-            ) as bar:
+            with (
+                contextlib.closing(HttpFetcher()) as fetcher,
+                click.progressbar(
+                    targets, label="replaying", file=sys.stderr, show_pos=True
+                ) as bar,
+            ):
                 for webhook in bar:
-                    stats = process_stored(store, rulesets, webhook, replay=True, force=force).stats
+                    stats = process_stored(
+                        store, rulesets, webhook, fetcher=fetcher, replay=True, force=force
+                    ).stats
                     inserted += stats.inserted
                     requeued += stats.requeued
             click.echo(

@@ -12,6 +12,15 @@ Each event is POSTed to ``Destination.event_url(api_version)`` with its stored b
 Sends share one pooled ``httpx.AsyncClient``, a token bucket (the CDP allows 350
 requests/s on the event endpoints) and a concurrency limit.
 
+New customers: the CDP accepts events only for contacts it knows. An event stored with
+a ``contact`` (the rule's ``contact:``) first gets its contact created through
+``POST v1/contact`` (same client, auth and bucket), unless the store remembers that
+contact's key (``contact_key``); a 2xx, or the 409 the CDP documents for a repeat
+within a minute, is remembered and the event follows. A 408/429/5xx or network error
+there retries the event on its own schedule; any other status kills it with
+"contact rejected: ...". One event per key at a time looks and creates, so two events
+for one new customer create it once.
+
 At least once, never knowingly twice: an event is marked sent only when the CDP's
 status line says 2xx and that is committed; claiming an event leases it, so a second
 dispatcher on the same file (a CLI drain) does not send it meanwhile. The API has no
@@ -28,13 +37,17 @@ includes headers or the URL.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
+import json
 import logging
 import random
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from types import TracebackType
+from typing import Any
 
 import httpx
 
@@ -68,6 +81,53 @@ def describe(exc: BaseException) -> str:
     """A connection error as text: its class and message (httpx puts no headers in it)."""
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def contact_key(contact: Mapping[str, Any]) -> str | None:
+    """The key a v1/contact body is remembered by, or None when nothing identifies it.
+
+    ``email:`` + the lower-cased email, else ``sms:`` + the phone's digits, else
+    ``ext:`` + the externalCustomerId: the CDP matches emails in any case and phones
+    by their digits, so spellings of one contact share a key.
+    """
+    channels = [c for c in contact.get("channels") or () if isinstance(c, Mapping)]
+    for kind in ("email", "sms"):
+        for channel in channels:
+            if channel.get("type") != kind or channel.get("value") in (None, ""):
+                continue
+            value = str(channel["value"])
+            if kind == "email":
+                ident = value.strip().lower()
+            else:
+                ident = "".join(ch for ch in value if ch.isdigit())
+            if ident:
+                return f"{kind}:{ident}"
+    external = contact.get("externalCustomerId")
+    return None if external in (None, "") else f"ext:{external}"
+
+
+@dataclasses.dataclass(frozen=True)
+class _Call:
+    """One POST: the status (None when no answer came) or the error, and its timing."""
+
+    status: int | None
+    error: str | None
+    text: str | None
+    started: float
+    duration_ms: float
+
+
+#: what stops an event before it is sent: the verdict, the contact call, the error text
+_Blocked = tuple[Outcome, _Call, str]
+
+
+class _KeyLock:
+    """The lock of one contact key, who holds or waits for it, and a failure to share."""
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.users = 0
+        self.failure: _Blocked | None = None
 
 
 class TokenBucket:
@@ -136,8 +196,10 @@ class Dispatcher:
         self._on_result = on_result
         # httpx's timeout bounds each phase (connect, each read...); this bounds a send
         self._deadline = 3 * timeout
-        # longer than any send can take, so no event is claimed twice while in flight
-        self._lease = max(60.0, 2 * self._deadline)
+        # longer than any send can take (waiting for another event's contact call, its
+        # own contact call, the event), so no event is claimed twice while in flight
+        self._lease = max(60.0, 3 * self._deadline)
+        self._contact_locks: dict[str, _KeyLock] = {}
         self._bucket = TokenBucket(rate_per_second, rate_per_second if burst is None else burst)
         self._slots = asyncio.Semaphore(concurrency)
         limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
@@ -253,34 +315,31 @@ class Dispatcher:
             )
 
     async def _send(self, event: OutboxEvent) -> Outcome:
-        """One attempt: POST, classify, record. Never raises for the HTTP side."""
-        status: int | None = None
-        error: str | None = None
-        text: str | None = None
+        """One attempt: the contact first when needed, then POST, classify, record.
+
+        Never raises for the HTTP side.
+        """
         async with self._slots:
-            await self._bucket.acquire()
-            started = self._clock()
-            t0 = time.monotonic()
-            try:
-                async with asyncio.timeout(self._deadline):
-                    async with self._client.stream(
-                        "POST",
-                        self._destination.event_url(event.api_version),
-                        content=event.body.encode("utf-8"),
-                    ) as response:
-                        # the status decides; the body is only kept for the record
-                        status = response.status_code
-                        text = await _read_text(response)
-            except (httpx.RequestError, TimeoutError) as exc:
-                error = describe(exc)
-            except Exception as exc:  # a bug must not lose the event: retry it later
-                log.exception("unexpected error sending event #%d", event.id)
-                error = describe(exc)
-            duration_ms = (time.monotonic() - t0) * 1000
-        # a 2xx status line means sent, even if reading the body then failed
-        verdict = "retry" if status is None else classify(status)
+            blocked = await self._ensure_contact(event) if event.contact is not None else None
+            if blocked is None:
+                call = await self._post(
+                    self._destination.event_url(event.api_version),
+                    event.body.encode("utf-8"),
+                    f"event #{event.id}",
+                )
+                # a 2xx status line means sent, even if reading the body then failed
+                verdict = "retry" if call.status is None else classify(call.status)
+                status, error = call.status, call.error
+            else:
+                # the attempt's status is the event request's, and none was made: the
+                # contact call's answer is in the error ("contact: HTTP 503: ..."),
+                # which is what `hookmap show` and `hookmap events` print
+                verdict, call, error = blocked
+                status = None
         outcome, next_at = self._next_step(verdict, event.attempts)
-        await self._record(event, outcome, status, error, text, started, duration_ms, next_at)
+        await self._record(
+            event, outcome, status, error, call.text, call.started, call.duration_ms, next_at
+        )
         if outcome != "sent":
             level = logging.WARNING if outcome == "dead" else logging.INFO
             log.log(
@@ -294,10 +353,98 @@ class Dispatcher:
             )
         if self._on_result is not None:
             try:
-                self._on_result(event.event_type, outcome, status, duration_ms / 1000)
+                self._on_result(event.event_type, outcome, status, call.duration_ms / 1000)
             except Exception:
                 log.exception("on_result callback failed")
         return outcome
+
+    async def _post(self, url: str, content: bytes, what: str) -> _Call:
+        """POST once (after a token from the bucket); errors become ``_Call.error``."""
+        status: int | None = None
+        error: str | None = None
+        text: str | None = None
+        await self._bucket.acquire()
+        started = self._clock()
+        t0 = time.monotonic()
+        try:
+            async with asyncio.timeout(self._deadline):
+                async with self._client.stream("POST", url, content=content) as response:
+                    # the status decides; the body is only kept for the record
+                    status = response.status_code
+                    text = await _read_text(response)
+        except (httpx.RequestError, TimeoutError) as exc:
+            error = describe(exc)
+        except Exception as exc:  # a bug must not lose the event: retry it later
+            log.exception("unexpected error sending %s", what)
+            error = describe(exc)
+        return _Call(status, error, text, started, (time.monotonic() - t0) * 1000)
+
+    async def _ensure_contact(self, event: OutboxEvent) -> _Blocked | None:
+        """Make sure the CDP knows the event's contact; what stops the event, or None.
+
+        Under the key's lock: known (remembered) → nothing to do; else POST v1/contact,
+        and a 2xx or 409 is remembered. Events that waited for a call that failed
+        with a retryable answer share that answer instead of calling again, so a CDP
+        that is down costs one contact call per round, not one per waiting event.
+        """
+        assert event.contact is not None
+        key = contact_key(event.contact)
+        if key is None:  # nothing identifies it (the rule's checks warned): send as is
+            return None
+        async with self._contact_lock(key) as entry:
+            if entry.failure is not None:
+                return entry.failure
+            if await self._known(key):
+                return None
+            content = json.dumps(event.contact, ensure_ascii=False).encode("utf-8")
+            call = await self._post(
+                f"{self._destination.base_url}/v1/contact", content, f"contact of #{event.id}"
+            )
+            if call.status is not None and (200 <= call.status < 300 or call.status == 409):
+                await self._remember(key, call, event.id)
+                return None
+            blocked = _contact_failure(call)
+            if blocked[0] == "retry":
+                entry.failure = blocked
+            return blocked
+
+    @contextlib.asynccontextmanager
+    async def _contact_lock(self, key: str) -> AsyncIterator[_KeyLock]:
+        """Hold one contact key's lock; its entry goes once nobody holds or awaits it."""
+        entry = self._contact_locks.get(key)
+        if entry is None:
+            entry = self._contact_locks[key] = _KeyLock()
+        entry.users += 1
+        try:
+            async with entry.lock:
+                yield entry
+        finally:
+            entry.users -= 1
+            if entry.users == 0:
+                del self._contact_locks[key]
+
+    async def _known(self, key: str) -> bool:
+        try:
+            return await asyncio.to_thread(self._store.contact_known, key)
+        except sqlite3.Error:
+            # creating a known contact again only updates it: better than not sending
+            log.exception("cannot read the known contacts; creating the contact again")
+            return False
+
+    async def _remember(self, key: str, call: _Call, event_id: int) -> None:
+        contact_id = _contact_id(call.text) if call.status != 409 else None
+        try:
+            await asyncio.to_thread(self._store.remember_contact, key, contact_id)
+        except sqlite3.Error:
+            log.exception(
+                "cannot remember the contact of event #%d: it may be created again", event_id
+            )
+        log.info(
+            "contact of event #%d: HTTP %s%s",
+            event_id,
+            call.status,
+            "" if contact_id is None else f" (id {contact_id})",
+        )
 
     def _next_step(self, verdict: Outcome, attempts: int) -> tuple[Outcome, float | None]:
         """A retry verdict becomes a time for the next attempt, or dead when none is left."""
@@ -339,6 +486,27 @@ class Dispatcher:
                     log.exception("cannot record attempt of event #%d (%s)", event.id, outcome)
                     return
                 await asyncio.sleep(0.5)
+
+
+def _contact_failure(call: _Call) -> _Blocked:
+    """What a failed contact call means for its event: retry it later, or dead."""
+    if call.status is None:
+        return "retry", call, f"contact: {call.error}"
+    text = (call.text or "").strip()[:200]
+    answer = f"HTTP {call.status}: {text}" if text else f"HTTP {call.status}"
+    if classify(call.status) == "retry":
+        return "retry", call, f"contact: {answer}"
+    return "dead", call, f"contact rejected: {answer}"
+
+
+def _contact_id(text: str | None) -> int | None:
+    """The id in v1/contact's ``{"id": n}`` answer, when there is one."""
+    try:
+        value = json.loads(text or "")
+    except ValueError:
+        return None
+    found = value.get("id") if isinstance(value, dict) else None
+    return found if isinstance(found, int) and not isinstance(found, bool) else None
 
 
 async def _read_text(response: httpx.Response) -> str:

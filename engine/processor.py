@@ -4,21 +4,32 @@ The server runs it after each accepted webhook (and on start, for whatever a cra
 left unprocessed); ``hookmap replay`` runs it over stored webhooks with the current
 rules. Either way the outcome lands in one transaction, and nothing here raises for a
 bad webhook: every failure is recorded against it, to be seen and replayed.
+
+A failed lookup (the platform's API down, a 404 until the order exists) is not the
+webhook's fault: the webhook stays 'received' and is processed again after the next
+delay of ``LOOKUP_SCHEDULE``; once the schedule is used up it is 'failed' with the
+lookup's error, for an operator to replay after fixing the cause.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping, Sequence
 
 from engine.errors import PayloadError
+from engine.lookups import Fetcher, LookupFailed
 from engine.pipeline import Result, process
 from engine.rules import RuleSet
 from engine.store import RecordStats, Store, new_events
 from engine.store_queries import StoredWebhook
 
 log = logging.getLogger("hookmap.processor")
+
+#: delays before processing again a webhook whose lookup failed: about 16 h in all
+LOOKUP_SCHEDULE: tuple[float, ...] = (30, 120, 600, 1800, 3600, 7200, 4 * 3600, 8 * 3600)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,6 +39,15 @@ class Processed:
     result: Result | None
     error: str | None
     stats: RecordStats
+    #: when a lookup failed and the webhook will be processed again (None otherwise)
+    deferred_until: float | None = None
+
+    @property
+    def state(self) -> str:
+        """'processed', 'deferred' (a lookup failed; tried again later) or 'failed'."""
+        if self.deferred_until is not None:
+            return "deferred"
+        return "failed" if self.error else "processed"
 
 
 def process_stored(
@@ -35,10 +55,19 @@ def process_stored(
     rulesets: Mapping[str, RuleSet],
     webhook: StoredWebhook,
     *,
+    fetcher: Fetcher | None = None,
     replay: bool = False,
     force: bool = False,
+    schedule: Sequence[float] = LOOKUP_SCHEDULE,
+    clock: Callable[[], float] = time.time,
 ) -> Processed:
-    """Run one stored webhook through the rules and record the outcome."""
+    """Run one stored webhook through the rules and record the outcome.
+
+    ``fetcher`` answers the rule set's lookups; when one fails the webhook is put off
+    by the next delay of ``schedule`` (keyed on its ``process_attempts``), or failed
+    when the schedule is used up. A replay starts the schedule afresh: the operator
+    asked for this attempt.
+    """
     ruleset = rulesets.get(webhook.source)
     result: Result | None = None
     error: str | None = None
@@ -46,7 +75,9 @@ def process_stored(
         error = f"no rule set named '{webhook.source}' is loaded"
     else:
         try:
-            result = process(ruleset, webhook.as_webhook())
+            result = process(ruleset, webhook.as_webhook(), fetcher=fetcher)
+        except LookupFailed as exc:
+            return _lookup_failed(store, webhook, exc, replay, schedule, clock)
         except PayloadError as exc:
             error = str(exc)
         except Exception as exc:  # a rule or engine bug: keep the webhook, say what broke
@@ -64,3 +95,29 @@ def process_stored(
             force=force,
         )
     return Processed(webhook.id, webhook.source, result, error, stats)
+
+
+def _lookup_failed(
+    store: Store,
+    webhook: StoredWebhook,
+    exc: LookupFailed,
+    replay: bool,
+    schedule: Sequence[float],
+    clock: Callable[[], float],
+) -> Processed:
+    """Put the webhook off until the next delay of ``schedule``, or fail it when none is left.
+
+    The error is the lookup's name, URL and reason; a lookup URL holds no secret (tokens
+    go in its headers, which no message includes).
+    """
+    attempt = 0 if replay else webhook.process_attempts
+    nothing = RecordStats(0, 0)
+    if attempt >= len(schedule):
+        error = f"{exc} (gave up after {attempt + 1} attempts)"
+        store.fail_webhook(webhook.id, error)
+        return Processed(webhook.id, webhook.source, None, error, nothing)
+    next_at = clock() + schedule[attempt]
+    due = datetime.datetime.fromtimestamp(next_at, datetime.UTC).isoformat(timespec="seconds")
+    error = f"{exc} (attempt {attempt + 1} of {len(schedule) + 1}; processed again at {due})"
+    store.defer_webhook(webhook.id, error, next_at, restart=replay)
+    return Processed(webhook.id, webhook.source, None, error, nothing, next_at)

@@ -119,7 +119,9 @@ async def receive_webhook(
     source = service.sources.get(name)
     metrics = service.metrics
     if source is None:
-        metrics.count(metrics.rejected, source=name[:40], reason="unknown_source")
+        # one series for every unknown name: a label from the path would let anyone
+        # grow /metrics without bound
+        metrics.count(metrics.rejected, source="(unknown)", reason="unknown_source")
         log.warning("rejected webhook: unknown source %r", name[:80])
         await respond(send, 404, {"error": f"unknown source '{name[:80]}'"})
         return

@@ -3,6 +3,8 @@
 * The ASGI app (``engine.server``) stores each accepted webhook and wakes the processor.
 * The processor (``engine.processor``) turns stored webhooks into outbox events, in a
   worker thread, and wakes the dispatcher; on start it picks up whatever a crash left.
+  Lookups go through one ``HttpFetcher``; a webhook whose lookup failed is put off and
+  picked up again when due.
 * The dispatcher (``engine.dispatch``) delivers the outbox.
 
 SIGTERM / SIGINT: uvicorn stops taking requests and finishes the ones in flight, then
@@ -33,7 +35,8 @@ from engine.destination import Destination
 from engine.dispatch import DEFAULT_SCHEDULE, Dispatcher
 from engine.errors import HookmapError, RuleLoadError
 from engine.intake import DEFAULT_MAX_BODY, Source, build_sources
-from engine.processor import process_stored
+from engine.lookups import Fetcher, HttpFetcher
+from engine.processor import LOOKUP_SCHEDULE, process_stored
 from engine.rules import RuleSet
 from engine.server import make_app
 from engine.store import Store
@@ -54,6 +57,8 @@ class ServiceConfig:
     schedule: tuple[float, ...] = DEFAULT_SCHEDULE
     grace_seconds: float = 10.0
     reload_watch: bool = False
+    #: delays before processing again a webhook whose lookup failed
+    lookup_schedule: tuple[float, ...] = LOOKUP_SCHEDULE
 
 
 class _Server(uvicorn.Server):
@@ -74,6 +79,7 @@ class Service:
         destination: Destination,
         env: Mapping[str, str] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        fetcher: Fetcher | None = None,
     ) -> None:
         from engine.metrics import Metrics
 
@@ -84,6 +90,11 @@ class Service:
         self.metrics = Metrics()
         self.sources, self.rulesets = self.load()
         self.store = Store(config.data_dir / DB_NAME)
+        # one client for the service's life: its connections and cache serve every webhook
+        self._own_fetcher: HttpFetcher | None = None
+        if fetcher is None:
+            fetcher = self._own_fetcher = HttpFetcher()
+        self.fetcher = fetcher
         self.metrics.gauge(
             "hookmap_queue_depth", "Events waiting to be sent.", self.store.pending_depth
         )
@@ -157,18 +168,28 @@ class Service:
     # -- the loops ----------------------------------------------------------------------
 
     def process_pending(self, limit: int = 200) -> int:
-        """Process stored webhooks not processed yet (a worker thread runs this)."""
+        """Process stored webhooks that are due (a worker thread runs this).
+
+        A webhook whose lookup failed is put off (``process_stored``) and comes back
+        here once due: the processor loop looks at least once a second.
+        """
         done = 0
         for webhook in self.store.webhooks_to_process(limit):
-            outcome = process_stored(self.store, self.rulesets, webhook)
-            state = "failed" if outcome.error else "processed"
+            outcome = process_stored(
+                self.store,
+                self.rulesets,
+                webhook,
+                fetcher=self.fetcher,
+                schedule=self.config.lookup_schedule,
+            )
+            state = outcome.state
             self.metrics.count(self.metrics.processed, source=webhook.source, outcome=state)
             if outcome.result is not None:
                 for event in outcome.result.dropped:
                     self.metrics.count(self.metrics.dropped, event_type=event.event_type)
             if outcome.error:
                 log.warning(
-                    "webhook #%d (%s) failed: %s", webhook.id, webhook.source, outcome.error
+                    "webhook #%d (%s) %s: %s", webhook.id, webhook.source, state, outcome.error
                 )
             done += 1
         return done
@@ -181,8 +202,11 @@ class Service:
             if done:
                 self._dispatcher_wake.set()
                 continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._processor_wake.wait(), timeout=1.0)
+            woken = asyncio.ensure_future(self._processor_wake.wait())
+            stopped = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({woken, stopped}, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
+            woken.cancel()
+            stopped.cancel()
 
     async def _watch(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -216,6 +240,7 @@ class Service:
             log_level="warning",
             lifespan="off",
             access_log=False,
+            log_config=None,  # keep the host process's logging as it is
         )
         server = _Server(config)
         self._server = server
@@ -263,6 +288,8 @@ class Service:
         started = time.monotonic()
         await asyncio.gather(*tasks, return_exceptions=True)
         await dispatcher.aclose()
+        if self._own_fetcher is not None:
+            self._own_fetcher.close()
         self.store.close()
         log.info("stopped in %.1fs; pending events stay queued", time.monotonic() - started)
 

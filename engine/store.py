@@ -5,6 +5,8 @@ the rules (``record_result``), and the dispatcher sends the events it became
 (``claim_due`` → HTTP → ``record_attempt``). The states::
 
     webhook  received ──record_result──▶ processed | failed (processing raised)
+               │ ▲ └──fail_webhook: lookups still failing when the schedule is used up──▶ failed
+               └─┘ defer_webhook: a lookup failed; process_attempts + 1, next_process_at later
 
     event    pending ──2xx──▶ sent
                │ ▲ └──4xx, or retries used up──▶ dead ──retry()──▶ pending
@@ -13,6 +15,9 @@ the rules (``record_result``), and the dispatcher sends the events it became
 
 An event's identity is (webhook_id, rule, idx): processing the same webhook again
 cannot create a second copy of an event.
+
+The contacts the dispatcher created at the CDP are remembered by key (``contact_known``,
+``remember_contact``), so each new customer is created once, before its first event.
 
 Durability: WAL with ``synchronous=FULL`` syncs the log on every commit, so once a
 write method returns its change survives kill -9 and power loss.
@@ -36,7 +41,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from engine.encode import body_bytes
 from engine.errors import HookmapError
-from engine.store_queries import DUE_SQL, OutboxEvent, Queries
+from engine.store_queries import DUE_SQL, OutboxEvent, Queries, outbox_event
 
 if TYPE_CHECKING:
     from engine.pipeline import Result
@@ -101,6 +106,19 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX attempts_event ON attempts (event_id)",
     ),
+    (
+        # a webhook whose lookup failed waits for next_process_at, then is processed again
+        "ALTER TABLE webhooks ADD COLUMN process_attempts INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE webhooks ADD COLUMN next_process_at REAL",
+        # the v1/contact body to post before the event (JSON), NULL when none is declared
+        "ALTER TABLE events ADD COLUMN contact TEXT",
+        # contacts the CDP knows because we created them: "email:a@b.c", "sms:380…", "ext:42"
+        """CREATE TABLE contacts (
+            key TEXT PRIMARY KEY,
+            contact_id INTEGER,
+            created_at REAL NOT NULL
+        )""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -129,6 +147,8 @@ class NewEvent:
     problems: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     #: False when the checks dropped it: stored as 'invalid', never sent
     valid: bool = True
+    #: the v1/contact body the dispatcher posts before the event (new customers)
+    contact: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.valid and self.body is None:
@@ -146,6 +166,7 @@ def new_events(result: Result) -> list[NewEvent]:
             e.body,
             [p.as_dict() for p in e.problems],
             e.ok and e.body is not None,
+            e.contact_request,
         )
         for e in result.events
     ]
@@ -157,6 +178,10 @@ class RecordStats:
 
     inserted: int
     requeued: int
+
+
+def _json_or_none(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, ensure_ascii=False)
 
 
 def migrate(conn: sqlite3.Connection) -> int:
@@ -318,6 +343,7 @@ class Store(Queries):
                     "body": None if event.body is None else body_bytes(event.body).decode(),
                     "state": "pending" if event.valid else "invalid",
                     "problems": json.dumps(event.problems, ensure_ascii=False),
+                    "contact": _json_or_none(event.contact),
                     "due": now if event.valid else None,
                     "now": now,
                 }
@@ -325,8 +351,9 @@ class Store(Queries):
                 # a CHECK or NOT NULL violation)
                 cursor = db.execute(
                     "INSERT INTO events (webhook_id, rule, idx, event_type, api_version, body,"
-                    " state, problems, next_attempt_at, created_at) VALUES (:webhook_id, :rule,"
-                    " :idx, :event_type, :api_version, :body, :state, :problems, :due, :now)"
+                    " state, problems, contact, next_attempt_at, created_at) VALUES (:webhook_id,"
+                    " :rule, :idx, :event_type, :api_version, :body, :state, :problems, :contact,"
+                    " :due, :now)"
                     " ON CONFLICT (webhook_id, rule, idx) DO NOTHING",
                     row,
                 )
@@ -335,7 +362,8 @@ class Store(Queries):
                 elif refresh:
                     cursor = db.execute(
                         "UPDATE events SET event_type = :event_type, api_version = :api_version,"
-                        " body = :body, state = :state, problems = :problems, attempts = 0,"
+                        " body = :body, state = :state, problems = :problems,"
+                        " contact = :contact, attempts = 0,"
                         " next_attempt_at = :due, sent_at = NULL WHERE webhook_id = :webhook_id"
                         f" AND rule = :rule AND idx = :idx AND state IN ({states})",
                         row,
@@ -344,10 +372,59 @@ class Store(Queries):
             state = "processed" if error is None else "failed"
             db.execute(
                 "UPDATE webhooks SET state = ?, topic = ?, summary = ?, error = ?,"
-                " processed_at = ? WHERE id = ?",
+                " processed_at = ?, next_process_at = NULL WHERE id = ?",
                 (state, topic, summary, error, now, webhook_id),
             )
         return RecordStats(inserted, requeued)
+
+    def defer_webhook(
+        self, webhook_id: int, error: str, next_at: float, *, restart: bool = False
+    ) -> None:
+        """Processing could not finish (a lookup failed): try again at ``next_at``.
+
+        The webhook is (or, replayed, goes back to) 'received' with ``error`` saying why
+        and ``process_attempts`` counted (``restart``: counted from 1 again, as a replay
+        starts a fresh schedule); ``webhooks_to_process`` skips it until it is due.
+        """
+        attempts = "1" if restart else "process_attempts + 1"
+        self._set_webhook(
+            webhook_id,
+            f"state = 'received', error = ?, process_attempts = {attempts}, next_process_at = ?",
+            (error, next_at),
+        )
+
+    def fail_webhook(self, webhook_id: int, error: str) -> None:
+        """Processing failed for good (retries used up): 'failed', keeping ``error``.
+
+        An operator replays it (``hookmap replay``) once the cause is fixed.
+        """
+        self._set_webhook(
+            webhook_id,
+            "state = 'failed', error = ?, process_attempts = process_attempts + 1,"
+            " next_process_at = NULL, processed_at = ?",
+            (error, self._clock()),
+        )
+
+    def _set_webhook(self, webhook_id: int, assignments: str, args: tuple[Any, ...]) -> None:
+        with self._write() as db:
+            cursor = db.execute(
+                f"UPDATE webhooks SET {assignments} WHERE id = ?", (*args, webhook_id)
+            )
+            if cursor.rowcount == 0:
+                raise StoreError(f"no webhook #{webhook_id}")
+
+    def remember_contact(self, key: str, contact_id: int | None) -> None:
+        """Note that the CDP knows the contact ``key`` (its id when the answer gave one).
+
+        Remembering a key again keeps the first time and fills in an id learnt later.
+        """
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO contacts (key, contact_id, created_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET"
+                " contact_id = COALESCE(excluded.contact_id, contact_id)",
+                (key, contact_id, self._clock()),
+            )
 
     def claim_due(self, now: float, limit: int, lease: float) -> list[OutboxEvent]:
         """Take up to ``limit`` due events to send, pushing their next attempt ``lease`` ahead.
@@ -362,7 +439,7 @@ class Store(Queries):
                 "UPDATE events SET next_attempt_at = ? WHERE id = ?",
                 [(now + lease, r["id"]) for r in rows],
             )
-        return [OutboxEvent(**dict(r)) for r in rows]
+        return [outbox_event(r) for r in rows]
 
     def record_attempt(
         self,

@@ -22,7 +22,7 @@ EVENT_STATES = ("pending", "sent", "dead", "invalid")
 
 #: the outbox order: what fell due first goes first, then arrival order
 DUE_SQL = (
-    "SELECT id, webhook_id, event_type, api_version, body, attempts FROM events"
+    "SELECT id, webhook_id, event_type, api_version, body, attempts, contact FROM events"
     " WHERE state = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?"
 )
 
@@ -42,6 +42,10 @@ class StoredWebhook:
     summary: str | None
     error: str | None
     processed_at: float | None
+    #: times processing was tried and put off (a lookup failed)
+    process_attempts: int = 0
+    #: when a put-off webhook is processed again (None: as soon as possible)
+    next_process_at: float | None = None
 
     def as_webhook(self) -> Webhook:
         """The ``Webhook`` that ``engine.pipeline.process`` takes."""
@@ -60,6 +64,8 @@ class OutboxEvent:
     body: str
     #: attempts made so far (reset when an operator re-queues the event)
     attempts: int
+    #: the v1/contact body to post first when the CDP may not know the contact yet
+    contact: dict[str, Any] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,6 +87,7 @@ class EventRow:
     last_error: str | None
     created_at: float
     sent_at: float | None
+    contact: dict[str, Any] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,13 +145,28 @@ def _webhook(row: sqlite3.Row) -> StoredWebhook:
         summary=row["summary"],
         error=row["error"],
         processed_at=row["processed_at"],
+        process_attempts=row["process_attempts"],
+        next_process_at=row["next_process_at"],
     )
 
 
 def _event(row: sqlite3.Row) -> EventRow:
     values = dict(row)
     values["problems"] = json.loads(values["problems"])
+    values["contact"] = _contact(values["contact"])
     return EventRow(**values)
+
+
+def outbox_event(row: sqlite3.Row) -> OutboxEvent:
+    """An ``OutboxEvent`` from a ``DUE_SQL`` row."""
+    values = dict(row)
+    values["contact"] = _contact(values["contact"])
+    return OutboxEvent(**values)
+
+
+def _contact(text: str | None) -> dict[str, Any] | None:
+    value = None if text is None else json.loads(text)
+    return value if isinstance(value, dict) else None
 
 
 def _where(filters: dict[str, Any]) -> tuple[str, list[Any]]:
@@ -172,11 +194,19 @@ class Queries:
             finally:
                 self._conn.execute("ROLLBACK")
 
-    def webhooks_to_process(self, limit: int = 100) -> list[StoredWebhook]:
-        """Webhooks stored but not processed yet, oldest first."""
+    def webhooks_to_process(
+        self, limit: int = 100, now: float | None = None
+    ) -> list[StoredWebhook]:
+        """Webhooks stored but not processed yet and due by ``now``, oldest first.
+
+        A webhook put off by ``defer_webhook`` is left out until its ``next_process_at``.
+        """
+        now = self._clock() if now is None else now
         with self._read() as db:
             rows = db.execute(
-                "SELECT * FROM webhooks WHERE state = 'received' ORDER BY id LIMIT ?", (limit,)
+                "SELECT * FROM webhooks WHERE state = 'received'"
+                " AND (next_process_at IS NULL OR next_process_at <= ?) ORDER BY id LIMIT ?",
+                (now, limit),
             ).fetchall()
         return [_webhook(r) for r in rows]
 
@@ -237,7 +267,13 @@ class Queries:
         """
         with self._read() as db:
             rows = db.execute(DUE_SQL, (now, limit)).fetchall()
-        return [OutboxEvent(**dict(r)) for r in rows]
+        return [outbox_event(r) for r in rows]
+
+    def contact_known(self, key: str) -> bool:
+        """Whether the contact ``key`` was created at the CDP (``remember_contact``)."""
+        with self._read() as db:
+            row = db.execute("SELECT 1 FROM contacts WHERE key = ?", (key,)).fetchone()
+        return row is not None
 
     def next_due_at(self) -> float | None:
         """When the earliest pending event falls due (None when nothing is pending)."""

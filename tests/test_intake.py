@@ -1,0 +1,406 @@
+"""Intake decisions without a socket (engine.intake), the metrics text format
+(engine.metrics) and the operator helpers mask_headers / parse_since (engine.cli_ops)."""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import hashlib
+import hmac
+import time
+from pathlib import Path
+
+import pytest
+
+from engine import compiler
+from engine.cli_ops import mask_headers, parse_since
+from engine.errors import UsageError
+from engine.intake import (
+    DEFAULT_MAX_BODY,
+    ServeRefused,
+    Source,
+    build_sources,
+    is_woocommerce_ping,
+    reason_label,
+)
+from engine.metrics import LATENCY_BUCKETS, Metrics
+from engine.rules import RuleSet
+from engine.signatures import Verdict, VerifySpec, sign
+from tests.conftest import ROOT
+
+SHOPIFY_SECRET = "shopify-unit-secret"
+WOO_SECRET = "woo-unit-secret"
+ENV = {"SHOPIFY_WEBHOOK_SECRET": SHOPIFY_SECRET, "WOOCOMMERCE_WEBHOOK_SECRET": WOO_SECRET}
+ORDER = (ROOT / "examples" / "shopify" / "orders-create.json").read_bytes()
+#: the two shipped rule sets signed here (rules/ may hold others needing their own keys)
+SHIPPED = [str(ROOT / "rules" / "shopify"), str(ROOT / "rules" / "woocommerce.yaml")]
+WOO_ORDER = (ROOT / "examples" / "woocommerce" / "order-created.json").read_bytes()
+
+HEAD = "topic: {header: X-Topic}\n"
+TAIL = "rules:\n  - name: r\n    topics: x\n    ignore: nothing to send\n"
+
+
+def rulesets(tmp_path: Path, **files: str) -> list[RuleSet]:
+    """Rule sets from small YAML files ``name → header lines`` (loaded cleanly)."""
+    paths = []
+    for name, extra in files.items():
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(f"name: {name}\n{HEAD}{extra}{TAIL}", encoding="utf-8")
+        paths.append(str(path))
+    result = compiler.load(paths, {})
+    assert result.ok, [d.render() for d in result.diagnostics]
+    return list(result.rulesets)
+
+
+@pytest.fixture(scope="module")
+def shipped() -> dict[str, Source]:
+    result = compiler.load(SHIPPED, ENV)
+    assert result.ok
+    return build_sources(result.rulesets, ENV)
+
+
+# -- build_sources ---------------------------------------------------------------------
+
+
+def test_build_sources_refuses_no_verify_and_unset_secret_listing_every_problem(
+    tmp_path: Path,
+) -> None:
+    loaded = rulesets(
+        tmp_path,
+        unsigned="",
+        nosecret="verify: {scheme: hmac, header: X-Sig, secret_env: HOOKMAP_TEST_UNSET}\n",
+        open="verify: {scheme: none}\n",
+    )
+    with pytest.raises(ServeRefused) as caught:
+        build_sources(loaded, {"HOOKMAP_TEST_UNSET": ""})
+    problems = caught.value.problems
+    assert len(problems) == 2
+    assert problems[0].startswith("rule set 'unsigned' (")
+    assert "unsigned.yaml) declares no `verify`" in problems[0]
+    assert "`verify: {scheme: none}`" in problems[0]
+    assert problems[1] == (
+        "rule set 'nosecret': verify scheme 'hmac': no secret set in HOOKMAP_TEST_UNSET"
+    )
+    assert str(caught.value) == "; ".join(problems)
+    assert caught.value.exit_code == 1
+
+
+def test_build_sources_accepts_verify_scheme_none_explicitly(tmp_path: Path) -> None:
+    sources = build_sources(rulesets(tmp_path, open="verify: {scheme: none}\n"), {})
+    source = sources["open"]
+    assert (source.name, source.secrets, source.max_body) == ("open", (), DEFAULT_MAX_BODY)
+    verdict = source.verify(b"anything", {})
+    assert verdict == Verdict(True, "not verified (scheme none)", "none")
+
+
+def test_a_rule_set_max_body_wins_over_the_server_default(tmp_path: Path) -> None:
+    loaded = rulesets(
+        tmp_path, small="verify: {scheme: none}\nmax_body: 100\n", big="verify: {scheme: none}\n"
+    )
+    sources = build_sources(loaded, {}, max_body=5000)
+    assert (sources["small"].max_body, sources["big"].max_body) == (100, 5000)
+
+
+def test_shipped_rules_become_sources_with_their_secrets(shipped: dict[str, Source]) -> None:
+    assert sorted(shipped) == ["shopify", "woocommerce"]
+    assert shipped["shopify"].secrets == (SHOPIFY_SECRET.encode(),)
+    assert SHOPIFY_SECRET not in repr(shipped["shopify"])
+
+
+# -- Source.verify -----------------------------------------------------------------------
+
+
+def shopify_header(body: bytes, secret: str = SHOPIFY_SECRET) -> dict[str, str]:
+    """Shopify's header computed by hand: base64 of HMAC-SHA256 over the raw body."""
+    digest = hmac.new(secret.encode(), body, hashlib.sha256).digest()
+    return {"x-shopify-hmac-sha256": base64.b64encode(digest).decode()}
+
+
+def test_shopify_signature_computed_by_hand_verifies(shipped: dict[str, Source]) -> None:
+    verdict = shipped["shopify"].verify(ORDER, shopify_header(ORDER))
+    assert verdict.ok, verdict.reason
+    assert shopify_header(ORDER) == {
+        k.lower(): v for k, v in sign(VerifySpec("shopify"), SHOPIFY_SECRET.encode(), ORDER).items()
+    }
+
+
+def test_shopify_tampered_body_is_a_mismatch(shipped: dict[str, Source]) -> None:
+    tampered = ORDER.replace(b"161.78", b"1.78", 1)
+    assert tampered != ORDER
+    verdict = shipped["shopify"].verify(tampered, shopify_header(ORDER))
+    assert (verdict.ok, verdict.reason) == (False, "signature mismatch")
+    assert reason_label(verdict) == "signature_mismatch"
+
+
+def test_shopify_signature_with_another_secret_is_a_mismatch(shipped: dict[str, Source]) -> None:
+    verdict = shipped["shopify"].verify(ORDER, shopify_header(ORDER, "someone-else"))
+    assert not verdict.ok
+    assert "someone-else" not in verdict.reason
+
+
+def test_shopify_previous_secret_still_verifies_during_rotation() -> None:
+    env = {**ENV, "SHOPIFY_WEBHOOK_SECRET_PREVIOUS": "the-old-secret"}
+    result = compiler.load(SHIPPED, env)
+    source = build_sources(result.rulesets, env)["shopify"]
+    verdict = source.verify(ORDER, shopify_header(ORDER, "the-old-secret"))
+    assert verdict.ok and verdict.reason == "valid signature (secret 2 of 2)"
+
+
+def test_shopify_missing_header_is_refused(shipped: dict[str, Source]) -> None:
+    verdict = shipped["shopify"].verify(ORDER, {})
+    assert (verdict.ok, verdict.reason) == (False, "missing header X-Shopify-Hmac-Sha256")
+    assert reason_label(verdict) == "signature_missing"
+
+
+def test_woocommerce_signature_verifies_and_tampered_does_not(shipped: dict[str, Source]) -> None:
+    spec = shipped["woocommerce"].ruleset.verify
+    assert spec is not None
+    headers = {k.lower(): v for k, v in sign(spec, WOO_SECRET.encode(), WOO_ORDER).items()}
+    assert list(headers) == ["x-wc-webhook-signature"]
+    by_hand = hmac.new(WOO_SECRET.encode(), WOO_ORDER, hashlib.sha256).digest()
+    assert headers["x-wc-webhook-signature"] == base64.b64encode(by_hand).decode()
+    assert shipped["woocommerce"].verify(WOO_ORDER, headers).ok
+    tampered = shipped["woocommerce"].verify(WOO_ORDER + b" ", headers)
+    assert (tampered.ok, tampered.reason) == (False, "signature mismatch")
+
+
+def test_header_names_are_matched_case_insensitively(shipped: dict[str, Source]) -> None:
+    header = shopify_header(ORDER)["x-shopify-hmac-sha256"]
+    assert shipped["shopify"].verify(ORDER, {"X-Shopify-Hmac-SHA256": header}).ok
+
+
+def test_a_signature_that_is_not_base64_is_malformed(shipped: dict[str, Source]) -> None:
+    verdict = shipped["shopify"].verify(ORDER, {"x-shopify-hmac-sha256": "not base64 !"})
+    assert not verdict.ok
+    assert reason_label(verdict) == "signature_malformed"
+
+
+# -- delivery_id -----------------------------------------------------------------------
+
+
+def test_delivery_id_from_the_dedupe_header(shipped: dict[str, Source]) -> None:
+    headers = {"x-shopify-webhook-id": "d3fee87b"}
+    assert shipped["shopify"].delivery_id(ORDER, headers) == "d3fee87b"
+    assert shipped["woocommerce"].delivery_id(b"{}", {"x-wc-webhook-delivery-id": "bb5e"}) == "bb5e"
+
+
+def test_delivery_id_is_none_without_the_header_or_with_it_empty(
+    shipped: dict[str, Source],
+) -> None:
+    assert shipped["shopify"].delivery_id(ORDER, {}) is None
+    assert shipped["shopify"].delivery_id(ORDER, {"x-shopify-webhook-id": ""}) is None
+
+
+@pytest.fixture
+def by_body(tmp_path: Path) -> Source:
+    extra = "verify: {scheme: none}\ndedupe: {expression: eventId}\n"
+    return build_sources(rulesets(tmp_path, byid=extra), {})["byid"]
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (b'{"eventId": "evt_1"}', "evt_1"),
+        (b'{"eventId": 42}', "42"),
+        (b'{"other": 1}', None),
+        (b'{"eventId": ""}', None),
+        (b'{"eventId": null}', None),
+        (b"webhook_id=42", None),
+        (b'{"eventId": ', None),
+        (b"\xff\xfe", None),
+        (b"[1, 2]", None),
+    ],
+)
+def test_delivery_id_from_a_body_expression(
+    by_body: Source, body: bytes, expected: str | None
+) -> None:
+    """Found by the expression; None when absent, empty, or the body is not JSON."""
+    assert by_body.delivery_id(body, {}) == expected
+
+
+def test_delivery_id_without_any_dedupe_is_none(tmp_path: Path) -> None:
+    source = build_sources(rulesets(tmp_path, plain="verify: {scheme: none}\n"), {})["plain"]
+    assert source.delivery_id(b'{"eventId": "x"}', {"x-shopify-webhook-id": "y"}) is None
+
+
+def test_delivery_id_of_a_deeply_nested_body_is_none(by_body: Source) -> None:
+    """A body too deep for json.loads is 'not JSON' like any other undecodable body."""
+    assert by_body.delivery_id(b"[" * 100_000, {}) is None
+
+
+# -- is_woocommerce_ping ----------------------------------------------------------------
+
+FORM = {"content-type": "application/x-www-form-urlencoded"}
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "expected"),
+    [
+        (FORM, b"webhook_id=42", True),
+        (FORM, b"webhook_id=42\n", True),
+        (
+            {"content-type": "application/x-www-form-urlencoded; charset=UTF-8"},
+            b"webhook_id=7",
+            True,
+        ),
+        (FORM, b"webhook_id=abc", False),
+        (FORM, b"webhook_id=42&x=1", False),
+        ({"content-type": "application/json"}, b"webhook_id=42", False),
+        ({"content-type": "application/json"}, b'{"webhook_id": 42}', False),
+        ({**FORM, "x-wc-webhook-topic": "order.created"}, b"webhook_id=42", False),
+        ({}, b"webhook_id=42", False),
+    ],
+)
+def test_is_woocommerce_ping(headers: dict[str, str], body: bytes, expected: bool) -> None:
+    """Only the unsigned form post ``webhook_id=N`` without a topic header is the ping."""
+    assert is_woocommerce_ping(headers, body) is expected
+
+
+def test_the_bundled_ping_example_is_a_ping() -> None:
+    body = (ROOT / "examples" / "woocommerce" / "ping.txt").read_bytes()
+    assert is_woocommerce_ping(FORM, body)
+
+
+# -- reason_label ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("reason", "label"),
+    [
+        ("missing header X-Shopify-Hmac-Sha256", "signature_missing"),
+        ("malformed signature header (not base64)", "signature_malformed"),
+        ("timestamp outside tolerance (400 s > 300 s)", "signature_timestamp"),
+        ("signature mismatch", "signature_mismatch"),
+        ("signature is 20 bytes, sha256 gives 32", "signature_invalid"),
+        ("no secret configured", "signature_invalid"),
+    ],
+)
+def test_reason_label_is_a_short_bounded_label(reason: str, label: str) -> None:
+    assert reason_label(Verdict(False, reason, "shopify")) == label
+
+
+# -- Metrics.render -----------------------------------------------------------------------
+
+
+def test_metrics_render_counters_with_sorted_labels_and_escaping() -> None:
+    m = Metrics()
+    m.count(m.received, source="shopify")
+    m.count(m.received, source="shopify")
+    m.count(m.rejected, source='we"ird\\', reason="signature_mismatch")
+    lines = m.render().splitlines()
+    assert (
+        "# HELP hookmap_webhooks_received_total Webhooks accepted and stored, by source." in lines
+    )
+    assert "# TYPE hookmap_webhooks_received_total counter" in lines
+    assert 'hookmap_webhooks_received_total{source="shopify"} 2' in lines
+    assert (
+        'hookmap_webhooks_rejected_total{reason="signature_mismatch",source="we\\"ird\\\\"} 1'
+        in lines
+    )
+    # a counter never incremented shows only its HELP and TYPE lines
+    assert "# TYPE hookmap_webhooks_duplicate_total counter" in lines
+    assert not any(line.startswith("hookmap_webhooks_duplicate_total") for line in lines)
+
+
+def test_metrics_render_histogram_with_cumulative_buckets_sum_and_count() -> None:
+    m = Metrics()
+    for value in (0.003, 0.02, 0.02, 0.3, 20.0):
+        m.observe(value, outcome="sent")
+    lines = [line for line in m.render().splitlines() if "hookmap_dispatch_seconds" in line]
+    assert lines[:2] == [
+        "# HELP hookmap_dispatch_seconds Time for one send to the CDP, by outcome.",
+        "# TYPE hookmap_dispatch_seconds histogram",
+    ]
+    buckets = {
+        line.split('le="')[1].split('"')[0]: int(line.rsplit(" ", 1)[1])
+        for line in lines
+        if "_bucket" in line
+    }
+    assert list(buckets) == [f"{b:g}" for b in LATENCY_BUCKETS] + ["+Inf"]
+    assert buckets["0.005"] == 1
+    assert buckets["0.01"] == 1
+    assert buckets["0.025"] == 3
+    assert buckets["0.25"] == 3
+    assert buckets["0.5"] == 4
+    assert buckets["10"] == 4
+    assert buckets["+Inf"] == 5
+    assert list(buckets.values()) == sorted(buckets.values())
+    assert 'hookmap_dispatch_seconds_bucket{outcome="sent",le="0.025"} 3' in lines
+    assert 'hookmap_dispatch_seconds_count{outcome="sent"} 5' in lines
+    total = float(next(x for x in lines if x.startswith("hookmap_dispatch_seconds_sum")).split()[1])
+    assert total == pytest.approx(20.343)
+
+
+def test_metrics_render_a_value_on_a_bucket_bound_falls_in_that_bucket() -> None:
+    """Prometheus buckets are ``le``: 0.05 counts in the 0.05 bucket."""
+    m = Metrics()
+    m.observe(0.05, outcome="sent")
+    assert 'hookmap_dispatch_seconds_bucket{outcome="sent",le="0.05"} 1' in m.render()
+
+
+def test_metrics_render_gauges_read_at_scrape_time_none_as_zero() -> None:
+    m = Metrics()
+    depth = [3]
+    m.gauge("hookmap_queue_depth", "Events waiting to be sent.", lambda: depth[0])
+    m.gauge("hookmap_oldest_pending_seconds", "Age.", lambda: None)
+    text = m.render()
+    assert text.endswith("\n")
+    lines = text.splitlines()
+    assert lines[-6:] == [
+        "# HELP hookmap_oldest_pending_seconds Age.",
+        "# TYPE hookmap_oldest_pending_seconds gauge",
+        "hookmap_oldest_pending_seconds 0",
+        "# HELP hookmap_queue_depth Events waiting to be sent.",
+        "# TYPE hookmap_queue_depth gauge",
+        "hookmap_queue_depth 3",
+    ]
+    depth[0] = 0
+    assert "hookmap_queue_depth 0\n" in m.render()
+
+
+# -- cli_ops helpers ---------------------------------------------------------------------
+
+
+def test_mask_headers_hides_credentials_and_signatures_only() -> None:
+    headers = {
+        "x-shopify-hmac-sha256": "c2lnbmF0dXJl",
+        "x-wc-webhook-signature": "sig",
+        "authorization": "Basic abc",
+        "x-api-key": "k",
+        "cookie": "session=1",
+        "x-auth-token": "t",
+        "x-webhook-secret": "s",
+        "x-shopify-topic": "orders/create",
+        "content-type": "application/json",
+    }
+    masked = mask_headers(headers)
+    assert masked == {
+        **dict.fromkeys(list(headers)[:7], "****"),
+        "x-shopify-topic": "orders/create",
+        "content-type": "application/json",
+    }
+    assert headers["authorization"] == "Basic abc"  # the input is left alone
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("45s", 45), ("30m", 1800), ("2h", 7200), ("1d", 86400), ("1.5h", 5400)]
+)
+def test_parse_since_relative_durations(text: str, seconds: float) -> None:
+    before = time.time()
+    value = parse_since(text)
+    assert before - seconds - 1 <= value <= time.time() - seconds
+
+
+def test_parse_since_iso_date_time_with_and_without_offset() -> None:
+    assert (
+        parse_since("2026-01-02T03:04:05+00:00")
+        == datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.UTC).timestamp()
+    )
+    local = datetime.datetime(2026, 1, 2).astimezone().timestamp()
+    assert parse_since("2026-01-02") == local
+
+
+@pytest.mark.parametrize("text", ["yesterday", "2 h", "-1h", "5w", ""])
+def test_parse_since_refuses_anything_else_with_a_usage_error(text: str) -> None:
+    with pytest.raises(UsageError, match="--since"):
+        parse_since(text)
