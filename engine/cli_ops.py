@@ -498,8 +498,10 @@ def register(main: click.Group) -> None:
 
 
 def _replay_preview(store: Store, rulesets: dict[str, Any], targets: list[Any]) -> None:
+    from engine.lookups import HttpFetcher, LookupFailed
     from engine.pipeline import process
 
+    fetcher = HttpFetcher()  # a preview reads lookups too; it writes nothing
     for webhook in targets:
         ruleset = rulesets.get(webhook.source)
         if ruleset is None:
@@ -508,8 +510,8 @@ def _replay_preview(store: Store, rulesets: dict[str, Any], targets: list[Any]) 
         detail = store.get_webhook(webhook.id)
         existing = {(e.rule, e.idx): e.state for e in detail.events} if detail else {}
         try:
-            result = process(ruleset, webhook.as_webhook())
-        except UsageError as exc:
+            result = process(ruleset, webhook.as_webhook(), fetcher=fetcher)
+        except (UsageError, LookupFailed) as exc:
             click.echo(f"#{webhook.id}: {exc}")
             continue
         for event in new_events(result):

@@ -367,3 +367,111 @@ def test_listings_filter_by_state_and_source_newest_first(store: Store) -> None:
     assert [e.state for e in store.list_events(state="pending")] == ["pending"]
     assert store.list_events(state="sent") == []
     assert store.get_webhook(999) is None
+
+
+# -- new customers and put-off webhooks (schema version 2) --------------------------------
+
+CONTACT = {"channels": [{"type": "email", "value": "New@Shop.test"}], "firstName": "Ada"}
+
+
+def test_an_events_contact_request_travels_to_the_outbox_and_listings(store: Store) -> None:
+    wid = webhook(store)
+    with_contact = NewEvent("orders", 0, "orderCreated", "v1", {"a": 1}, contact=CONTACT)
+    store.record_result(wid, "t", "s", [with_contact, event(1)])
+    first, second = store.claim_due(T0, 10, lease=60)
+    assert (first.contact, second.contact) == (CONTACT, None)
+    assert [e.contact for e in sorted(store.list_events(), key=lambda e: e.id)] == [CONTACT, None]
+
+
+def test_replay_refreshes_the_contact_request_of_an_event_not_sent(store: Store) -> None:
+    wid = webhook(store)
+    store.record_result(wid, "t", "s", [event(0)])
+    _send_all(store, "dead")
+    fixed = NewEvent("orders", 0, "orderCreated", "v2", {"a": 1}, contact=CONTACT)
+    assert store.record_result(wid, "t", "s", [fixed], replay=True).requeued == 1
+    assert [e.contact for e in store.due_events(T0, 10)] == [CONTACT]
+
+
+def test_new_events_carries_the_contact_request() -> None:
+    body = {"eventTypeKey": "orderCreated"}
+    ok = EventResult("r", 0, "orderCreated", body, (), None, (), None, CONTACT)
+    (stored,) = new_events(Result("shop", "v1", "t", (ok,), ()))
+    assert stored.contact == CONTACT
+
+
+def test_contacts_are_remembered_once_and_an_id_learnt_later_is_kept(
+    store: Store, clock: Clock
+) -> None:
+    assert not store.contact_known("email:new@shop.test")
+    store.remember_contact("email:new@shop.test", None)  # a 409: created, id unknown
+    clock.now = T0 + 5
+    store.remember_contact("email:new@shop.test", 17)
+    store.remember_contact("email:new@shop.test", None)
+    assert store.contact_known("email:new@shop.test")
+    assert not store.contact_known("email:other@shop.test")
+    rows = store._conn.execute("SELECT key, contact_id, created_at FROM contacts").fetchall()
+    assert [tuple(r) for r in rows] == [("email:new@shop.test", 17, T0)]
+
+
+def test_a_deferred_webhook_waits_until_due_and_still_counts_as_received(
+    store: Store, clock: Clock
+) -> None:
+    wid = webhook(store, received_at=T0 - 20)
+    store.defer_webhook(wid, "lookup 'order' failed: HTTP 503", T0 + 30)
+    assert store.webhooks_to_process(10) == []
+    assert store.webhooks_to_process(10, now=T0 + 29.9) == []
+    (due,) = store.webhooks_to_process(10, now=T0 + 30)
+    assert (due.id, due.state, due.process_attempts, due.next_process_at) == (
+        wid,
+        "received",
+        1,
+        T0 + 30,
+    )
+    assert due.error == "lookup 'order' failed: HTTP 503"
+    # health and status still see it as work not done
+    assert store.counts()["webhooks"]["received"] == 1
+    assert store.oldest_pending().webhook_age == 20.0
+    clock.now = T0 + 30
+    assert [w.id for w in store.webhooks_to_process(10)] == [wid]
+
+
+def test_processing_a_deferred_webhook_clears_its_error_and_due_time(store: Store) -> None:
+    wid = webhook(store)
+    store.defer_webhook(wid, "lookup failed", T0 + 30)
+    store.record_result(wid, "t", "s", [event(0)])
+    detail = store.get_webhook(wid)
+    assert detail is not None
+    w = detail.webhook
+    assert (w.state, w.error, w.next_process_at, w.process_attempts) == ("processed", None, None, 1)
+
+
+def test_fail_webhook_keeps_the_error_and_counts_the_attempt(store: Store) -> None:
+    wid = webhook(store)
+    store.defer_webhook(wid, "first", T0 + 30)
+    store.fail_webhook(wid, "lookup 'order' failed: HTTP 404 (gave up)")
+    detail = store.get_webhook(wid)
+    assert detail is not None
+    w = detail.webhook
+    assert (w.state, w.error, w.process_attempts, w.next_process_at, w.processed_at) == (
+        "failed",
+        "lookup 'order' failed: HTTP 404 (gave up)",
+        2,
+        None,
+        T0,
+    )
+    assert store.webhooks_to_process(10, now=T0 + 10**6) == []
+
+
+def test_defer_with_restart_puts_a_finished_webhook_back_with_a_fresh_count(store: Store) -> None:
+    wid = webhook(store)
+    store.fail_webhook(wid, "gave up")
+    store.defer_webhook(wid, "replayed, still failing", T0 + 30, restart=True)
+    (due,) = store.webhooks_to_process(10, now=T0 + 30)
+    assert (due.id, due.state, due.process_attempts) == (wid, "received", 1)
+
+
+def test_defer_and_fail_an_unknown_webhook_raise(store: Store) -> None:
+    with pytest.raises(StoreError, match="no webhook #42"):
+        store.defer_webhook(42, "x", T0)
+    with pytest.raises(StoreError, match="no webhook #42"):
+        store.fail_webhook(42, "x")
