@@ -8,15 +8,16 @@ share them.
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 from collections.abc import Mapping, Sequence
 
-from engine.errors import HookmapError
+from engine.decoders import decode
+from engine.errors import HookmapError, PayloadError
 from engine.evaluate import EXPRESSION_ERRORS
 from engine.functions import EvalContext, make_options
 from engine.rules import RuleSet
 from engine.signatures import SecretError, Verdict, resolve_secrets, verify
+from engine.webhook import Webhook
 
 DEFAULT_MAX_BODY = 1024 * 1024
 
@@ -57,11 +58,13 @@ class Source:
         if rs.dedupe_expr is None:
             return None
         try:
-            data = json.loads(body)
-        except (ValueError, RecursionError):  # not JSON, or nested past Python's limit
+            # the id sits in the decoded data (a JWT's claims, a Pub/Sub message)
+            decoded = decode(Webhook(body, headers), rs.decode)
+        except (PayloadError, RecursionError):  # undecodable: stored, reported later
             return None
+        context = EvalContext(root=decoded.data, headers=headers, envelope=decoded.envelope)
         try:
-            found = rs.dedupe_expr.search(data, make_options(EvalContext(root=data)))
+            found = rs.dedupe_expr.search(decoded.data, make_options(context))
         except EXPRESSION_ERRORS:
             return None
         return None if found in (None, "") else str(found)
