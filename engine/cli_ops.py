@@ -104,7 +104,10 @@ def signed_headers(ruleset: Any, body: bytes, headers: dict[str, str] | Any) -> 
     if spec is None or spec.scheme == "none" or is_woocommerce_ping(out, body):
         return out
     secrets = resolve_secrets(spec, os.environ)
-    out.update({k.lower(): v for k, v in sign(spec, secrets[0], body).items()})
+    # keep a delivery id the file already has (Standard Webhooks signs it): it is
+    # what the server deduplicates on
+    msg_id = out.get("webhook-id") or out.get("svix-id")
+    out.update({k.lower(): v for k, v in sign(spec, secrets[0], body, msg_id=msg_id).items()})
     return out
 
 

@@ -362,7 +362,10 @@ def _compile_lookups(
         missing_env: list[str] = []
         for h, v in (spec.get("headers") or {}).items():
             value, missing = interpolate(str(v), comp.env)
-            headers.append((h, value))
+            if value.strip() and value.strip() not in ("Bearer", "Basic"):
+                # an empty credential (`${TOKEN:-}` unset) sends no header: the API's
+                # 401 then says what is missing, where an empty header is a protocol error
+                headers.append((h, value))
             for env_name, offset in missing:
                 # credentials: validate warns, `hookmap serve` refuses until they are set
                 missing_env.append(env_name)
@@ -395,6 +398,7 @@ def _compile_lookups(
                 hosts,
                 spec.loc,
                 tuple(missing_env),
+                spec.get("not_found") or "retry",
             )
         )
     return out

@@ -50,6 +50,8 @@ class LookupSpec:
     where: Location | None = None
     #: environment variables its headers need that are not set (the server refuses)
     missing_env: tuple[str, ...] = ()
+    #: what a 404 means: "retry" (keep the webhook and try later) or "null" (gone)
+    not_found: str = "retry"
 
     def build_url(self, values: Mapping[str, Any]) -> str:
         """The URL with each ``{name}`` filled by its value, percent-encoded."""
@@ -122,6 +124,8 @@ class HttpFetcher:
             if response.status_code == 429 or response.status_code >= 500:
                 reason = f"HTTP {response.status_code}"
                 continue
+            if response.status_code == 404 and spec.not_found == "null":
+                return None  # the rule set says a missing resource is an answer
             if response.status_code >= 300:
                 # 404 for a deleted order is an answer too, but not one rules can use:
                 # keep the webhook and say so (a replay after a fix can pick it up)

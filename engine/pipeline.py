@@ -25,7 +25,7 @@ from engine.evaluate import (
 )
 from engine.functions import EvalContext, make_options
 from engine.lookups import Fetcher, LookupFailed
-from engine.rules import RuleSet
+from engine.rules import Rule, RuleSet
 from engine.webhook import Webhook
 
 
@@ -160,6 +160,20 @@ def find_topic(ruleset: RuleSet, webhook: Webhook, body: Any, context: EvalConte
     return None
 
 
+def _may_apply(rule: Rule, topic: str | None, data: Any, context: EvalContext) -> bool:
+    """Whether ``rule`` can apply before lookups are fetched: its topic matches, and its
+    `when` is true or needs a lookup to tell (so no API is called for a rule that cannot
+    apply). Errors are left for the real evaluation to report."""
+    if not rule.matches_topic(topic):
+        return False
+    if rule.when is None or rule.when.lookups or not rule.lookups:
+        return True
+    try:
+        return truthy(rule.when.search(data, make_options(context)))
+    except EXPRESSION_ERRORS:
+        return True
+
+
 def process(
     ruleset: RuleSet, webhook: Webhook, body: Any = None, fetcher: Fetcher | None = None
 ) -> Result:
@@ -180,7 +194,9 @@ def process(
     )
     topic = find_topic(ruleset, webhook, data, context)
     context = dataclasses.replace(context, topic=topic)
-    needed = frozenset(n for r in ruleset.rules if r.matches_topic(topic) for n in r.lookups)
+    needed = frozenset(
+        n for r in ruleset.rules if _may_apply(r, topic, data, context) for n in r.lookups
+    )
     fetched, lookup_traces = (
         fetch_lookups(ruleset, needed, data, context, fetcher) if needed else ({}, [])
     )

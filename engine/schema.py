@@ -527,6 +527,13 @@ LOOKUP = Obj(
         Field(
             "cache_ttl", Int(minimum=0), "Seconds an answer is reused for the same URL.", default=0
         ),
+        Field(
+            "not_found",
+            Enum(values=("retry", "null")),
+            "What a 404 means: `retry` (keep the webhook, try later) or `null` (the "
+            "resource is gone: `fetched()` gives null).",
+            default="retry",
+        ),
         Field("doc", Str(), "A note for readers; ignored by the engine."),
     ),
 )

@@ -208,3 +208,35 @@ def test_mock_fetcher_can_answer_per_url() -> None:
     assert mocks.fetch(spec(), "https://api.shop.example/orders/1") == {"id": 1}
     with pytest.raises(LookupFailed, match="no mock given for this URL"):
         mocks.fetch(spec(), "https://api.shop.example/orders/2")
+
+
+def test_a_404_reads_as_null_when_the_lookup_says_gone() -> None:
+    fetcher = _fetcher(lambda request: httpx.Response(404, text="gone"))
+    assert fetcher.fetch(spec(not_found="null"), "https://api.shop.example/orders/1") is None
+
+
+def test_no_lookup_is_made_for_a_rule_whose_condition_is_false(tmp_path: Path) -> None:
+    """A `when` that needs no lookup is checked first: no API call for a rule that cannot
+    apply."""
+    path = tmp_path / "shop.yaml"
+    path.write_text(
+        RULES.replace("topics: order.paid", "topics: order.paid\n    when: paid"), encoding="utf-8"
+    )
+    loaded = compiler.load([path], env={})
+    assert loaded.ok
+    fetcher = MockFetcher({})
+    body = {"event": "order.paid", "order_id": 9, "paid": False}
+    result = process(loaded.rulesets[0], Webhook.make(json.dumps(body)), fetcher=fetcher)
+    assert fetcher.calls == []
+    assert result.sent == []
+
+
+def test_an_empty_credential_sends_no_header(tmp_path: Path) -> None:
+    """`Bearer ${TOKEN:-}` unset sends no Authorization at all (the API's 401 says why)."""
+    path = tmp_path / "shop.yaml"
+    path.write_text(
+        RULES.replace("Bearer ${SHOP_TOKEN:-t0ken}", "Bearer ${SHOP_TOKEN:-}"), encoding="utf-8"
+    )
+    loaded = compiler.load([path], env={})
+    assert loaded.ok
+    assert loaded.rulesets[0].lookups[0].headers == ()
