@@ -121,6 +121,11 @@ def _equals(x: Any, y: Any) -> Any:
     return x == y
 
 
+def _is_false(value: Any) -> bool:
+    """``TreeInterpreter._is_false``: JMESPath's false values."""
+    return value == "" or value == [] or value == {} or value is None or value is False
+
+
 def _comparable(value: Any) -> bool:
     """Ordering operators apply to numbers and strings; anything else gives null."""
     return _is_actual_number(value) or isinstance(value, str)
@@ -200,6 +205,8 @@ _NAMESPACE: dict[str, Any] = {
     "_not": _not,
     "_unknown_node": _unknown_node,
     "_each": _each,
+    "_is_false": _is_false,
+    "_EMPTYABLE": frozenset((str, list, dict)),
 }
 
 # literal values for which JMESPath's == is Python's == (no 0/1 versus true/false case)
@@ -259,9 +266,15 @@ class _Generator:
         return name
 
     def falsy(self, name: str) -> str:
-        """JMESPath's false test (``TreeInterpreter._is_false``) on a variable."""
+        """JMESPath's false test (``TreeInterpreter._is_false``) on a variable.
+
+        A value Python finds true is never JMESPath-false, so ``not`` decides for most
+        values at once; a Python-false value is JMESPath-false if it is an empty string,
+        array or object (0 is not), which ``_is_false`` settles for unusual types.
+        """
         return (
-            f"({name} is None or {name} is False or {name} == '' or {name} == [] or {name} == {{}})"
+            f"({name} is None or {name} is False or "
+            f"(not {name} and (type({name}) in _EMPTYABLE or _is_false({name}))))"
         )
 
     # -- nodes --------------------------------------------------------------------------

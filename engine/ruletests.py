@@ -87,8 +87,16 @@ def _normalise(expected: Any, actual: Any) -> Any:
     return actual
 
 
-def _params(event: dict[str, Any]) -> dict[str, Any]:
-    return {p.get("name"): p.get("value") for p in event.get("params") or ()}
+def _params(event: dict[str, Any]) -> dict[Any, Any]:
+    # an entry that is not {name, value} (a stray `- ` in YAML) is kept under its own
+    # repr, so the comparison fails with a visible diff instead of crashing
+    out: dict[Any, Any] = {}
+    for p in event.get("params") or ():
+        if isinstance(p, dict):
+            out[p.get("name")] = p.get("value")
+        else:
+            out[repr(p)] = None
+    return out
 
 
 def _view(expected: dict[str, Any], actual: dict[str, Any], subset: bool) -> dict[str, Any]:

@@ -416,6 +416,7 @@ TEST = Obj(
         ),
         Field("expect", EXPECT, "What must come out.", required=True),
     ),
+    exclusive=(("webhook", "body"),),
     one_of=(("webhook", "body"),),
 )
 

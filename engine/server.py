@@ -18,7 +18,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
+import urllib.parse
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
@@ -91,6 +93,9 @@ def make_app(service: Service) -> Callable[[Scope, Receive, Send], Awaitable[Non
             return
         path, method = scope["path"], scope["method"]
         if path.startswith("/hooks/"):
+            if method == "GET" and path[len("/hooks/") :] in service.sources:
+                await answer_challenge(scope, send)
+                return
             if method != "POST":
                 await respond(send, 405, {"error": "use POST"})
                 return
@@ -111,6 +116,22 @@ def make_app(service: Service) -> Callable[[Scope, Receive, Send], Awaitable[Non
             await respond(send, 404, {"error": "not found"})
 
     return app
+
+
+_CHALLENGE = re.compile(r"[A-Za-z0-9._~-]{1,256}")
+
+
+async def answer_challenge(scope: Scope, send: Send) -> None:
+    """Echo ``?challenge=`` (Adobe I/O Events checks a webhook URL this way on registration).
+
+    Only plain token characters are echoed, so the answer cannot carry markup.
+    """
+    query = urllib.parse.parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    value = (query.get("challenge") or [""])[0]
+    if not _CHALLENGE.fullmatch(value):
+        await respond(send, 405, {"error": "use POST (GET answers only ?challenge=)"})
+        return
+    await respond(send, 200, value, "text/plain; charset=utf-8")
 
 
 async def receive_webhook(

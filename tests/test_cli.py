@@ -279,3 +279,31 @@ def test_installed_command_usage_error_exit_2(installed: str) -> None:
         check=False,
     )
     assert done.returncode == 2
+
+
+def test_a_test_with_both_webhook_and_body_is_a_lint_error(tmp_path: Path) -> None:
+    rules = tmp_path / "r.yaml"
+    rules.write_text(
+        "name: r\ntopic: {header: X-Topic}\nrules: []\ntests:\n  - name: both\n"
+        f"    webhook: {ROOT / 'docs/tour/order.json'}\n    body: {{a: 1}}\n"
+        "    expect: {events: []}\n",
+        encoding="utf-8",
+    )
+    code, out = run("validate", str(rules))
+    assert code == 1
+    assert "give only one of webhook, body" in out
+
+
+def test_a_stray_expected_param_fails_the_test_instead_of_crashing(tmp_path: Path) -> None:
+    rules = tmp_path / "r.yaml"
+    rules.write_text(
+        "name: r\ntopic: {header: X-Topic}\nrules:\n  - name: one\n    topics: t\n"
+        "    events:\n      - type: ping\n        key: email\n        params: {n: n}\n"
+        "tests:\n  - name: stray\n    body: {email: a@example.com, n: 2}\n"
+        "    headers: {X-Topic: t}\n    expect:\n      events:\n"
+        "        - {eventTypeKey: ping, keyValue: a@example.com, params: [null]}\n",
+        encoding="utf-8",
+    )
+    code, out = run("test", str(rules))
+    assert code == 1
+    assert "FAIL r::stray" in out

@@ -216,6 +216,18 @@ def test_get_on_a_hook_is_405_and_unknown_paths_404(
     assert client.get(f"{server.url}/nowhere").status_code == 404
 
 
+def test_get_with_a_challenge_is_echoed_for_registration(
+    server: ServedService, client: httpx.Client
+) -> None:
+    """Adobe I/O Events checks a webhook URL with GET ?challenge=...: it gets the value."""
+    response = client.get(server.hook("shopify"), params={"challenge": "abc-123_X.y~"})
+    assert (response.status_code, response.text) == (200, "abc-123_X.y~")
+    assert response.headers["content-type"].startswith("text/plain")
+    markup = client.get(server.hook("shopify"), params={"challenge": "<script>"})
+    assert markup.status_code == 405
+    assert client.get(f"{server.url}/hooks/nowhere", params={"challenge": "a"}).status_code == 405
+
+
 def test_body_over_max_body_is_413_by_content_length(
     box: RunningSandbox, tmp_path: Path, client: httpx.Client
 ) -> None:
