@@ -20,6 +20,7 @@ import httpx
 
 from engine import compiler
 from engine.destination import API_KEY_ENV, Destination
+from engine.codegen import Evaluator
 from engine.dispatch import Dispatcher
 from engine.errors import RuleLoadError, UsageError
 from engine.intake import DEFAULT_MAX_BODY, ServeRefused, is_woocommerce_ping
@@ -111,6 +112,14 @@ def signed_headers(ruleset: Any, body: bytes, headers: dict[str, str] | Any) -> 
     return out
 
 
+def _evaluator() -> Evaluator:
+    """The evaluator ``hookmap --interpreter`` chose (compiled by default)."""
+    ctx = click.get_current_context(silent=True)
+    root = ctx.find_root() if ctx else None
+    chosen = ((root.obj if root else None) or {}).get("evaluator", "compiled")
+    return "interpreter" if chosen == "interpreter" else "compiled"
+
+
 def register(main: click.Group) -> None:
     """Add the server and operator commands to ``main``."""
 
@@ -196,6 +205,7 @@ def register(main: click.Group) -> None:
             rate_per_second=rate,
             grace_seconds=grace,
             reload_watch=reload_watch,
+            evaluator=_evaluator(),
         )
         try:
             serve(config, destination, host, port)
@@ -283,7 +293,7 @@ def register(main: click.Group) -> None:
         """
         from engine.cli import pick_ruleset
 
-        loaded = compiler.load(list(rules_paths))
+        loaded = compiler.load(list(rules_paths), evaluator=_evaluator())
         if not loaded.ok:
             raise RuleLoadError(loaded.diagnostics)
         failed = 0
@@ -453,7 +463,7 @@ def register(main: click.Group) -> None:
         """
         if (webhook_id is None) == (since is None):
             raise UsageError("give --webhook ID or --since TIME (one of them)")
-        loaded = compiler.load(list(rules_paths))
+        loaded = compiler.load(list(rules_paths), evaluator=_evaluator())
         if not loaded.ok:
             raise RuleLoadError(loaded.diagnostics)
         rulesets = {r.name: r for r in loaded.rulesets}

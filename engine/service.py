@@ -32,6 +32,7 @@ import uvicorn
 
 from engine import compiler
 from engine.destination import Destination
+from engine.codegen import Evaluator
 from engine.dispatch import DEFAULT_SCHEDULE, Dispatcher
 from engine.errors import HookmapError, RuleLoadError
 from engine.intake import DEFAULT_MAX_BODY, Source, build_sources
@@ -57,6 +58,8 @@ class ServiceConfig:
     schedule: tuple[float, ...] = DEFAULT_SCHEDULE
     grace_seconds: float = 10.0
     reload_watch: bool = False
+    #: "compiled" (default) or jmespath's "interpreter" (same results, slower)
+    evaluator: Evaluator = "compiled"
     #: delays before processing again a webhook whose lookup failed
     lookup_schedule: tuple[float, ...] = LOOKUP_SCHEDULE
 
@@ -112,7 +115,7 @@ class Service:
 
     def load(self) -> tuple[dict[str, Source], dict[str, RuleSet]]:
         """Load and check the rules; raises with every diagnostic when they cannot serve."""
-        result = compiler.load(list(self.config.rules), self.env)
+        result = compiler.load(list(self.config.rules), self.env, evaluator=self.config.evaluator)
         if not result.ok:
             raise RuleLoadError(result.diagnostics)
         sources = build_sources(result.rulesets, self.env, self.config.max_body)
