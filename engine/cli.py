@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from engine import compiler, docs, report, ruletests
+from engine.cli_ops import evaluator_from_context, rules_option
 from engine.destination import Destination
 from engine.errors import Diagnostic, HookmapError, UsageError, did_you_mean
 from engine.lookups import Fetcher, HttpFetcher, LookupFailed, MockFetcher
@@ -32,9 +33,7 @@ def _order(d: Diagnostic) -> tuple[str, int, int]:
 
 def _load(paths: Sequence[str]) -> compiler.LoadResult:
     """Load rules for a command that needs them clean (dry-run, test)."""
-    ctx = click.get_current_context(silent=True)
-    evaluator = ((ctx.obj if ctx else None) or {}).get("evaluator", "compiled")
-    result = compiler.load(list(paths), evaluator=evaluator)
+    result = compiler.load(list(paths), evaluator=evaluator_from_context())
     if not result.ok:
         _print_diagnostics(result.diagnostics)
         errors = sum(1 for d in result.diagnostics if d.severity == "error")
@@ -126,14 +125,7 @@ def pick_ruleset(rulesets: Sequence[RuleSet], source: str | None, webhook: Webho
 
 
 @main.command("dry-run")
-@click.option(
-    "--rules",
-    "rules_paths",
-    multiple=True,
-    required=True,
-    type=click.Path(exists=True),
-    help="Rule file or folder (repeatable).",
-)
+@rules_option
 @click.option("--source", help="Rule set name (the /hooks/{source} of the server).")
 @click.option("--topic", help="Use this topic instead of the one in the headers/body.")
 @click.option(

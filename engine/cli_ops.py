@@ -19,8 +19,8 @@ import click
 import httpx
 
 from engine import compiler
-from engine.destination import API_KEY_ENV, Destination
 from engine.codegen import Evaluator
+from engine.destination import API_KEY_ENV, Destination
 from engine.dispatch import Dispatcher
 from engine.errors import RuleLoadError, UsageError
 from engine.intake import DEFAULT_MAX_BODY, ServeRefused, is_woocommerce_ping
@@ -112,7 +112,18 @@ def signed_headers(ruleset: Any, body: bytes, headers: dict[str, str] | Any) -> 
     return out
 
 
-def _evaluator() -> Evaluator:
+#: ``--rules PATH`` (repeatable), shared by every command that loads rules
+rules_option = click.option(
+    "--rules",
+    "rules_paths",
+    multiple=True,
+    required=True,
+    type=click.Path(exists=True),
+    help="Rule file or folder (repeatable).",
+)
+
+
+def evaluator_from_context() -> Evaluator:
     """The evaluator ``hookmap --interpreter`` chose (compiled by default)."""
     ctx = click.get_current_context(silent=True)
     root = ctx.find_root() if ctx else None
@@ -124,14 +135,7 @@ def register(main: click.Group) -> None:
     """Add the server and operator commands to ``main``."""
 
     @main.command("serve")
-    @click.option(
-        "--rules",
-        "rules_paths",
-        multiple=True,
-        required=True,
-        type=click.Path(exists=True),
-        help="Rule file or folder (repeatable).",
-    )
+    @rules_option
     @click.option("--host", default="127.0.0.1", show_default=True)
     @click.option("--port", default=8000, show_default=True, type=int)
     @data_option
@@ -205,7 +209,7 @@ def register(main: click.Group) -> None:
             rate_per_second=rate,
             grace_seconds=grace,
             reload_watch=reload_watch,
-            evaluator=_evaluator(),
+            evaluator=evaluator_from_context(),
         )
         try:
             serve(config, destination, host, port)
@@ -267,14 +271,7 @@ def register(main: click.Group) -> None:
         serve_sandbox(config, host, port, printer=click.echo)
 
     @main.command("post")
-    @click.option(
-        "--rules",
-        "rules_paths",
-        multiple=True,
-        required=True,
-        type=click.Path(exists=True),
-        help="Rule file or folder (repeatable).",
-    )
+    @rules_option
     @click.option("--source", help="Rule set name (else chosen as dry-run does).")
     @click.option(
         "--url",
@@ -293,7 +290,7 @@ def register(main: click.Group) -> None:
         """
         from engine.cli import pick_ruleset
 
-        loaded = compiler.load(list(rules_paths), evaluator=_evaluator())
+        loaded = compiler.load(list(rules_paths), evaluator=evaluator_from_context())
         if not loaded.ok:
             raise RuleLoadError(loaded.diagnostics)
         failed = 0
@@ -438,9 +435,7 @@ def register(main: click.Group) -> None:
 
     @main.command("replay")
     @data_option
-    @click.option(
-        "--rules", "rules_paths", multiple=True, required=True, type=click.Path(exists=True)
-    )
+    @rules_option
     @click.option("--webhook", "webhook_id", type=int, help="Replay one webhook.")
     @click.option("--since", help="Replay webhooks received since (2h, 1d, ISO date-time).")
     @click.option("--source", help="Only webhooks of this source (with --since).")
@@ -463,7 +458,7 @@ def register(main: click.Group) -> None:
         """
         if (webhook_id is None) == (since is None):
             raise UsageError("give --webhook ID or --since TIME (one of them)")
-        loaded = compiler.load(list(rules_paths), evaluator=_evaluator())
+        loaded = compiler.load(list(rules_paths), evaluator=evaluator_from_context())
         if not loaded.ok:
             raise RuleLoadError(loaded.diagnostics)
         rulesets = {r.name: r for r in loaded.rulesets}
