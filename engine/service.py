@@ -31,8 +31,8 @@ import httpx
 import uvicorn
 
 from engine import compiler
-from engine.destination import Destination
 from engine.codegen import Evaluator
+from engine.destination import Destination
 from engine.dispatch import DEFAULT_SCHEDULE, Dispatcher
 from engine.errors import HookmapError, RuleLoadError
 from engine.intake import DEFAULT_MAX_BODY, Source, build_sources
