@@ -7,8 +7,10 @@ the bundled order (examples/shopify/orders-create.json) and a 50-line-item varia
 
 * ``handwritten``     plain Python producing the same key and params (asserted equal);
 * ``compiled``        the rule's key and param expressions, compiled to Python
-  (engine.codegen), with the per-webhook context, nulls left out;
-* ``interpreter``     the same expressions through jmespath's own interpreter;
+  (engine.codegen), with the per-webhook context, nulls left out; each called as the
+  evaluate stage calls it (the compiled function with the bound functions);
+* ``interpreter``     the same expressions through jmespath's own interpreter (its
+  ``search``, as ``Expression.search`` calls it);
 * ``evaluate-stage``  the compiled expressions through the engine's evaluate stage
   (``evaluate_rule``: traces and problems too), to show what that stage adds;
 * ``end-to-end``      bytes in, checked request bodies out (``engine.pipeline.process``).
@@ -37,8 +39,9 @@ sys.path.insert(0, str(ROOT))
 
 from engine import checks, compiler  # noqa: E402
 from engine.decoders import decode  # noqa: E402
-from engine.encode import body_bytes, request_body  # noqa: E402
+from engine.encode import body_bytes, encode_request, request_body  # noqa: E402
 from engine.evaluate import Produced, evaluate_rule  # noqa: E402
+from engine.expressions import Expression  # noqa: E402
 from engine.functions import EngineFunctions, EvalContext, make_options  # noqa: E402
 from engine.pipeline import process  # noqa: E402
 from engine.rules import Rule, RuleSet  # noqa: E402
@@ -186,6 +189,12 @@ class Case:
         self.webhook = Webhook(raw, headers)
         self.compiled, self.interp = compiled, interp
         self.topic = headers["x-shopify-topic"]
+        # per rule set: (param name, expression, constant), the key first (name None)
+        self.plan: dict[int, list[tuple[str | None, Expression | None, Any]]] = {}
+        for ruleset in (compiled, interp):
+            spec = _rule(ruleset).events[0]
+            plan = [(p.name, p.expr, p.const) for p in spec.params]
+            self.plan[id(ruleset)] = [(None, spec.key, None), *plan] if spec.key else plan
 
     def context(self, ruleset: RuleSet) -> EvalContext:
         return EvalContext(
@@ -201,18 +210,23 @@ class Case:
 
     def params(self, ruleset: RuleSet) -> Any:
         """The rule's key and params: each expression once, nulls left out (no traces)."""
-        spec = _rule(ruleset).events[0]
         options = make_options(self.context(ruleset))
+        functions = options.custom_functions
         body = self.body
-        key = spec.key.search(body, options) if spec.key is not None else None
+        key = None
         params = []
-        for param in spec.params:
-            if param.expr is None:
-                params.append((param.name, param.const))
+        for name, expr, const in self.plan[id(ruleset)]:
+            if expr is None:
+                params.append((name, const))
                 continue
-            value = param.expr.search(body, options)
-            if value is not None:
-                params.append((param.name, value))
+            if expr.compiled is not None:
+                value = expr.compiled(body, functions)
+            else:
+                value = expr.parsed.search(body, options=options)
+            if name is None:
+                key = value
+            elif value is not None:
+                params.append((name, value))
         return key, params
 
     def evaluate_stage(self, ruleset: RuleSet) -> Any:
@@ -286,8 +300,8 @@ def stages(case: Case, seconds: float, rounds: int) -> None:
         "validate (check_event)": lambda: checks.check_event(
             spec.type, key, params, spec.identify_by
         ),
-        "serialize (request_body, bytes)": lambda: checks.check_body_size(
-            body_bytes(request_body(spec.type, key, params, ruleset.api_version))
+        "serialize (encode_request)": lambda: checks.check_body_size(
+            encode_request(spec.type, key, params, ruleset.api_version)[1]
         ),
         "end to end (process)": case.end_to_end,
     }

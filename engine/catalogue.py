@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import enum
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from types import MappingProxyType
 
@@ -102,6 +103,20 @@ class Shape:
     def field(self, name: str) -> Field | None:
         return next((f for f in self.fields if f.name == name), None)
 
+    @functools.cached_property
+    def names(self) -> frozenset[str]:
+        """The names of ``fields`` (checked for every key of every object)."""
+        return frozenset(f.name for f in self.fields)
+
+    @functools.cached_property
+    def rows(self) -> tuple[tuple[str, bool, bool, Kind | None, Field], ...]:
+        """Per field: (name, required, recommended, kind of a scalar or None, the field),
+        read once instead of attribute by attribute for every object checked."""
+        return tuple(
+            (f.name, f.required, f.recommended, f.kind if f.shape is None else None, f)
+            for f in self.fields
+        )
+
 
 @dataclasses.dataclass(frozen=True)
 class EventType:
@@ -113,11 +128,30 @@ class EventType:
     one_of: tuple[str, ...] = ()
 
     def param(self, name: str) -> Field | None:
-        return next((f for f in self.params if f.name == name), None)
+        return self.by_name.get(name)
 
     @property
     def required(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.params if f.required)
+
+    # Precomputed once per type: the checks read them for every event.
+
+    @functools.cached_property
+    def by_name(self) -> Mapping[str, Field]:
+        """Each param by its name (the first, should a name repeat). A plain dict, read
+        for every param of every event: a read-only proxy would double the cost."""
+        found: dict[str, Field] = {}
+        for f in self.params:
+            found.setdefault(f.name, f)
+        return found
+
+    @functools.cached_property
+    def required_fields(self) -> tuple[Field, ...]:
+        return tuple(f for f in self.params if f.required)
+
+    @functools.cached_property
+    def if_absent_fields(self) -> tuple[Field, ...]:
+        return tuple(f for f in self.params if f.if_absent)
 
 
 def _s(name: str, required: bool = False) -> Field:

@@ -65,50 +65,67 @@ def check_event(
     identify_by: Sequence[str] = (),
 ) -> CheckResult:
     """Check one event against the limits and, for a standard type, the catalogue."""
-    problems = _check_key("eventTypeKey", event_type, EVENT_TYPE_KEY_MAX)
+    problems: list[Problem | _Unlisted] = []
+    problems += _check_key("eventTypeKey", event_type, EVENT_TYPE_KEY_MAX)
     if key_value:
         problems += _check_key("keyValue", key_value, KEY_VALUE_MAX)
-    problems += _check_names([name for name, _ in params])
+    names = [name for name, _ in params]
+    problems += _check_names(names)
     spec = EVENT_TYPES.get(event_type)
+    fields = spec.by_name if spec is not None else {}
     for name, value in params:
-        problems += _check_param(spec.param(name) if spec else None, name, value)
+        field = fields.get(name)
+        # the common case first: a custom param's value, or one that plainly fits its
+        # scalar field; anything else takes the full check, which words the problem
+        if value is not None and (
+            field is None
+            or (
+                field.shape is None
+                and ((type(value) is str and field.kind is _STRING) or _fits(field, value))
+                and not (field.required and _blank(value))
+            )
+        ):
+            continue
+        problems += _check_param(field, name, value)
     if spec is not None:
-        problems += _check_presence(spec, params)
+        problems += _check_presence(spec, params, set(names))
     contact = identify_contact(key_value, params, identify_by)
     if contact is None:
         problems.append(_no_contact(params, identify_by))
-    return CheckResult(tuple(_merge_w104(problems)), contact)
+    return CheckResult(_merge_w104(problems), contact)
 
 
-_ELEMENT = re.compile(r"^(?P<list>.+)\[(?P<index>\d+)\]\.(?P<key>[^.\[]+)$")
+#: A recommended key missing in one element of a list (W104): (list, index, key), merged
+#: by ``_merge_w104`` into one problem per list and key.
+_Unlisted = tuple[str, int, str]
 
 
-def _merge_w104(problems: list[Problem]) -> list[Problem]:
-    """One W104 per list and key ("items[*].url: missing in items 0, 1, 2"), not one per item."""
+def _merge_w104(problems: list[Problem | _Unlisted]) -> tuple[Problem, ...]:
+    """One W104 per list and key ("items[*].url: missing in items 0, 1, 2"), not one per
+    item, standing where the first of them stood."""
     merged: dict[tuple[str, str], list[str]] = {}
-    out: list[Problem] = []
+    out: list[Problem | tuple[str, str]] = []
     for p in problems:
-        match = _ELEMENT.match(p.param or "") if p.code == "W104" else None
-        if match is None:
+        if isinstance(p, Problem):
             out.append(p)
             continue
-        group = (match["list"], match["key"])
+        group = (p[0], p[2])
         if group not in merged:
             merged[group] = []
-            out.append(Problem("W104", "", f"{group[0]}[*].{group[1]}", "warning"))
-        merged[group].append(match["index"])
-    for i, p in enumerate(out):
-        if p.code == "W104" and not p.message and p.param:
-            name, key = p.param.split("[*].")
-            indexes = merged[(name, key)]
-            out[i] = dataclasses.replace(
-                p,
-                message=(
-                    f"'{key}' is missing in {name} element(s) {', '.join(indexes)}: the event "
-                    "docs ask for it (the event is still sent)"
-                ),
-            )
-    return out
+            out.append(group)
+        merged[group].append(str(p[1]))
+    return tuple(
+        p
+        if isinstance(p, Problem)
+        else Problem(
+            "W104",
+            f"'{p[1]}' is missing in {p[0]} element(s) {', '.join(merged[p])}: the event "
+            "docs ask for it (the event is still sent)",
+            f"{p[0]}[*].{p[1]}",
+            "warning",
+        )
+        for p in out
+    )
 
 
 def identify_contact(
@@ -137,6 +154,8 @@ def check_body_size(body: bytes) -> Problem | None:
 
 
 def _check_key(label: str, value: str, limit: int) -> list[Problem]:
+    if value and len(value) <= limit and FORBIDDEN_CHARS.isdisjoint(value):
+        return []
     problems = []
     if not value:
         problems.append(Problem("V108", f"{label} is empty", label))
@@ -162,6 +181,13 @@ def _check_key(label: str, value: str, limit: int) -> list[Problem]:
 
 
 def _check_names(names: Sequence[str]) -> list[Problem]:
+    unique = set(names)
+    if (
+        len(unique) == len(names)
+        and "" not in unique
+        and max(map(len, names), default=0) <= (PARAM_NAME_MAX)
+    ):
+        return []
     problems = [
         Problem("V109", f"param '{name}' appears {count} times: names must be unique", name)
         for name, count in Counter(names).items()
@@ -194,8 +220,10 @@ def _no_contact(params: Sequence[tuple[str, Any]], identify_by: Sequence[str]) -
 # -- the catalogue ------------------------------------------------------------------
 
 
-def _check_presence(spec: EventType, params: Sequence[tuple[str, Any]]) -> list[Problem]:
-    present = {name for name, _ in params}
+def _check_presence(
+    spec: EventType, params: Sequence[tuple[str, Any]], present: set[str]
+) -> list[Problem]:
+    """What the event type requires that ``params`` (their names: ``present``) lack."""
     problems = [
         Problem(
             "V101",
@@ -203,13 +231,13 @@ def _check_presence(spec: EventType, params: Sequence[tuple[str, Any]]) -> list[
             "the event without it",
             f.name,
         )
-        for f in spec.params
-        if f.required and f.name not in present
+        for f in spec.required_fields
+        if f.name not in present
     ]
     problems += [
         Problem("W103", f"'{f.name}' is absent: {f.if_absent}", f.name, "warning")
-        for f in spec.params
-        if f.if_absent and f.name not in present
+        for f in spec.if_absent_fields
+        if f.name not in present
     ]
     if spec.one_of and not any(n in spec.one_of and not _blank(v) for n, v in params):
         problems.append(
@@ -222,7 +250,7 @@ def _check_presence(spec: EventType, params: Sequence[tuple[str, Any]]) -> list[
     return problems
 
 
-def _check_param(field: Field | None, name: str, value: Any) -> list[Problem]:
+def _check_param(field: Field | None, name: str, value: Any) -> list[Problem | _Unlisted]:
     if value is None:
         if field is not None and field.required:
             return [Problem("V101", f"'{name}' is null: it is required", name)]
@@ -234,7 +262,7 @@ def _check_param(field: Field | None, name: str, value: Any) -> list[Problem]:
     return _check_value(field, value, name)
 
 
-def _check_value(field: Field, value: Any, where: str) -> list[Problem]:
+def _check_value(field: Field, value: Any, where: str) -> list[Problem | _Unlisted]:
     if field.shape is not None:
         return _check_structured(field, field.shape, value, where)
     code, fits, expected = _SCALARS[field.kind]
@@ -247,7 +275,9 @@ def _check_value(field: Field, value: Any, where: str) -> list[Problem]:
     return [Problem(code, f"{where} is {_show(value)}: expected {text}", where)]
 
 
-def _check_structured(field: Field, shape: Shape, value: Any, where: str) -> list[Problem]:
+def _check_structured(
+    field: Field, shape: Shape, value: Any, where: str
+) -> list[Problem | _Unlisted]:
     if isinstance(value, str):
         try:
             value = json.loads(value)
@@ -266,37 +296,49 @@ def _check_structured(field: Field, shape: Shape, value: Any, where: str) -> lis
         return [_shape_problem(where, value, f"a JSON list of {_object_text(shape)}")]
     if field.required and not value:
         return [Problem("V101", f"{where} is an empty list: '{field.name}' is required", where)]
-    problems = []
+    problems: list[Problem | _Unlisted] = []
     for index, element in enumerate(value):
-        path = f"{where}[{index}]"
         if isinstance(element, dict):
-            problems += _check_object(shape, element, path)
+            problems += _check_object(shape, element, where, index)
         else:
-            problems.append(_shape_problem(path, element, _object_text(shape)))
+            problems.append(_shape_problem(f"{where}[{index}]", element, _object_text(shape)))
     return problems
 
 
-def _check_object(shape: Shape, obj: Mapping[str, Any], where: str) -> list[Problem]:
-    problems = []
-    for field in shape.fields:
-        path = f"{where}.{field.name}"
-        value = obj.get(field.name)
-        if value is None or _blank(value):
-            state = "missing" if field.name not in obj else _show(value)
-            if field.required:
+def _check_object(
+    shape: Shape, obj: Mapping[str, Any], where: str, index: int | None = None
+) -> list[Problem | _Unlisted]:
+    """Check ``obj``, at ``where`` or, with an ``index``, element ``index`` of ``where``."""
+    problems: list[Problem | _Unlisted] = []
+    for name, required, recommended, kind, field in shape.rows:
+        value = obj.get(name)
+        if value is None or (isinstance(value, str) and (not value or value.isspace())):
+            if not (required or recommended):
+                continue
+            if recommended and not required and index is not None:
+                problems.append((where, index, name))  # merged: no message yet
+                continue
+            path = _path(where, index, name)
+            state = "missing" if name not in obj else _show(value)
+            if required:
                 problems.append(Problem("V107", f"{path} is {state}: it is required", path))
-            elif field.recommended:
+            else:
                 problems.append(
                     Problem(
                         "W104", f"{path} is {state}: the event docs ask for it", path, "warning"
                     )
                 )
             continue
-        problems += _check_value(field, value, path)
-    for key, value in obj.items():
-        if shape.field(key) is not None:
+        if kind is not None and ((kind is _STRING and type(value) is str) or _fits(field, value)):
             continue
-        path = f"{where}.{key}"
+        problems += _check_value(field, value, _path(where, index, name))
+    names = shape.names
+    if obj.keys() <= names:  # no undocumented key (a set comparison, in C)
+        return problems
+    for key, value in obj.items():
+        if key in names:
+            continue
+        path = _path(where, index, key)
         if shape.flat and isinstance(value, list | dict):
             problems.append(
                 Problem(
@@ -320,6 +362,10 @@ def _check_object(shape: Shape, obj: Mapping[str, Any], where: str) -> list[Prob
     return problems
 
 
+def _path(where: str, index: int | None, key: str) -> str:
+    return f"{where}.{key}" if index is None else f"{where}[{index}].{key}"
+
+
 def _shape_problem(where: str, value: Any, expected: str) -> Problem:
     return Problem("V107", f"{where} is {_show(value)}: expected {expected}", where)
 
@@ -339,11 +385,30 @@ _DATETIME = re.compile(
 _CURRENCY = re.compile(r"[A-Z]{3}", re.ASCII)
 
 
+def _fits(field: Field, value: Any) -> bool:
+    """Whether ``value`` fits the scalar ``field``: ``_SCALARS[field.kind]``'s test."""
+    # the usual kinds by identity: an Enum key's __hash__ is Python code, slow per value
+    kind = field.kind
+    if kind is _STRING:
+        return _is_scalar(value)
+    if kind is _NUMBER_KIND:
+        if type(value) is int or type(value) is float:
+            return math.isfinite(value)  # _is_number's answer for them
+        return _is_number(value, field)
+    return _SCALARS[kind][1](value, field)
+
+
+_STRING = Kind.STRING
+_NUMBER_KIND = Kind.NUMBER
+
+
 def _is_string(value: Any, _: Field) -> bool:
     return _is_scalar(value)
 
 
 def _is_number(value: Any, _: Field) -> bool:
+    if type(value) is str:
+        return _NUMBER.fullmatch(value) is not None
     # bool is an int in Python, but true/false is no price: JSON keeps them apart.
     if isinstance(value, bool):
         return False
@@ -356,7 +421,7 @@ def _is_datetime(value: Any, _: Field) -> bool:
     match = _DATETIME.fullmatch(value) if isinstance(value, str) else None
     if match is None:
         return False
-    year, month, day, hour, minute, second, off_h, off_m = (int(g or 0) for g in match.groups())
+    year, month, day, hour, minute, second, off_h, off_m = [int(g or 0) for g in match.groups()]
     try:
         datetime.datetime(year, month, day, hour, minute, second)
     except ValueError:  # month 13, February 30th, hour 24...
@@ -407,6 +472,9 @@ _SCALARS: Mapping[Kind, _Check] = {
 
 
 def _is_scalar(value: Any) -> bool:
+    kind = type(value)
+    if kind is str or kind is int or kind is float:
+        return True
     return isinstance(value, str | int | float) and not isinstance(value, bool)
 
 
@@ -415,7 +483,8 @@ def _is_string_list(value: Any) -> bool:
 
 
 def _blank(value: Any) -> bool:
-    return value is None or (isinstance(value, str) and not value.strip())
+    # isspace() is strip()'s test of every character, without building the stripped copy
+    return value is None or (isinstance(value, str) and (not value or value.isspace()))
 
 
 def _show(value: Any, limit: int = 60) -> str:

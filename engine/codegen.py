@@ -154,6 +154,20 @@ def _to_string(functions: Any, value: Any) -> Any:
     return json.dumps(value, separators=(",", ":"), default=str)
 
 
+def _to_number(functions: Any, value: Any) -> Any:
+    """jmespath's ``to_number``, without the ValueError it raises and catches for "7.95"."""
+    if type(value) is str and "." in value:
+        # int() refuses any text with a dot, so jmespath's answer is float()'s
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return _JMESPATH_TO_NUMBER(functions, value)
+
+
+_JMESPATH_TO_NUMBER = vars(jp_functions.Functions)["_func_to_number"]
+
+
 def _unknown_node(node_type: str) -> Any:
     raise NotImplementedError(node_type)  # what TreeInterpreter.default_visit raises
 
@@ -183,7 +197,7 @@ _FAST_CALLS = (
 # only while EngineFunctions still has jmespath's own implementation of that name.
 _INTRINSICS: dict[str, Callable[..., Any]] = {
     name: fast
-    for name, fast in {"to_string": _to_string}.items()
+    for name, fast in {"to_string": _to_string, "to_number": _to_number}.items()
     if EngineFunctions.FUNCTION_TABLE[name]["function"]
     is vars(jp_functions.Functions)[f"_func_{name}"]
 }
@@ -382,18 +396,21 @@ class _Generator:
         self.emit(f"{out} = _not({value})")
         return out
 
-    def _collect(self, out: str, node: Mapping[str, Any], element: str) -> None:
-        """Append ``node`` applied to ``element`` to ``out`` unless it is null."""
-        value = self.node(node, element)
+    def _collect(
+        self, out: str, node: Mapping[str, Any], element: str, compact: bool = False
+    ) -> None:
+        """Append ``node`` applied to ``element`` to ``out`` unless it is null; with
+        ``compact``, ``node`` is an object built without its null and "" values."""
+        value = self._compact_dict(node, element) if compact else self.node(node, element)
         self.emit(f"if {value} is not None: {out}.append({value})")
 
-    def _projection(self, node: Mapping[str, Any], src: str) -> str:
+    def _projection(self, node: Mapping[str, Any], src: str, compact: bool = False) -> str:
         base = self.node(node["children"][0], src)
         out, element = self.tmp(), self.tmp()
         with self.block(f"if isinstance({base}, list):"):
             self.emit(f"{out} = []")
             with self.block(f"for {element} in {base}:", loop=True):
-                self._collect(out, node["children"][1], element)
+                self._collect(out, node["children"][1], element, compact)
         with self.block("else:"):
             self.emit(f"{out} = None")
         return out
@@ -410,7 +427,7 @@ class _Generator:
                 self._collect(out, node["children"][1], element)
         return out
 
-    def _filter_projection(self, node: Mapping[str, Any], src: str) -> str:
+    def _filter_projection(self, node: Mapping[str, Any], src: str, compact: bool = False) -> str:
         left, right, condition = node["children"]
         base = self.node(left, src)
         out, element = self.tmp(), self.tmp()
@@ -419,7 +436,7 @@ class _Generator:
             with self.block(f"for {element} in {base}:", loop=True):
                 test = self.node(condition, element)
                 with self.block(f"if not {self.falsy(test)}:"):
-                    self._collect(out, right, element)
+                    self._collect(out, right, element, compact)
         with self.block("else:"):
             self.emit(f"{out} = None")
         return out
@@ -460,12 +477,91 @@ class _Generator:
             self.emit(f"{out} = {{{', '.join(f'{k}: {v}' for k, v in pairs)}}}")
         return out
 
+    def _compact_dict(self, node: Mapping[str, Any], src: str) -> str:
+        """``compact()`` of the multi-select dict ``node``, built as one: only the values
+        that are neither null nor "" are stored (keys are unique: see _fused_compact)."""
+        out = self.tmp()
+        with self.block(f"if {src} is None:"):
+            self.emit(f"{out} = None")
+        with self.block("else:"):
+            pairs = [
+                (self.const(child["value"]), self.node(child, src)) for child in node["children"]
+            ]
+            self.emit(f"{out} = {{}}")
+            for key, value in pairs:
+                self.emit(f'if not ({value} is None or {value} == ""): {out}[{key}] = {value}')
+        return out
+
+    def _fused_compact(self, node: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        """The projection in ``compact(list[].{...})``, the rules' idiom for line items,
+        when its objects can be built already compacted; else None.
+
+        The fused code runs only for EngineFunctions itself (whose compact() it does):
+        under a subclass the call goes through ``call_function`` as any other.
+        """
+        if node["value"] != "compact" or len(node["children"]) != 1 or not _FAST_CALLS:
+            return None
+        projection: Mapping[str, Any] = node["children"][0]
+        if projection["type"] not in ("projection", "filter_projection"):
+            return None
+        right = projection["children"][1]
+        if right["type"] != "multi_select_dict":
+            return None
+        keys = [child["value"] for child in right["children"]]
+        if len(set(keys)) != len(keys):  # {a: x, a: y} keeps a's last value, not its first
+            return None
+        if self._blocks + 2 >= _MAX_BLOCKS or self._indent + 6 >= _MAX_INDENT:
+            return None
+        return projection
+
+    def _coalesce(self, node: Mapping[str, Any], src: str) -> str | None:
+        """``coalesce(a, b, ...)`` as a chain of tests (None: not here, call it).
+
+        The call is the rules' way of saying "the first of these fields that is set", so
+        most arguments are plain paths that cannot fail: such an argument is evaluated
+        only when the ones before it are null or "". Any other argument may raise, so it
+        is evaluated first, in order, whatever the others hold.
+        """
+        children = node["children"]
+        if not _FAST_CALLS or not children or self._indent + len(children) + 8 >= _MAX_INDENT:
+            return None
+        out = self.tmp()
+        with self.block("if type(F) is _EF:"):
+            early = {i: self.node(c, src) for i, c in enumerate(children) if not _pure(c)}
+            depth = 0
+            for index, child in enumerate(children):
+                value = early[index] if index in early else self.node(child, src)
+                self.emit(f"{out} = {value}")
+                self.emit(f'if {out} is None or {out} == "":')
+                self._indent += 1
+                depth += 1
+            self.emit(f"{out} = None")
+            self._indent -= depth
+        with self.block("else:"):
+            args = [self.node(child, src) for child in children]
+            self.emit(f"{out} = F.call_function({self.const('coalesce')}, [{', '.join(args)}])")
+        return out
+
     def _function_expression(self, node: Mapping[str, Any], src: str) -> str:
         name = node["value"]
+        if name == "coalesce":
+            chained = self._coalesce(node, src)
+            if chained is not None:
+                return chained
+        projection = self._fused_compact(node)
+        if projection is not None:
+            out = self.tmp()
+            with self.block("if type(F) is _EF:"):
+                method = getattr(self, f"_{projection['type']}")
+                self.emit(f"{out} = {method(projection, src, compact=True)}")
+            with self.block("else:"):
+                arg = self.node(projection, src)
+                self.emit(f"{out} = F.call_function({self.const(name)}, [{arg}])")
+            return out
         args = [self.node(child, src) for child in node["children"]]
         out = self.tmp()
         slow = f"{out} = F.call_function({self.const(name)}, [{', '.join(args)}])"
-        checks = self._fast_checks(name, args)
+        checks = self._fast_checks(name, args, node["children"])
         if checks is None:
             self.emit(slow)
             return out
@@ -478,8 +574,11 @@ class _Generator:
             self.emit(slow)
         return out
 
-    def _fast_checks(self, name: str, args: list[str]) -> list[str] | None:
-        """Type tests under which EngineFunctions would accept ``args``; None: no fast path."""
+    def _fast_checks(
+        self, name: str, args: list[str], nodes: list[Mapping[str, Any]]
+    ) -> list[str] | None:
+        """Type tests under which EngineFunctions would accept ``args`` (computed by
+        ``nodes``); None: no fast path."""
         entry = EngineFunctions.FUNCTION_TABLE.get(name) if _FAST_CALLS else None
         if entry is None:
             return None
@@ -496,6 +595,9 @@ class _Generator:
                 return None  # a type this module does not know: jmespath's check decides
             if not any("-" in t for t in types):
                 allowed = frozenset(py for t in types for py in _PY_TYPES[t])
+                literal = nodes[position]
+                if literal["type"] == "literal" and type(literal["value"]) in allowed:
+                    continue  # a constant of an accepted type: nothing to test
                 checks.append(f"type({arg}) in {self.const(allowed)}")
                 continue
             # array-number, array-string: jmespath checks each element, and with several
@@ -510,6 +612,16 @@ class _Generator:
             empty = f"not {arg} or " if len(groups) > 1 else ""
             checks.append(f"type({arg}) is list and ({empty}{each})")
         return checks
+
+
+# Nodes whose code cannot raise or call anything (coalesce() may skip them, see _coalesce)
+_PURE = frozenset(
+    ("field", "current", "identity", "literal", "subexpression", "index_expression", "index")
+)
+
+
+def _pure(node: Mapping[str, Any]) -> bool:
+    return node["type"] in _PURE and all(_pure(child) for child in node.get("children", ()))
 
 
 @functools.lru_cache(maxsize=2048)

@@ -44,11 +44,14 @@ class Decoded:
 
 def decode(webhook: Webhook, spec: Decode | None = None) -> Decoded:
     """Decode ``webhook`` per ``spec``; a ``PayloadError`` says where it went wrong."""
-    spec = spec or Decode()
+    spec = spec or _PLAIN
     fmt = spec.format
     content_type = webhook.headers.get("content-type", "").split(";")[0].strip().lower()
     if fmt == "auto":
         fmt = "form" if content_type == "application/x-www-form-urlencoded" else "json"
+    if fmt == "json" and not spec.unwrap:  # most webhooks: the body is the data
+        data = parse_json(webhook.body, webhook.origin)
+        return Decoded(data, data)
     if fmt == "form":
         decoded = Decoded(_form(webhook), None)
     elif fmt == "jwt":
@@ -62,6 +65,9 @@ def decode(webhook: Webhook, spec: Decode | None = None) -> Decoded:
         decoded = Decoded(parse_json(webhook.body, webhook.origin), None)
     data = _unwrap(decoded.data, spec.unwrap, webhook.origin)
     return Decoded(data, decoded.envelope if decoded.envelope is not None else data)
+
+
+_PLAIN = Decode()
 
 
 def _form(webhook: Webhook) -> dict[str, str]:

@@ -13,7 +13,9 @@ from typing import Any, Literal
 
 import jmespath
 from jmespath import exceptions as jp_exc
+from jmespath import functions as jp_functions
 
+from engine import codegen
 from engine.errors import EvaluationError, Location, Problem, UnknownLookupValue
 from engine.expressions import Expression
 from engine.rules import EventSpec, ParamSpec, Rule
@@ -42,11 +44,24 @@ class Produced:
     key_value: Any
     params: tuple[tuple[str, Any], ...]
     problems: tuple[Problem, ...]
-    traces: tuple[ParamTrace, ...]
+    #: per param of ``spec.params``: its value and outcome, which ``traces`` explains
+    values: tuple[Any, ...] = ()
+    outcomes: tuple[Outcome, ...] = ()
     #: True when `when` or `for_each` failed: there is no event to check, only the failure
     aborted: bool = False
     #: the contact to create first (v1/contact field → value), when the event says how
     contact: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def traces(self) -> tuple[ParamTrace, ...]:
+        """How each param got its value. Built when asked (``--explain``, reports), not
+        for every webhook: the server never reads them."""
+        return tuple(
+            ParamTrace(param.name, param.source, value, outcome, param.where)
+            for param, value, outcome in zip(
+                self.spec.params, self.values, self.outcomes, strict=False
+            )
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,7 +113,7 @@ def evaluate_rule(rule: Rule, body: Any, options: jmespath.Options) -> Iterator[
                 problem = Problem(
                     "V111", f"`when` failed: {describe_error(exc)}", None, where=spec.when.where
                 )
-                yield Produced(rule, spec, index, None, (), (problem,), (), aborted=True)
+                yield Produced(rule, spec, index, None, (), (problem,), aborted=True)
                 index += 1
                 continue
         elements: list[Any] = [body]
@@ -112,7 +127,7 @@ def evaluate_rule(rule: Rule, body: Any, options: jmespath.Options) -> Iterator[
                     None,
                     where=spec.for_each.where,
                 )
-                yield Produced(rule, spec, index, None, (), (problem,), (), aborted=True)
+                yield Produced(rule, spec, index, None, (), (problem,), aborted=True)
                 index += 1
                 continue
             if found is None or found == []:
@@ -126,7 +141,7 @@ def evaluate_rule(rule: Rule, body: Any, options: jmespath.Options) -> Iterator[
                     None,
                     where=spec.for_each.where,
                 )
-                yield Produced(rule, spec, index, None, (), (problem,), (), aborted=True)
+                yield Produced(rule, spec, index, None, (), (problem,), aborted=True)
                 index += 1
                 continue
             elements = found
@@ -147,15 +162,46 @@ def _produce(
             problems.append(
                 Problem("V111", f"key: {describe_error(exc)}", None, where=spec.key.where)
             )
+    # Expression.search, unrolled for the loop below (it runs for every param of every
+    # event): compiled code called with the bound functions, else the interpreter
+    functions: jp_functions.Functions | None = None
+    if options.dict_cls is None:
+        found = options.custom_functions
+        functions = codegen.BUILTINS if found is None else found
     params: list[tuple[str, Any]] = []
-    traces: list[ParamTrace] = []
+    values: list[Any] = []
+    outcomes: list[Outcome] = []
+    outcome: Outcome
     for param in spec.params:
-        value, outcome, problem = _param(param, data, options)
-        traces.append(ParamTrace(param.name, param.source, value, outcome, param.where))
-        if problem is not None:
-            problems.append(problem)
-        if outcome in ("sent", "default", "const"):
+        expr = param.expr
+        if expr is None:
+            value, outcome = param.const, "const"
             params.append((param.name, value))
+        else:
+            try:
+                compiled = expr.compiled
+                if compiled is not None and functions is not None:
+                    value = compiled(data, functions)
+                else:
+                    value = expr.search(data, options)
+            except UnknownLookupValue as exc:
+                value, outcome = None, "problem"
+                problems.append(Problem("V112", str(exc), param.name, where=param.where))
+            except EXPRESSION_ERRORS as exc:
+                value, outcome = None, "problem"
+                problems.append(Problem("V111", describe_error(exc), param.name, where=param.where))
+            else:
+                if value is None or value == "":
+                    value, outcome, problem = _settle(param, expr, value)
+                    if problem is not None:
+                        problems.append(problem)
+                    elif outcome != "omitted":  # a default, or "" kept as it is
+                        params.append((param.name, value))
+                else:
+                    outcome = "sent"
+                    params.append((param.name, value))
+        values.append(value)
+        outcomes.append(outcome)
     contact: list[tuple[str, Any]] = []
     for field, expr in spec.contact:
         try:
@@ -174,22 +220,15 @@ def _produce(
         key_value,
         tuple(params),
         tuple(problems),
-        tuple(traces),
+        tuple(values),
+        tuple(outcomes),
         contact=tuple(contact),
     )
 
 
-def _param(
-    param: ParamSpec, data: Any, options: jmespath.Options
-) -> tuple[Any, Outcome, Problem | None]:
-    if param.expr is None:
-        return param.const, "const", None
-    try:
-        value = run(param.expr, data, options)
-    except UnknownLookupValue as exc:
-        return None, "problem", Problem("V112", str(exc), param.name, where=param.where)
-    except EXPRESSION_ERRORS as exc:
-        return None, "problem", Problem("V111", describe_error(exc), param.name, where=param.where)
+def _settle(param: ParamSpec, expr: Expression, value: Any) -> tuple[Any, Outcome, Problem | None]:
+    """What a param whose expression gave null or ``""`` sends: its default, nothing, a
+    problem, or the empty string itself."""
     if value is None:
         if param.has_default:
             return param.default, "default", None
@@ -197,21 +236,15 @@ def _param(
             return (
                 None,
                 "problem",
-                Problem("V101", f"`{param.expr.source}` gave null", param.name, where=param.where),
+                Problem("V101", f"`{expr.source}` gave null", param.name, where=param.where),
             )
         return None, "omitted", None
-    if value == "":
-        if param.on_empty == "omit" and not param.required:
-            return value, "omitted", None
-        if param.on_empty == "error" or param.required:
-            return (
-                value,
-                "problem",
-                Problem(
-                    "V101",
-                    f"`{param.expr.source}` gave an empty string",
-                    param.name,
-                    where=param.where,
-                ),
-            )
+    if param.on_empty == "omit" and not param.required:
+        return value, "omitted", None
+    if param.on_empty == "error" or param.required:
+        return (
+            value,
+            "problem",
+            Problem("V101", f"`{expr.source}` gave an empty string", param.name, where=param.where),
+        )
     return value, "sent", None

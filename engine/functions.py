@@ -271,7 +271,11 @@ class EngineFunctions(jp_functions.Functions):
 
     @signature({"types": [], "variadic": True})
     def _func_coalesce(self, *values: Any) -> Any:
-        return next((value for value in values if not _missing(value)), None)
+        for value in values:  # a plain loop: next() over a generator costs five times more
+            if value is None or value == "":
+                continue
+            return value
+        return None
 
     @signature({"types": []}, {"types": []})
     def _func_default(self, value: Any, fallback: Any) -> Any:
@@ -281,10 +285,16 @@ class EngineFunctions(jp_functions.Functions):
     def _func_compact(self, value: Any) -> Any:
         # A projection such as line_items[].{...} keeps every key, null or not; the CDP
         # would store "null" strings, so rules drop them here.
+        # (_missing inlined: this runs for every key of every line item)
         if isinstance(value, dict):
-            return {k: v for k, v in value.items() if not _missing(v)}
+            return {k: v for k, v in value.items() if not (v is None or v == "")}
         if isinstance(value, list):
-            return [self._func_compact(v) if isinstance(v, dict) else v for v in value]
+            return [
+                {k: x for k, x in v.items() if not (x is None or x == "")}
+                if isinstance(v, dict)
+                else v
+                for v in value
+            ]
         return value
 
     # -- numbers ---------------------------------------------------------------
@@ -301,10 +311,14 @@ class EngineFunctions(jp_functions.Functions):
     def _func_number(self, value: str | float | None) -> float | None:
         if value is None or not isinstance(value, str):
             return value
-        exact = _to_decimal(value)
-        if exact is None:
+        text = value.strip()
+        if _PLAIN_DECIMAL.fullmatch(text) is None:
             return None
-        return float(exact) if "." in value else int(exact)
+        # float() and int() of a plain decimal string are exactly float() and int() of
+        # its Decimal, without building one; int() refuses over 4300 digits, Decimal not
+        if "." in value:
+            return float(text)
+        return int(text) if len(text) <= _INT_DIGITS else int(Decimal(text))
 
     @signature({"types": _NUMERIC}, {"types": ["number", "null"], "optional": True})
     def _func_money(self, minor: str | float | None, digits: float | None = 2) -> float | None:
@@ -329,6 +343,8 @@ class EngineFunctions(jp_functions.Functions):
 
     @signature({"types": _MOMENT}, {"types": _TEXT, "optional": True})
     def _func_iso_datetime(self, value: str | float | None, tz: str | None = None) -> str | None:
+        if tz is None and isinstance(value, str) and _is_written_as_iso(value):
+            return value  # what parsing it and isoformat() would give back
         moment = _moment("iso_datetime", value, tz)
         return None if moment is None else moment.isoformat()
 
@@ -350,7 +366,12 @@ class EngineFunctions(jp_functions.Functions):
     ) -> str | None:
         if value is None:
             return None
-        code = None if country_code is None else re.sub(r"[^0-9]", "", _text(country_code))
+        if country_code is None:
+            code = None
+        elif type(country_code) is str and (country_code.isdigit() or not country_code):
+            code = country_code if country_code.isascii() else _NON_DIGIT.sub("", country_code)
+        else:
+            code = _NON_DIGIT.sub("", _text(country_code))
         return _phone(_text(value), code or None)
 
     @signature({"types": _TEXT})
@@ -376,6 +397,14 @@ _POSITION = re.compile(r"[0-9]*")  # "{}" or "{0}": the only placeholders format
 # An extension after the number ("x12", "ext. 12", ";ext=12") is no part of what
 # eSputnik matches contacts on. It must follow a digit, or "Fax: +380..." would lose all.
 _EXTENSION = re.compile(r"(?<=[0-9)])\s*[;,]?\s*(?:ext(?:ension)?|x)\s*[.:=]?\s*[0-9]+\s*$", re.I)
+_NON_DIGIT = re.compile(r"[^0-9]")
+_INTERNATIONAL = re.compile(r"[^0-9]*\+")
+# ISO 8601 as most shops write it: whole seconds, an offset or none (see _plain_iso)
+_PLAIN_ISO = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:[+-][0-9]{2}:[0-9]{2})?"
+)
+# int() of a longer digit string raises (sys.int_info.default_max_str_digits is 4300)
+_INT_DIGITS = 4000
 
 
 def _missing(value: Any) -> bool:
@@ -481,7 +510,9 @@ def _moment(function: str, value: str | float | None, tz: str | None = None) -> 
     try:
         # the zone is checked even when unused, so a typo shows on the first webhook
         where = datetimes.zone(tz) if tz else None
-        moment = datetimes.parse_datetime(value)
+        moment = _plain_iso(value)
+        if moment is None:
+            moment = datetimes.parse_datetime(value)
     except ValueError as exc:
         raise InvalidArgument(function, str(exc)) from exc
     if moment is None or where is None:
@@ -489,14 +520,43 @@ def _moment(function: str, value: str | float | None, tz: str | None = None) -> 
     return datetimes.assume_zone(moment, where)
 
 
+def _plain_iso(value: Any) -> datetime | None:
+    """The moment of the usual ``2026-10-14T09:41:27-04:00`` (whole seconds), else None.
+
+    ``datetimes.parse_datetime`` reads such text the same way, after checks (blank, zero
+    date, epoch, fraction) that cannot apply to it; anything else is left to it.
+    """
+    if type(value) is not str or _PLAIN_ISO.fullmatch(value) is None:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:  # month 13, or PrestaShop's 0000-00-00T00:00:00: parse_datetime says
+        return None
+
+
+def _is_written_as_iso(text: str) -> bool:
+    """Whether ``text`` is a valid date-time exactly as ``datetime.isoformat`` writes it."""
+    # with an offset, isoformat() writes a zero one "+00:00", and 60 minutes or more in
+    # hours: "-00:60" is "-01:00"
+    if len(text) > 19 and (text[-2] not in "012345" or text.endswith("-00:00")):
+        return False
+    return _plain_iso(text) is not None
+
+
 def _phone(number: str, country_code: str | None) -> str | None:
     """International digits without "+", as eSputnik matches contacts on them."""
-    number = _EXTENSION.sub("", number)
-    digits = re.sub(r"[^0-9]", "", number)
-    if not digits:
-        return None
-    if re.match(r"[^0-9]*\+", number):  # "+" before the first digit: already international
-        return digits
+    if number.isascii() and number.isdigit():  # digits only: no extension, no "+"
+        digits = number
+    elif number[:1] == "+" and number[1:].isascii() and number[1:].isdigit():
+        return number[1:]  # E.164 as Shopify sends it
+    else:
+        if "x" in number or "X" in number:  # every extension marker has an x
+            number = _EXTENSION.sub("", number)
+        digits = _NON_DIGIT.sub("", number)
+        if not digits:
+            return None
+        if _INTERNATIONAL.match(number):  # "+" before the first digit: already international
+            return digits
     if digits.startswith("00"):  # the international call prefix
         return digits[2:] or None
     if digits.startswith("0") and country_code:  # national, with its trunk 0

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any, Literal
 
 from engine.decoders import Decode
@@ -50,6 +52,14 @@ class EventSpec:
     where: Location | None = None
     #: how to create the contact first: v1/contact field → expression
     contact: tuple[tuple[str, Expression], ...] = ()
+    #: where each param is declared, by name (problems are located with it)
+    param_where: Mapping[str, Location | None] = dataclasses.field(
+        init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        where = MappingProxyType({p.name: p.where for p in self.params})
+        object.__setattr__(self, "param_where", where)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,12 +72,29 @@ class Rule:
     where: Location | None = None
     #: lookups its expressions read (with those their arguments need), fetched first
     lookups: frozenset[str] = frozenset()
+    # ``topics`` prepared for matching, once: the plain names, and the globs compiled as
+    # fnmatch.fnmatchcase compiles them (a name without * ? [ matches only itself)
+    _names: frozenset[str] = dataclasses.field(init=False, repr=False, compare=False)
+    _globs: tuple[Callable[[str], Any], ...] = dataclasses.field(
+        init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        globs = [t for t in self.topics if _GLOB.search(t)]
+        object.__setattr__(self, "_names", frozenset(t for t in self.topics if t not in globs))
+        matchers = tuple(re.compile(fnmatch.translate(t)).match for t in globs)
+        object.__setattr__(self, "_globs", matchers)
 
     def matches_topic(self, topic: str | None) -> bool:
         """True when any of the rule's topics (exact or glob) matches."""
         if topic is None:
             return False
-        return any(fnmatch.fnmatchcase(topic, pattern) for pattern in self.topics)
+        if topic in self._names:
+            return True
+        return any(match(topic) is not None for match in self._globs)
+
+
+_GLOB = re.compile(r"[*?\[]")
 
 
 @dataclasses.dataclass(frozen=True)
