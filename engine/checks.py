@@ -155,7 +155,7 @@ def check_body_size(body: bytes) -> Problem | None:
 
 def _check_key(label: str, value: str, limit: int) -> list[Problem]:
     if value and len(value) <= limit and FORBIDDEN_CHARS.isdisjoint(value):
-        return []
+        return []  # the usual case, decided without building a problem
     problems = []
     if not value:
         problems.append(Problem("V108", f"{label} is empty", label))
@@ -182,12 +182,9 @@ def _check_key(label: str, value: str, limit: int) -> list[Problem]:
 
 def _check_names(names: Sequence[str]) -> list[Problem]:
     unique = set(names)
-    if (
-        len(unique) == len(names)
-        and "" not in unique
-        and max(map(len, names), default=0) <= (PARAM_NAME_MAX)
-    ):
-        return []
+    longest = max(map(len, names), default=0)
+    if len(unique) == len(names) and "" not in unique and longest <= PARAM_NAME_MAX:
+        return []  # the usual case, decided without building a problem
     problems = [
         Problem("V109", f"param '{name}' appears {count} times: names must be unique", name)
         for name, count in Counter(names).items()

@@ -21,7 +21,7 @@ import orjson
 
 ApiVersion = Literal["v1", "v2"]
 
-# Values clean() and _dumps return as they are.
+# Values clean() and _cleaned_for_orjson return as they are.
 _PLAIN: frozenset[type] = frozenset((str, int, bool, type(None)))
 
 
@@ -29,6 +29,8 @@ def clean_number(value: float) -> float:
     """The float with 15 significant digits, which drops the noise of binary arithmetic."""
     if not math.isfinite(value):
         return value
+    if value.is_integer() and -1e15 < value < 1e15:
+        return value  # a whole number of at most 15 digits has no noise to drop
     return float(format(value, ".15g"))
 
 

@@ -271,6 +271,7 @@ class EngineFunctions(jp_functions.Functions):
 
     @signature({"types": [], "variadic": True})
     def _func_coalesce(self, *values: Any) -> Any:
+        # compiled rules inline this test (engine.codegen._coalesce): keep them alike
         for value in values:  # a plain loop: next() over a generator costs five times more
             if value is None or value == "":
                 continue
@@ -285,7 +286,8 @@ class EngineFunctions(jp_functions.Functions):
     def _func_compact(self, value: Any) -> Any:
         # A projection such as line_items[].{...} keeps every key, null or not; the CDP
         # would store "null" strings, so rules drop them here.
-        # (_missing inlined: this runs for every key of every line item)
+        # (_missing inlined: this runs for every key of every line item; compiled rules
+        # build compact(list[].{...}) objects compacted already, engine.codegen._compact_dict)
         if isinstance(value, dict):
             return {k: v for k, v in value.items() if not (v is None or v == "")}
         if isinstance(value, list):
@@ -315,10 +317,13 @@ class EngineFunctions(jp_functions.Functions):
         if _PLAIN_DECIMAL.fullmatch(text) is None:
             return None
         # float() and int() of a plain decimal string are exactly float() and int() of
-        # its Decimal, without building one; int() refuses over 4300 digits, Decimal not
+        # its Decimal, without building one
         if "." in value:
             return float(text)
-        return int(text) if len(text) <= _INT_DIGITS else int(Decimal(text))
+        try:
+            return int(text)
+        except ValueError:  # over int()'s digit limit (sys.set_int_max_str_digits)
+            return int(Decimal(text))
 
     @signature({"types": _NUMERIC}, {"types": ["number", "null"], "optional": True})
     def _func_money(self, minor: str | float | None, digits: float | None = 2) -> float | None:
@@ -368,8 +373,10 @@ class EngineFunctions(jp_functions.Functions):
             return None
         if country_code is None:
             code = None
-        elif type(country_code) is str and (country_code.isdigit() or not country_code):
-            code = country_code if country_code.isascii() else _NON_DIGIT.sub("", country_code)
+        elif type(country_code) is str and country_code.isascii() and country_code.isdigit():
+            code = country_code  # digits already: nothing to take out
+        elif country_code == "":
+            code = ""
         else:
             code = _NON_DIGIT.sub("", _text(country_code))
         return _phone(_text(value), code or None)
@@ -403,8 +410,6 @@ _INTERNATIONAL = re.compile(r"[^0-9]*\+")
 _PLAIN_ISO = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:[+-][0-9]{2}:[0-9]{2})?"
 )
-# int() of a longer digit string raises (sys.int_info.default_max_str_digits is 4300)
-_INT_DIGITS = 4000
 
 
 def _missing(value: Any) -> bool:

@@ -225,13 +225,15 @@ def process(
         tables=ruleset.tables,
         envelope=decoded.envelope,
     )
-    matching = [rule.matches_topic(topic) for rule in ruleset.rules]
-    needed = frozenset(
-        n
-        for rule, matches in zip(ruleset.rules, matching, strict=True)
-        if matches and rule.lookups and _may_apply(rule, data, context)
-        for n in rule.lookups
-    )
+    matching = ruleset.matching(topic)
+    needed: frozenset[str] = frozenset()
+    if ruleset.lookups:
+        needed = frozenset(
+            n
+            for rule, matches in zip(ruleset.rules, matching, strict=True)
+            if matches and rule.lookups and _may_apply(rule, data, context)
+            for n in rule.lookups
+        )
     lookup_traces: list[LookupTrace] = []
     if needed:
         fetched, lookup_traces = fetch_lookups(ruleset, needed, data, context, fetcher)

@@ -136,3 +136,19 @@ class RuleSet:
     #: in declaration order: a lookup's arguments may read the ones before it
     lookups: tuple[LookupSpec, ...] = ()
     hosts: frozenset[str] = frozenset()
+    # per topic a rule names: whether each rule matches it (see ``matching``)
+    _matching: Mapping[str, tuple[bool, ...]] = dataclasses.field(
+        init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        named = {t for rule in self.rules for t in rule.topics if not _GLOB.search(t)}
+        table = {t: tuple(rule.matches_topic(t) for rule in self.rules) for t in named}
+        object.__setattr__(self, "_matching", MappingProxyType(table))
+
+    def matching(self, topic: str | None) -> tuple[bool, ...]:
+        """Whether each rule matches ``topic`` (in ``rules`` order)."""
+        found = self._matching.get(topic) if topic is not None else None
+        if found is None:
+            return tuple(rule.matches_topic(topic) for rule in self.rules)
+        return found
