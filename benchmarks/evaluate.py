@@ -12,12 +12,14 @@ the bundled order (examples/shopify/orders-create.json) and a 50-line-item varia
 * ``interpreter``     the same expressions through jmespath's own interpreter (its
   ``search``, as ``Expression.search`` calls it);
 * ``evaluate-stage``  the compiled expressions through the engine's evaluate stage
-  (``evaluate_rule``: traces and problems too), to show what that stage adds;
+  (``evaluate_rule``: outcomes and problems too), to show what that stage adds;
 * ``end-to-end``      bytes in, checked request bodies out (``engine.pipeline.process``).
 
 Each prints ``<name> <evaluations per second>`` (the best of ``--rounds`` interleaved
 rounds, which keeps a busy machine from favouring whoever ran first), then the ratios.
-Then each stage of the per-webhook path timed alone, and a cProfile of it.
+Then each stage of the per-webhook path timed alone (what is left of the end-to-end time
+is ``process``'s own work: contexts, results, and freeing the parsed body), and a
+cProfile of it.
 """
 
 from __future__ import annotations
@@ -313,7 +315,7 @@ def stages(case: Case, seconds: float, rounds: int) -> None:
         micros = 1e6 / per_second
         rest -= micros
         print(f"  {stage:34} {micros:8.1f} us  {micros / total:6.1%}")
-    print(f"  {'other (contexts, traces, result)':34} {rest:8.1f} us  {rest / total:6.1%}")
+    print(f"  {'other (contexts, results, freeing)':34} {rest:8.1f} us  {rest / total:6.1%}")
     print(f"  {'end to end':34} {total:8.1f} us  ({len(body_bytes(body))} request bytes)")
 
 
