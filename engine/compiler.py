@@ -486,16 +486,7 @@ def _compile_vars(comp: _Compiler, raw: LocatedDict) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, value in raw.items():
         if isinstance(value, str):
-            value, missing = interpolate(value, comp.env)
-            for env_name, offset in missing:
-                loc = raw.value_locs[name]
-                offset += _quote_shift(comp, loc)
-                comp.error(
-                    "E303",
-                    f"environment variable {env_name} is not set (var '{name}'; "
-                    f"give a default with ${{{env_name}:-value}})",
-                    Location(loc.file, loc.line, loc.col + offset),
-                )
+            value = _interpolate_at(comp, value, raw.value_locs[name], f"var '{name}'")
         out[name] = value
     return out
 

@@ -27,7 +27,7 @@ import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Literal, cast, get_args
 
 import jwt
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -53,19 +53,7 @@ Algorithm = Literal["sha1", "sha256", "sha512"]
 Encoding = Literal["hex", "base64"]
 Signed = Literal["body", "base64-body"]
 
-SCHEMES: tuple[Scheme, ...] = (
-    "shopify",
-    "woocommerce",
-    "hmac",
-    "timestamped",
-    "standard-webhooks",
-    "ecwid",
-    "rsa-sha256",
-    "jwt",
-    "bearer",
-    "basic",
-    "none",
-)
+SCHEMES: tuple[Scheme, ...] = get_args(Scheme)
 ALGORITHMS: tuple[Algorithm, ...] = ("sha1", "sha256", "sha512")
 ENCODINGS: tuple[Encoding, ...] = ("hex", "base64")
 SIGNED: tuple[Signed, ...] = ("body", "base64-body")
