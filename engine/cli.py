@@ -64,7 +64,10 @@ class HookmapGroup(click.Group):
 @click.option(
     "--interpreter",
     is_flag=True,
-    help="Evaluate expressions with jmespath's interpreter, not compiled (same results, slower).",
+    help=(
+        "The reference path: bodies read whole and expressions run by jmespath's "
+        "interpreter, not compiled (same results, slower)."
+    ),
 )
 @click.pass_context
 def main(ctx: click.Context, interpreter: bool) -> None:

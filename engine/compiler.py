@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from engine import catalogue
+from engine import catalogue, demand
 from engine.codegen import Evaluator
 from engine.decoders import Decode
 from engine.errors import Diagnostic, Location, RuleLoadError, UsageError, has_errors
@@ -52,8 +52,10 @@ def load(
 ) -> LoadResult:
     """Load every rule set under ``paths``; rule sets with errors are left out.
 
-    ``evaluator="interpreter"`` evaluates with jmespath's own interpreter instead of
-    the expressions compiled to Python (same results; for comparison and debugging).
+    ``evaluator="interpreter"`` is the reference path: bodies read whole by ``json``
+    and evaluated by jmespath's own interpreter, instead of the expressions compiled to
+    Python over only the parts of a body they read (``engine.demand``); same results,
+    for comparison and debugging.
     """
     env = os.environ if env is None else env
     diagnostics: list[Diagnostic] = []
@@ -64,6 +66,8 @@ def load(
         ruleset = _compile_group(group, env, diagnostics, evaluator)
         if ruleset is None or has_errors(diagnostics[before:]):
             continue
+        if evaluator == "compiled":
+            ruleset = _with_reader(ruleset)
         if ruleset.name in seen:
             diagnostics.append(
                 Diagnostic(
@@ -306,6 +310,17 @@ def _compile_group(
         lookups=tuple(lookups),
         hosts=hosts,
     )
+
+
+def _with_reader(ruleset: RuleSet) -> RuleSet:
+    """``ruleset`` reading plain JSON bodies in part: only what its expressions read."""
+    decode = ruleset.decode or Decode()
+    if decode.format not in ("auto", "json") or decode.unwrap:
+        return ruleset
+    found = demand.ruleset_reader(ruleset)
+    if found is None:
+        return ruleset
+    return dataclasses.replace(ruleset, decode=dataclasses.replace(decode, reader=found))
 
 
 def _compile_decode(head: LocatedDict) -> Decode | None:

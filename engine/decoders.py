@@ -16,9 +16,10 @@ import binascii
 import dataclasses
 import json
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
+from engine.demand import READ_ERRORS
 from engine.errors import PayloadError
 from engine.webhook import Webhook, parse_json
 
@@ -33,6 +34,11 @@ class Decode:
 
     format: Format = "auto"
     unwrap: tuple[str, ...] = ()
+    #: reads only what the rule set's expressions can observe of a plain JSON body
+    #: (engine.demand); None reads it whole
+    reader: Callable[[bytes], Any] | None = dataclasses.field(
+        default=None, repr=False, compare=False
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,7 +56,13 @@ def decode(webhook: Webhook, spec: Decode | None = None) -> Decoded:
     if fmt == "auto":
         fmt = "form" if content_type == "application/x-www-form-urlencoded" else "json"
     if fmt == "json" and not spec.unwrap:  # most webhooks: the body is the data
-        data = parse_json(webhook.body, webhook.origin)
+        if spec.reader is not None:
+            try:
+                data = spec.reader(webhook.body)
+            except READ_ERRORS:  # not read as json.loads reads it: read it whole
+                data = parse_json(webhook.body, webhook.origin)
+        else:
+            data = parse_json(webhook.body, webhook.origin)
         return Decoded(data, data)
     if fmt == "form":
         decoded = Decoded(_form(webhook), None)
