@@ -79,7 +79,8 @@ def load(
             continue
         seen[ruleset.name] = ruleset.files[0]
         rulesets.append(ruleset)
-    return LoadResult(tuple(rulesets), tuple(diagnostics))
+    # a template's expression is compiled once per event extending it: say each once
+    return LoadResult(tuple(rulesets), tuple(dict.fromkeys(diagnostics)))
 
 
 def load_or_raise(

@@ -46,6 +46,7 @@ CODES: dict[str, str] = {
     "E203": "JMESPath syntax error",
     "E204": "bad argument to a function (must be a literal)",
     "W201": "deprecated JMESPath literal (a backtick literal that is not JSON)",
+    "W202": "bare null, true or false: a field of that name, not the JSON value",
     # E3xx: references
     "E301": "undefined table",
     "E302": "undefined var",

@@ -16,6 +16,7 @@ from typing import Any
 
 import jmespath
 from jmespath import exceptions as jp_exc
+from jmespath.lexer import Lexer
 from jmespath.parser import ParsedResult
 
 from engine import codegen, functions
@@ -106,6 +107,20 @@ def compile_expression(
         emit("E203", f"JMESPath syntax error: {exc}", 0)
         return None
 
+    for offset, word in _bare_keywords(str(text)):
+        loc = position(offset)
+        report(
+            Diagnostic(
+                "W202",
+                f"{word} here is a field named '{word}' (JMESPath has no {word} keyword): "
+                f'it reads the webhook\'s "{word}" key, if any',
+                loc,
+                "warning",
+                source_line(loc.line) if loc else None,
+                f"write `{word}` in backticks for the JSON value",
+            )
+        )
+
     ok = True
     used: set[str] = set()
     searched: dict[str, int] = {}
@@ -161,6 +176,19 @@ def compile_expression(
     where = text.position(0) if isinstance(text, ExprText) else None
     compiled = codegen.compile_ast(parsed.parsed) if evaluator == "compiled" else None
     return Expression(str(text), parsed, where, frozenset(used), compiled)
+
+
+_KEYWORDS = frozenset(("null", "true", "false"))
+
+
+def _bare_keywords(text: str) -> Iterator[tuple[int, str]]:
+    """Offsets of unquoted ``null``/``true``/``false``: fields, not the JSON values."""
+    try:
+        for token in Lexer().tokenize(text):
+            if token["type"] == "unquoted_identifier" and token["value"] in _KEYWORDS:
+                yield token["start"], token["value"]
+    except jp_exc.LexerError:  # parsed already: cannot happen, and nothing to warn of
+        return
 
 
 def _walk(node: Any) -> Iterator[Mapping[str, Any]]:
