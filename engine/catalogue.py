@@ -153,6 +153,11 @@ class EventType:
     def if_absent_fields(self) -> tuple[Field, ...]:
         return tuple(f for f in self.params if f.if_absent)
 
+    @functools.cached_property
+    def expected_names(self) -> frozenset[str]:
+        """The names whose absence is a problem (required) or a warning (if_absent)."""
+        return frozenset(f.name for f in (*self.required_fields, *self.if_absent_fields))
+
 
 def _s(name: str, required: bool = False) -> Field:
     return Field(name, Kind.STRING, required)

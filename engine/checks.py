@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import json
 import math
 import re
@@ -114,17 +115,19 @@ def _merge_w104(problems: list[Problem | _Unlisted]) -> tuple[Problem, ...]:
             merged[group] = []
             out.append(group)
         merged[group].append(str(p[1]))
-    return tuple(
-        p
-        if isinstance(p, Problem)
-        else Problem(
-            "W104",
-            f"'{p[1]}' is missing in {p[0]} element(s) {', '.join(merged[p])}: the event "
-            "docs ask for it (the event is still sent)",
-            f"{p[0]}[*].{p[1]}",
-            "warning",
-        )
-        for p in out
+    return tuple(p if isinstance(p, Problem) else _w104(p[0], p[1], tuple(merged[p])) for p in out)
+
+
+@functools.lru_cache(maxsize=1024)
+def _w104(where: str, key: str, indices: tuple[str, ...]) -> Problem:
+    """The merged W104 (Problems are immutable: every event lacking the same keys in
+    the same elements shares one)."""
+    return Problem(
+        "W104",
+        f"'{key}' is missing in {where} element(s) {', '.join(indices)}: the event "
+        "docs ask for it (the event is still sent)",
+        f"{where}[*].{key}",
+        "warning",
     )
 
 
@@ -181,6 +184,16 @@ def _check_key(label: str, value: str, limit: int) -> list[Problem]:
 
 
 def _check_names(names: Sequence[str]) -> list[Problem]:
+    return list(_names_problems(tuple(names)))
+
+
+@functools.lru_cache(maxsize=1024)
+def _names_problems(names: tuple[str, ...]) -> tuple[Problem, ...]:
+    """The problems of one list of param names; an event type's events repeat theirs."""
+    return tuple(_name_problems(names))
+
+
+def _name_problems(names: Sequence[str]) -> list[Problem]:
     unique = set(names)
     longest = max(map(len, names), default=0)
     if len(unique) == len(names) and "" not in unique and longest <= PARAM_NAME_MAX:
@@ -221,6 +234,10 @@ def _check_presence(
     spec: EventType, params: Sequence[tuple[str, Any]], present: set[str]
 ) -> list[Problem]:
     """What the event type requires that ``params`` (their names: ``present``) lack."""
+    one_of = spec.one_of
+    has_one = not one_of or any(n in one_of and not _blank(v) for n, v in params)
+    if has_one and spec.expected_names <= present:
+        return []  # the usual case, decided without building a problem
     problems = [
         Problem(
             "V101",
@@ -236,7 +253,7 @@ def _check_presence(
         for f in spec.if_absent_fields
         if f.name not in present
     ]
-    if spec.one_of and not any(n in spec.one_of and not _blank(v) for n, v in params):
+    if not has_one:
         problems.append(
             Problem(
                 "V101",
@@ -418,12 +435,11 @@ def _is_datetime(value: Any, _: Field) -> bool:
     match = _DATETIME.fullmatch(value) if isinstance(value, str) else None
     if match is None:
         return False
-    year, month, day, hour, minute, second, off_h, off_m = [int(g or 0) for g in match.groups()]
-    try:
-        datetime.datetime(year, month, day, hour, minute, second)
-    except ValueError:  # month 13, February 30th, hour 24...
+    try:  # the calendar (month 13, February 30th, hour 24...), checked in C
+        datetime.datetime.fromisoformat(value[:19] if match[6] is not None else value[:16])
+    except ValueError:
         return False
-    return off_h < 24 and off_m < 60
+    return match[7] is None or (int(match[7]) < 24 and int(match[8]) < 60)
 
 
 def _is_choice(value: Any, field: Field) -> bool:
