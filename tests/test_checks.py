@@ -275,3 +275,41 @@ def test_static_custom_params_and_identifiers_are_not_flagged() -> None:
 def test_identifier_names_are_the_documented_thirteen() -> None:
     assert len(IDENTIFIER_NAMES) == 13
     assert "externalCustomerId" in IDENTIFIER_NAMES
+
+
+@pytest.mark.parametrize(
+    ("value", "fits"),
+    [
+        ("2020-05-14T10:11:00", True),
+        ("2020-05-14T10:11", True),
+        ("2020-05-14T10:11:00.123456789Z", True),
+        ("2024-02-29T10:00:00+02:00", True),
+        ("2020-01-01T10:00:00-23:59", True),
+        ("2020-01-01T10:00Z", True),
+        ("2020-02-30T10:11:00", False),
+        ("2023-02-29T10:00:00Z", False),
+        ("2020-13-01T00:00", False),
+        ("2020-00-10T00:00:00", False),
+        ("0000-01-01T00:00:00", False),
+        ("2020-01-01T24:00:00", False),
+        ("2020-01-01T23:60", False),
+        ("2020-01-01T23:59:60", False),
+        ("2020-01-01T10:00:00+24:00", False),
+        ("2020-01-01T10:00:00+01:60", False),
+        ("2020-01-01 10:00:00", False),
+        ("2020-01-01", False),
+    ],
+)
+def test_a_date_must_be_a_real_moment(value: str, fits: bool) -> None:
+    """V104 for what is not an ISO 8601 date-time of the calendar: February 30th, month
+    13, hour 24, an offset of 24 hours; the same with or without seconds and offset."""
+    params = [
+        ("externalOrderId", "1"),
+        ("totalCost", 1),
+        ("status", "INITIALIZED"),
+        ("date", value),
+        ("currency", "USD"),
+        ("email", "a@b.c"),
+    ]
+    codes = [p.code for p in check_event("orderCreated", "a@b.c", params).problems]
+    assert ("V104" not in codes) is fits, codes
