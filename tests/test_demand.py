@@ -8,6 +8,7 @@ read whole, and that a body the reader refuses is read whole, as before.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -252,3 +253,32 @@ def test_shipped_rule_sets_read_in_part() -> None:
     assert "admin_graphql_api_id" not in data and "admin_graphql_api_id" in whole
     assert data["customer"]["email"] == whole["customer"]["email"]
     assert len(data["line_items"]) == len(whole["line_items"])
+
+
+def _expressions_in(value: Any, seen: set[int]) -> list[Expression]:
+    """Every Expression reachable from ``value`` through dataclass fields and tuples."""
+    if id(value) in seen:
+        return []
+    seen.add(id(value))
+    if isinstance(value, Expression):
+        return [value]
+    if isinstance(value, tuple | list):
+        return [e for v in value for e in _expressions_in(v, seen)]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        found = []
+        for field in dataclasses.fields(value):
+            if field.name != "tests":  # rule tests run whole rule sets, not expressions
+                found += _expressions_in(getattr(value, field.name), seen)
+        return found
+    return []
+
+
+def test_every_expression_a_rule_set_holds_is_analysed() -> None:
+    """A new expression field on a rule, event or lookup must be added to ruleset_reads
+    (else the reader could leave out what it reads)."""
+    rulesets = compiler.load_or_raise([ROOT / "rules"], {"SHOPIFY_PHONE_COUNTRY_CODE": ""})
+    for ruleset in rulesets.rulesets:
+        held = {id(e) for e in _expressions_in(ruleset, set())}
+        analysed = {id(read.expr) for read in demand.ruleset_reads(ruleset)}
+        analysed |= {id(read.each) for read in demand.ruleset_reads(ruleset) if read.each}
+        assert held and held == analysed, ruleset.name
