@@ -67,7 +67,8 @@ def _clean_any(value: Any) -> Any:
 def to_json(value: Any) -> str:
     """Compact JSON, unicode kept as is, floats cleaned."""
     try:
-        return orjson.dumps(_cleaned_for_orjson(value)).decode("utf-8")
+        ready = value if _ready(value) else _cleaned_for_orjson(value)
+        return orjson.dumps(ready).decode("utf-8")
     except (_NotForOrjson, orjson.JSONEncodeError):
         pass
     return json.dumps(clean(value), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
@@ -101,6 +102,27 @@ def _cleaned_for_orjson(value: Any) -> Any:
     if kind is list or kind is tuple:
         return [v if type(v) in _PLAIN else _cleaned_for_orjson(v) for v in value]
     raise _NotForOrjson
+
+
+def _ready(value: Any) -> bool:
+    """Whether ``_cleaned_for_orjson(value)`` would equal ``value`` (so need not be built):
+    only plain JSON types, string keys, and floats already clean and in orjson's range."""
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return True
+    if kind is float:
+        return clean_number(value) == value and (value == 0 or 1e-4 <= abs(value) < math.inf)
+    if kind is dict:
+        for key, item in value.items():
+            if type(key) is not str or (type(item) not in _PLAIN and not _ready(item)):
+                return False
+        return True
+    if kind is list:
+        for item in value:
+            if type(item) not in _PLAIN and not _ready(item):
+                return False
+        return True
+    return False  # tuples and subclasses: built by _cleaned_for_orjson, as before
 
 
 def as_text(value: Any) -> str:
