@@ -111,17 +111,15 @@ def _ready(value: Any) -> bool:
     if kind is str or kind is int or kind is bool or value is None:
         return True
     if kind is float:
-        return clean_number(value) == value and (value == 0 or 1e-4 <= abs(value) < math.inf)
+        number: float = value
+        return clean_number(number) == number and (number == 0 or 1e-4 <= abs(number) < math.inf)
     if kind is dict:
         for key, item in value.items():
             if type(key) is not str or (type(item) not in _PLAIN and not _ready(item)):
                 return False
         return True
     if kind is list:
-        for item in value:
-            if type(item) not in _PLAIN and not _ready(item):
-                return False
-        return True
+        return all(type(item) in _PLAIN or _ready(item) for item in value)
     return False  # tuples and subclasses: built by _cleaned_for_orjson, as before
 
 
