@@ -239,6 +239,10 @@ class _Generator:
         self._indent = 1
         self._blocks = 0
         self._names = itertools.count()
+        #: variables known to hold a dict where code is being emitted (see _known_dict)
+        self._dicts: set[str] = set()
+        #: whether the code being emitted runs only where ``type(F) is _EF``
+        self._fast = False
 
     # -- bookkeeping ------------------------------------------------------------------
 
@@ -269,15 +273,49 @@ class _Generator:
     def function(self, node: Mapping[str, Any]) -> str:
         """Compile ``node`` as a function ``(data, functions)`` of its own; its name."""
         name = f"_x{next(self._names)}"
-        saved = self._lines, self._indent, self._blocks
-        self._lines, self._indent, self._blocks = [], 1, 0
+        saved = self._lines, self._indent, self._blocks, self._dicts, self._fast
+        self._lines, self._indent, self._blocks, self._dicts, self._fast = [], 1, 0, set(), False
         try:
             result = self.node(node, "v")
             self.emit(f"return {result}")
             self.functions.append([f"def {name}(v, F):", *self._lines])
         finally:
-            self._lines, self._indent, self._blocks = saved
+            self._lines, self._indent, self._blocks, self._dicts, self._fast = saved
         return name
+
+    def fast_or_slow(self, fast: Callable[[], None], slow: Callable[[], None]) -> None:
+        """``fast()`` where F is EngineFunctions itself, ``slow()`` elsewhere; inside code
+        already under that test, ``fast()`` alone."""
+        if self._fast:
+            fast()
+            return
+        with self.block("if type(F) is _EF:"):
+            self._fast = True
+            try:
+                fast()
+            finally:
+                self._fast = False
+        with self.block("else:"):
+            slow()
+
+    def _pairs(self, node: Mapping[str, Any], src: str) -> list[tuple[str, str]]:
+        """A multi-select dict's (key constant, value variable) pairs on ``src``."""
+        return [(self.const(child["value"]), self.node(child, src)) for child in node["children"]]
+
+    def _known_dict(self, src: str, emit: Callable[[], None]) -> None:
+        """``emit()`` twice: where ``src`` is a dict (its fields read with a bare ``get``:
+        the line items an object is built from, field after field), and elsewhere."""
+        if self._indent + 1 >= _MAX_INDENT:
+            emit()
+            return
+        with self.block(f"if type({src}) is dict:"):
+            self._dicts.add(src)
+            try:
+                emit()
+            finally:
+                self._dicts.discard(src)
+        with self.block("else:"):
+            emit()
 
     def falsy(self, name: str) -> str:
         """JMESPath's false test (``TreeInterpreter._is_false``) on a variable.
@@ -328,7 +366,10 @@ class _Generator:
 
     def _field(self, node: Mapping[str, Any], src: str) -> str:
         out, key = self.tmp(), self.const(node["value"])
-        self.emit(f"{out} = {src}.get({key}) if type({src}) is dict else _field({src}, {key})")
+        if src in self._dicts:
+            self.emit(f"{out} = {src}.get({key})")
+        else:
+            self.emit(f"{out} = {src}.get({key}) if type({src}) is dict else _field({src}, {key})")
         return out
 
     def _index(self, node: Mapping[str, Any], src: str) -> str:
@@ -471,10 +512,11 @@ class _Generator:
         with self.block("else:"):
             # every value is computed, in order, before the dict is built, as the
             # interpreter does; a repeated key keeps its first place and last value
-            pairs = [
-                (self.const(child["value"]), self.node(child, src)) for child in node["children"]
-            ]
-            self.emit(f"{out} = {{{', '.join(f'{k}: {v}' for k, v in pairs)}}}")
+            def build() -> None:
+                pairs = self._pairs(node, src)
+                self.emit(f"{out} = {{{', '.join(f'{k}: {v}' for k, v in pairs)}}}")
+
+            self._known_dict(src, build)
         return out
 
     def _compact_dict(self, node: Mapping[str, Any], src: str) -> str:
@@ -484,12 +526,14 @@ class _Generator:
         with self.block(f"if {src} is None:"):
             self.emit(f"{out} = None")
         with self.block("else:"):
-            pairs = [
-                (self.const(child["value"]), self.node(child, src)) for child in node["children"]
-            ]
-            self.emit(f"{out} = {{}}")
-            for key, value in pairs:
-                self.emit(f'if not ({value} is None or {value} == ""): {out}[{key}] = {value}')
+
+            def build() -> None:
+                pairs = self._pairs(node, src)
+                self.emit(f"{out} = {{}}")
+                for key, value in pairs:
+                    self.emit(f'if not ({value} is None or {value} == ""): {out}[{key}] = {value}')
+
+            self._known_dict(src, build)
         return out
 
     def _fused_compact(self, node: Mapping[str, Any]) -> Mapping[str, Any] | None:
@@ -526,7 +570,8 @@ class _Generator:
         if not _FAST_CALLS or not children or self._indent + len(children) + 8 >= _MAX_INDENT:
             return None
         out = self.tmp()
-        with self.block("if type(F) is _EF:"):
+
+        def fast() -> None:
             early = {i: self.node(c, src) for i, c in enumerate(children) if not _pure(c)}
             depth = 0
             for index, child in enumerate(children):
@@ -537,9 +582,12 @@ class _Generator:
                 depth += 1
             self.emit(f"{out} = None")
             self._indent -= depth
-        with self.block("else:"):
+
+        def slow() -> None:
             args = [self.node(child, src) for child in children]
             self.emit(f"{out} = F.call_function({self.const('coalesce')}, [{', '.join(args)}])")
+
+        self.fast_or_slow(fast, slow)
         return out
 
     def _function_expression(self, node: Mapping[str, Any], src: str) -> str:
@@ -551,12 +599,16 @@ class _Generator:
         projection = self._fused_compact(node)
         if projection is not None:
             out = self.tmp()
-            with self.block("if type(F) is _EF:"):
-                method = getattr(self, f"_{projection['type']}")
+            method = getattr(self, f"_{projection['type']}")
+
+            def fused() -> None:
                 self.emit(f"{out} = {method(projection, src, compact=True)}")
-            with self.block("else:"):
+
+            def called() -> None:
                 arg = self.node(projection, src)
                 self.emit(f"{out} = F.call_function({self.const(name)}, [{arg}])")
+
+            self.fast_or_slow(fused, called)
             return out
         args = [self.node(child, src) for child in node["children"]]
         out = self.tmp()
@@ -568,8 +620,13 @@ class _Generator:
         function = self.const(
             _INTRINSICS.get(name) or EngineFunctions.FUNCTION_TABLE[name]["function"]
         )
-        with self.block(f"if {' and '.join(['type(F) is _EF', *checks])}:"):
-            self.emit(f"{out} = {function}({', '.join(['F', *args])})")
+        call = f"{out} = {function}({', '.join(['F', *args])})"
+        tests = checks if self._fast else ["type(F) is _EF", *checks]
+        if not tests:
+            self.emit(call)
+            return out
+        with self.block(f"if {' and '.join(tests)}:"):
+            self.emit(call)
         with self.block("else:"):
             self.emit(slow)
         return out

@@ -314,7 +314,9 @@ class EngineFunctions(jp_functions.Functions):
         if value is None or not isinstance(value, str):
             return value
         text = value.strip()
-        if _PLAIN_DECIMAL.fullmatch(text) is None:
+        # digits around at most one dot (the prices shops send) pass without the regex
+        plain = text.isascii() and text.replace(".", "", 1).isdigit()
+        if not plain and _PLAIN_DECIMAL.fullmatch(text) is None:
             return None
         # float() and int() of a plain decimal string are exactly float() and int() of
         # its Decimal, without building one

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
 from typing import Any
 
 import jmespath
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from jmespath import exceptions as jp_exceptions
 from jmespath import functions as jp_functions
@@ -419,6 +421,23 @@ def test_round_and_format_number_reject_bad_digits(digits: str) -> None:
 def test_number_reads_plain_decimals_only(value: Any, expected: Any) -> None:
     """number() parses plain decimal strings, passes numbers, and gives null for the rest."""
     assert same(search("number(v)", {"v": value}), expected)
+
+
+_DECIMAL_TEXT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.text(alphabet="0123456789.+- \t\n٣²e_,", max_size=8))
+def test_number_is_the_plain_decimal_grammar(text: str) -> None:
+    """number() of text: Decimal's value of what the plain-decimal grammar accepts
+    (after trimming whitespace), a float when written with a dot; null for the rest."""
+    trimmed = text.strip()
+    if _DECIMAL_TEXT.fullmatch(trimmed) is None:
+        expected: Any = None
+    else:
+        exact = Decimal(trimmed)
+        expected = float(exact) if "." in trimmed else int(exact)
+    assert same(search("number(v)", {"v": text}), expected)
 
 
 @pytest.mark.parametrize(
