@@ -12,6 +12,7 @@ import os
 import re
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from engine.processor import process_stored
 from engine.service import DB_NAME, ServiceConfig, serve
 from engine.signatures import resolve_secrets, sign
 from engine.store import Store, StoreError, new_events
+from engine.store_queries import StoredWebhook
 from engine.webhook import read_webhook_file
 
 DATA_HELP = "Data folder of the server (SQLite file inside)."
@@ -463,31 +465,48 @@ def register(main: click.Group) -> None:
             raise RuleLoadError(loaded.diagnostics)
         rulesets = {r.name: r for r in loaded.rulesets}
         with open_store(data_dir) as store:
+            pages: Iterable[list[StoredWebhook]]
             if webhook_id is not None:
                 detail = store.get_webhook(webhook_id)
                 if detail is None:
                     raise UsageError(f"no webhook #{webhook_id}")
-                targets = [detail.webhook]
+                pages, total = [[detail.webhook]], 1
             else:
-                targets = store.webhooks_since(parse_since(since or ""), source=source)
+                when = parse_since(since or "")
+                total = store.count_webhooks_since(when, source=source)
+                pages = store.iter_webhooks_since(when, source=source)
             if dry_run:
-                _replay_preview(store, rulesets, targets)
+                for page in pages:
+                    _replay_preview(store, rulesets, page)
                 return
-            inserted = requeued = 0
+
+            # One commit per page, not one sync per webhook: each webhook's result is still
+            # all or nothing, and an interrupted replay keeps what it finished. Not for a
+            # page with lookups to make: the batch holds the write lock, and a slow API
+            # would hold up a running server's intake with it.
+            def batched(page: list[StoredWebhook]) -> bool:
+                found = (rulesets.get(w.source) for w in page)
+                return not any(r is not None and r.lookups for r in found)
+
+            inserted = requeued = replayed = 0
             with (
                 contextlib.closing(HttpFetcher()) as fetcher,
                 click.progressbar(
-                    targets, label="replaying", file=sys.stderr, show_pos=True
+                    length=total, label="replaying", file=sys.stderr, show_pos=True
                 ) as bar,
             ):
-                for webhook in bar:
-                    stats = process_stored(
-                        store, rulesets, webhook, fetcher=fetcher, replay=True, force=force
-                    ).stats
-                    inserted += stats.inserted
-                    requeued += stats.requeued
+                for page in pages:
+                    with store.batch() if batched(page) else contextlib.nullcontext():
+                        for webhook in page:
+                            stats = process_stored(
+                                store, rulesets, webhook, fetcher=fetcher, replay=True, force=force
+                            ).stats
+                            inserted += stats.inserted
+                            requeued += stats.requeued
+                            replayed += 1
+                            bar.update(1)
             click.echo(
-                f"{len(targets)} webhook(s) replayed: {inserted} new event(s), {requeued} re-queued"
+                f"{replayed} webhook(s) replayed: {inserted} new event(s), {requeued} re-queued"
             )
             if no_send or not (inserted or requeued):
                 return

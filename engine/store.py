@@ -155,6 +155,9 @@ class NewEvent:
             raise ValueError(f"event {self.rule}[{self.idx}] is valid but has no body")
 
 
+_NEW_EVENT_FIELDS = dataclasses.fields(NewEvent)
+
+
 def new_events(result: Result) -> list[NewEvent]:
     """The events of a pipeline ``Result``, as ``record_result`` takes them."""
     return [
@@ -227,7 +230,9 @@ class Store(Queries):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._clock = clock
-        self._lock = threading.Lock()
+        # re-entrant: a batch() holds it while the writes inside take it again
+        self._lock = threading.RLock()
+        self._batch_depth = 0
         # isolation_level=None: no implicit transactions, every write says BEGIN itself
         self._conn = sqlite3.connect(
             self.path, timeout=30.0, isolation_level=None, check_same_thread=False
@@ -265,9 +270,20 @@ class Store(Queries):
         """One write transaction, committed (and synced) before the block's caller returns.
 
         IMMEDIATE takes the write lock up front, so a read-then-write inside cannot be
-        raced by another process.
+        raced by another process. Inside ``batch()`` the block is a savepoint of the
+        batch's transaction instead: all or nothing still, committed with the batch.
         """
         with self._lock:
+            if self._batch_depth:
+                self._conn.execute("SAVEPOINT write")
+                try:
+                    yield self._conn
+                    self._conn.execute("RELEASE write")
+                except BaseException:
+                    self._conn.execute("ROLLBACK TO write")
+                    self._conn.execute("RELEASE write")
+                    raise
+                return
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self._conn
@@ -276,6 +292,25 @@ class Store(Queries):
                 if self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")
                 raise
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Every write inside, from this thread, in one transaction: one commit and one
+        sync for many webhooks (replays). Each write stays all or nothing; a write that
+        raises is undone alone, and what the batch did before it is kept. Nothing inside
+        may read through another connection expecting to see the batch's writes before
+        it ends; other threads wait for the batch (the connection's lock is held)."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._batch_depth += 1
+            try:
+                yield
+            except BaseException:
+                self._batch_depth -= 1
+                self._conn.execute("COMMIT")  # what succeeded inside is kept
+                raise
+            self._batch_depth -= 1
+            self._conn.execute("COMMIT")
 
     def add_webhook(
         self,
@@ -338,7 +373,8 @@ class Store(Queries):
                 raise StoreError(f"no webhook #{webhook_id}")
             for event in events:
                 row = {
-                    **dataclasses.asdict(event),
+                    # the fields as they are: dataclasses.asdict would deep-copy the body
+                    **{f.name: getattr(event, f.name) for f in _NEW_EVENT_FIELDS},
                     "webhook_id": webhook_id,
                     "body": None if event.body is None else body_bytes(event.body).decode(),
                     "state": "pending" if event.valid else "invalid",

@@ -181,13 +181,18 @@ class Queries:
     """The read-only half of ``Store`` (see engine/store.py for the connection)."""
 
     _conn: sqlite3.Connection
-    _lock: threading.Lock
+    _lock: threading.RLock
     _clock: Callable[[], float]
+    #: open batches (Store.batch): a read inside one reads in the batch's transaction
+    _batch_depth: int
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
         """One read transaction under the connection lock: several queries, one snapshot."""
         with self._lock:
+            if self._batch_depth:
+                yield self._conn
+                return
             self._conn.execute("BEGIN")
             try:
                 yield self._conn
@@ -210,17 +215,34 @@ class Queries:
             ).fetchall()
         return [_webhook(r) for r in rows]
 
-    def webhooks_since(
-        self, since: float, *, source: str | None = None, limit: int = -1
-    ) -> list[StoredWebhook]:
-        """Webhooks received at or after ``since`` (unix time), oldest first: replay's input."""
+    def iter_webhooks_since(
+        self, since: float, *, source: str | None = None, page: int = 200
+    ) -> Iterator[list[StoredWebhook]]:
+        """Webhooks received at or after ``since`` (unix time), oldest first, a page at a
+        time (each page its own read): replay's input. A replay of millions of webhooks
+        holds one page of bodies in memory, not all of them."""
+        where, args = _where({"source": source})
+        where = (where + " AND" if where else " WHERE") + " received_at >= ? AND id > ?"
+        last = 0
+        while True:
+            with self._read() as db:
+                rows = db.execute(
+                    f"SELECT * FROM webhooks{where} ORDER BY id LIMIT ?",
+                    [*args, since, last, page],
+                ).fetchall()
+            if not rows:
+                return
+            found = [_webhook(r) for r in rows]
+            last = found[-1].id
+            yield found
+
+    def count_webhooks_since(self, since: float, *, source: str | None = None) -> int:
+        """How many webhooks ``iter_webhooks_since`` gives (a replay's progress bar)."""
         where, args = _where({"source": source})
         where = (where + " AND" if where else " WHERE") + " received_at >= ?"
         with self._read() as db:
-            rows = db.execute(
-                f"SELECT * FROM webhooks{where} ORDER BY id LIMIT ?", [*args, since, limit]
-            ).fetchall()
-        return [_webhook(r) for r in rows]
+            row = db.execute(f"SELECT count(*) FROM webhooks{where}", [*args, since]).fetchone()
+        return int(row[0])
 
     def list_webhooks(
         self, state: str | None = None, source: str | None = None, limit: int = 50

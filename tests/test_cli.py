@@ -307,3 +307,28 @@ def test_a_stray_expected_param_fails_the_test_instead_of_crashing(tmp_path: Pat
     code, out = run("test", str(rules))
     assert code == 1
     assert "FAIL r::stray" in out
+
+
+def test_replay_since_goes_through_every_page_once(tmp_path: Path) -> None:
+    """`replay --since` over more webhooks than a page: each processed once, one event
+    each (the events' identity keeps a second replay from adding any)."""
+    from engine.service import DB_NAME
+    from engine.store import Store
+    from engine.webhook import read_webhook_file
+
+    example = read_webhook_file(ROOT / ORDER)
+    data = tmp_path / "data"
+    with Store(data / DB_NAME) as store:
+        for n in range(205):  # a page is 200
+            store.add_webhook("shopify", dict(example.headers), example.body, f"d{n}")
+    env = {"SHOPIFY_PHONE_COUNTRY_CODE": ""}
+    args = ("replay", "--data", str(data), "--rules", "rules/", "--since", "1d", "--no-send")
+    code, out = run(*args, env=env)
+    assert code == 0, out
+    assert "205 webhook(s) replayed: 205 new event(s), 0 re-queued" in out
+    code, out = run(*args, env=env)
+    assert "205 webhook(s) replayed: 0 new event(s), 0 re-queued" in out
+    with Store(data / DB_NAME) as store:
+        counts = store.counts()
+    assert counts["webhooks"]["processed"] == 205
+    assert counts["events"]["pending"] == 205

@@ -362,8 +362,11 @@ def test_listings_filter_by_state_and_source_newest_first(store: Store) -> None:
     assert [w.id for w in store.list_webhooks(source="shop-a")] == [c, a]
     assert [w.id for w in store.list_webhooks(state="received", source="shop-a")] == [a]
     assert [w.id for w in store.list_webhooks(limit=1)] == [c]
-    assert [w.id for w in store.webhooks_since(T0 - 1)] == [b, c]
-    assert [w.id for w in store.webhooks_since(0, source="shop-a")] == [a, c]
+    assert [w.id for page in store.iter_webhooks_since(T0 - 1) for w in page] == [b, c]
+    assert [w.id for page in store.iter_webhooks_since(0, source="shop-a") for w in page] == [
+        a,
+        c,
+    ]
     assert [e.state for e in store.list_events(state="pending")] == ["pending"]
     assert store.list_events(state="sent") == []
     assert store.get_webhook(999) is None
@@ -475,3 +478,56 @@ def test_defer_and_fail_an_unknown_webhook_raise(store: Store) -> None:
         store.defer_webhook(42, "x", T0)
     with pytest.raises(StoreError, match="no webhook #42"):
         store.fail_webhook(42, "x")
+
+
+# -- replays: pages and batches ------------------------------------------------------------
+
+
+def test_webhooks_since_come_a_page_at_a_time_in_id_order(store: Store) -> None:
+    ids = [store.add_webhook("shop-a" if i % 3 else "shop-b", {}, b"{}", None).id for i in range(7)]
+    pages = [[w.id for w in page] for page in store.iter_webhooks_since(0, page=2)]
+    assert pages == [ids[0:2], ids[2:4], ids[4:6], ids[6:7]]
+    assert store.count_webhooks_since(0) == 7
+    only_a = [w.id for page in store.iter_webhooks_since(0, source="shop-a", page=2) for w in page]
+    assert only_a == [i for n, i in enumerate(ids) if n % 3]
+    assert store.count_webhooks_since(0, source="shop-a") == len(only_a)
+    assert list(store.iter_webhooks_since(T0 + 1)) == []
+
+
+def _processed_elsewhere(store: Store) -> int:
+    """What another connection (another process) sees committed."""
+    with sqlite3.connect(store.path) as other:
+        return int(
+            other.execute("SELECT count(*) FROM webhooks WHERE state = 'processed'").fetchone()[0]
+        )
+
+
+def test_a_batch_is_one_transaction_of_atomic_writes(store: Store) -> None:
+    """Inside batch(), results are committed together at its end; a write that fails
+    is undone alone and the batch goes on; reads inside see the batch's writes."""
+    first, second = webhook(store), webhook(store)
+    with store.batch():
+        store.record_result(first, "t", "s", [event(0)])
+        with pytest.raises(StoreError):
+            store.record_result(999, "t", "s", [event(0)])
+        # a write failing after its first insert (api_version NOT NULL): its savepoint
+        # undoes that insert too
+        broken = NewEvent("r", 1, "x", None, {})  # type: ignore[arg-type]
+        with pytest.raises(sqlite3.IntegrityError):
+            store.record_result(second, "t", "s", [event(5), broken])
+        store.record_result(second, "t", "s", [event(0)])
+        assert _processed_elsewhere(store) == 0, "another process saw the batch before its end"
+        assert store.counts()["webhooks"]["processed"] == 2
+    assert _processed_elsewhere(store) == 2
+    # event 5 of the failed write is gone with it
+    assert [e.webhook_id for e in store.list_events()] == [second, first]
+
+
+def test_an_interrupted_batch_keeps_what_it_finished(store: Store) -> None:
+    first, second = webhook(store), webhook(store)
+    with pytest.raises(KeyboardInterrupt), store.batch():
+        store.record_result(first, "t", "s", [event(0)])
+        raise KeyboardInterrupt
+    assert _processed_elsewhere(store) == 1
+    store.record_result(second, "t", "s", [event(0)])  # the store is usable after it
+    assert _processed_elsewhere(store) == 2
