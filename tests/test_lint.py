@@ -19,14 +19,17 @@ from __future__ import annotations
 import re
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from engine.compiler import LoadResult, load
 from engine.errors import CODES, Diagnostic
 from engine.ruletests import run_all
 
 DATA = Path(__file__).parent / "data" / "lint"
+ROOT = Path(__file__).resolve().parents[1]
 GOOD = DATA / "good"
 RULES = Path(__file__).resolve().parents[1] / "rules"
 #: The environment every case loads with: HOOKMAP_LINT_UNSET is deliberately absent.
@@ -391,3 +394,38 @@ def test_boolean_looking_param_names_are_not_renamed_silently(tmp_path: Path) ->
         return
     (ruleset,) = result.rulesets
     assert [p.name for p in ruleset.rules[0].events[0].params] == ["on", "no"]
+
+
+def _nodes(node: Any) -> list[tuple[Any, ...]]:
+    """Every node as (kind, tag, style, start and end line/column, scalar value)."""
+    if node is None:
+        return []
+    marks = (node.start_mark.line, node.start_mark.column)
+    marks += (node.end_mark.line, node.end_mark.column)
+    style = getattr(node, "style", None) or None  # a plain scalar: None here, "" in libyaml
+    value = node.value if isinstance(node, yaml.ScalarNode) else None
+    out = [(type(node).__name__, node.tag, style, *marks, value)]
+    if isinstance(node, yaml.MappingNode):
+        for key, item in node.value:
+            out += _nodes(key) + _nodes(item)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            out += _nodes(item)
+    return out
+
+
+@pytest.mark.skipif(not hasattr(yaml, "CSafeLoader"), reason="PyYAML built without libyaml")
+def test_libyaml_composes_rule_files_as_the_python_reader_does() -> None:
+    """The loader composes with libyaml for speed: every shipped and test rule file gives
+    the same nodes and marks (the columns every diagnostic points with) either way."""
+    files = sorted(ROOT.glob("rules/**/*.yaml")) + sorted(DATA.glob("**/*.yaml"))
+    compared = 0
+    for path in files:
+        text = path.read_text(encoding="utf-8")
+        try:
+            python = yaml.compose(text, Loader=yaml.SafeLoader)
+        except yaml.YAMLError:
+            continue  # the syntax-error cases: composed by the Python reader anyway
+        assert _nodes(yaml.compose(text, Loader=yaml.CSafeLoader)) == _nodes(python), path
+        compared += 1
+    assert compared > 40
