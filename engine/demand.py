@@ -223,7 +223,7 @@ def reader(need: Need) -> Reader | None:
         return None
     try:
         decoder = msgspec.json.Decoder(_shape(need))
-    except Unknown:
+    except (Unknown, TypeError):  # TypeError: a shape this msgspec does not take
         return None
     return decoder.decode
 
