@@ -44,6 +44,8 @@ class EventResult:
     where: Location | None
     #: the v1/contact request to make before this event (new customers), if declared
     contact_request: dict[str, Any] | None = None
+    #: ``body`` as sent on the wire (``encode.body_bytes(body)``), encoded once
+    wire: bytes | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def ok(self) -> bool:
@@ -310,6 +312,7 @@ def finish(item: Produced, version: Any) -> EventResult:
     if result.problems:
         problems.extend(_locate(result.problems, item))
     body: dict[str, Any] | None
+    raw: bytes | None = None
     try:
         body, raw = encode_request(item.spec.type, key_value, item.params, version)
         size = checks.check_body_size(raw)
@@ -340,6 +343,7 @@ def finish(item: Produced, version: Any) -> EventResult:
         item,
         item.spec.where,
         request,
+        raw,
     )
 
 

@@ -149,6 +149,8 @@ class NewEvent:
     valid: bool = True
     #: the v1/contact body the dispatcher posts before the event (new customers)
     contact: dict[str, Any] | None = None
+    #: ``body`` as ``encode.body_bytes`` writes it, when already encoded (not stored twice)
+    wire: bytes | None = dataclasses.field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.valid and self.body is None:
@@ -170,6 +172,7 @@ def new_events(result: Result) -> list[NewEvent]:
             [p.as_dict() for p in e.problems],
             e.ok and e.body is not None,
             e.contact_request,
+            e.wire if e.body is not None else None,
         )
         for e in result.events
     ]
@@ -181,6 +184,13 @@ class RecordStats:
 
     inserted: int
     requeued: int
+
+
+def _wire_text(event: NewEvent) -> str | None:
+    """The event body as stored: the bytes it is sent as."""
+    if event.body is None:
+        return None
+    return (event.wire if event.wire is not None else body_bytes(event.body)).decode()
 
 
 def _json_or_none(value: Any) -> str | None:
@@ -376,7 +386,7 @@ class Store(Queries):
                     # the fields as they are: dataclasses.asdict would deep-copy the body
                     **{f.name: getattr(event, f.name) for f in _NEW_EVENT_FIELDS},
                     "webhook_id": webhook_id,
-                    "body": None if event.body is None else body_bytes(event.body).decode(),
+                    "body": _wire_text(event),
                     "state": "pending" if event.valid else "invalid",
                     "problems": json.dumps(event.problems, ensure_ascii=False),
                     "contact": _json_or_none(event.contact),

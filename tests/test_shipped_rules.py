@@ -12,6 +12,10 @@ from typing import Any
 import pytest
 
 from engine import compiler, ruletests
+from engine.encode import body_bytes
+from engine.lookups import MockFetcher
+from engine.pipeline import process
+from engine.store import new_events
 from tests.conftest import ROOT
 
 RULES = ROOT / "rules"
@@ -76,3 +80,18 @@ def test_a_broken_expectation_fails_with_a_readable_diff() -> None:
     text = "\n".join(outcome.failures)
     assert '-  "keyValue": "someone.else@example.com"' in text
     assert '+  "keyValue": "olivia.bennett@example.com"' in text
+
+
+@pytest.mark.parametrize(("ruleset", "case"), _cases())
+def test_each_event_is_encoded_once_as_it_is_stored(ruleset: Any, case: Any) -> None:
+    """The bytes encoded while checking an event are what body_bytes writes (the store
+    keeps them rather than encoding the body again)."""
+    result = process(ruleset, ruletests.webhook_for(case), fetcher=MockFetcher(case.mocks))
+    for event in result.events:
+        if event.body is None:
+            assert event.wire is None
+        else:
+            assert event.wire == body_bytes(event.body)
+            assert next(
+                e.wire for e in new_events(result) if (e.rule, e.idx) == (event.rule, event.index)
+            ) == body_bytes(event.body)
