@@ -28,7 +28,7 @@ from engine.intake import DEFAULT_MAX_BODY, ServeRefused, is_woocommerce_ping
 from engine.lookups import HttpFetcher
 from engine.processor import process_stored
 from engine.service import DB_NAME, ServiceConfig, serve
-from engine.signatures import resolve_secrets, sign
+from engine.signatures import SecretError, read_pem, resign_jwt, resolve_secrets, sign
 from engine.store import Store, StoreError, new_events
 from engine.store_queries import StoredWebhook
 from engine.webhook import read_webhook_file
@@ -100,18 +100,43 @@ def parse_since(text: str) -> float:
     return moment.timestamp()
 
 
-def signed_headers(ruleset: Any, body: bytes, headers: dict[str, str] | Any) -> dict[str, str]:
-    """``headers`` with the signature the rule set's scheme expects, from the environment."""
+def signed_request(
+    ruleset: Any,
+    body: bytes,
+    headers: dict[str, str] | Any,
+    private_key: bytes | None = None,
+) -> tuple[dict[str, str], bytes]:
+    """``headers`` with the signature the rule set's scheme expects, and the body to send.
+
+    Shared secrets come from the environment (the rule set's ``verify.secret_env``).
+    ``rsa-sha256`` (Adobe) and ``jwt`` (Wix) sign with the platform's private key, which
+    only a test setup has: ``private_key`` (a PEM); for ``jwt`` the body itself, a
+    token, is signed again with fresh times.
+    """
     out = {k: v for k, v in headers.items() if v != "PLACEHOLDER"}
     spec = ruleset.verify
     if spec is None or spec.scheme == "none" or is_woocommerce_ping(out, body):
-        return out
-    secrets = resolve_secrets(spec, os.environ)
+        return out, body
+    if spec.scheme in ("rsa-sha256", "jwt"):
+        if private_key is None:
+            raise UsageError(
+                f"rule set '{ruleset.name}' verifies '{spec.scheme}' signatures, made with "
+                "the platform's private key: give a test key's PEM with "
+                "--private-key-env NAME (the server holding its public half)"
+            )
+        if spec.scheme == "jwt":
+            try:
+                return out, resign_jwt(private_key, body)
+            except ValueError as exc:
+                raise UsageError(f"cannot sign for '{ruleset.name}': {exc}") from None
+        secret = private_key
+    else:
+        secret = resolve_secrets(spec, os.environ)[0]
     # keep a delivery id the file already has (Standard Webhooks signs it): it is
     # what the server deduplicates on
     msg_id = out.get("webhook-id") or out.get("svix-id")
-    out.update({k.lower(): v for k, v in sign(spec, secrets[0], body, msg_id=msg_id).items()})
-    return out
+    out.update({k.lower(): v for k, v in sign(spec, secret, body, msg_id=msg_id).items()})
+    return out, body
 
 
 #: ``--rules PATH`` (repeatable), shared by every command that loads rules
@@ -281,17 +306,39 @@ def register(main: click.Group) -> None:
         show_default=True,
         help="The server's base URL; files go to URL/hooks/{source}.",
     )
+    @click.option(
+        "--private-key-env",
+        metavar="NAME",
+        help=(
+            "Environment variable holding a PEM private key, for rule sets verified with "
+            "the platform's public key (rsa-sha256: Adobe Commerce; jwt: Wix)."
+        ),
+    )
     @click.argument("payloads", nargs=-1, required=True, type=click.Path(exists=True))
     def post_command(
-        rules_paths: tuple[str, ...], source: str | None, url: str, payloads: tuple[str, ...]
+        rules_paths: tuple[str, ...],
+        source: str | None,
+        url: str,
+        private_key_env: str | None,
+        payloads: tuple[str, ...],
     ) -> None:
         """Post webhook files to a server, signed as the platform would sign them.
 
         The secret is the first variable of the rule set's `verify.secret_env` that is
         set; headers come from each file's .headers file (its signature is replaced).
+        Schemes signed with a private key take it from --private-key-env.
         """
         from engine.cli import pick_ruleset
 
+        private_key = None
+        if private_key_env is not None:
+            found = os.environ.get(private_key_env, "")
+            if not found.strip():
+                raise UsageError(f"--private-key-env: {private_key_env} is not set")
+            try:  # the PEM itself (escaped newlines too), or @path to a file
+                private_key = read_pem(private_key_env, found)
+            except SecretError as exc:
+                raise UsageError(str(exc)) from None
         loaded = compiler.load(list(rules_paths), evaluator=evaluator_from_context())
         if not loaded.ok:
             raise RuleLoadError(loaded.diagnostics)
@@ -300,11 +347,11 @@ def register(main: click.Group) -> None:
             for payload in payloads:
                 webhook = read_webhook_file(Path(payload))
                 ruleset = pick_ruleset(loaded.rulesets, source, webhook)
-                headers = signed_headers(ruleset, webhook.body, webhook.headers)
+                headers, body = signed_request(ruleset, webhook.body, webhook.headers, private_key)
                 try:
                     response = client.post(
                         f"{url.rstrip('/')}/hooks/{ruleset.name}",
-                        content=webhook.body,
+                        content=body,
                         headers=headers,
                     )
                 except httpx.HTTPError as exc:

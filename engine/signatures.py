@@ -328,7 +328,7 @@ def _usable_keys(pems: Sequence[bytes]) -> list[rsa.RSAPublicKey]:
     return keys
 
 
-def _read_pem(name: str, value: str) -> bytes:
+def read_pem(name: str, value: str) -> bytes:
     """The PEM a variable names: its text, or the file after ``@``."""
     if value.startswith("@"):
         path = Path(value[1:])
@@ -361,7 +361,7 @@ def resolve_secrets(spec: VerifySpec, env: Mapping[str, str]) -> list[bytes]:
     if spec.scheme in _PUBLIC_KEY_SCHEMES:
         pems = []
         for name, value in found.items():
-            pem = _read_pem(name, value)
+            pem = read_pem(name, value)
             try:
                 _public_key(pem)
             except ValueError as exc:
@@ -677,6 +677,27 @@ def sign_rsa(private_key_pem: bytes, body: bytes, signed: Signed = "base64-body"
 def make_jwt(private_key_pem: bytes, claims: Mapping[str, Any]) -> str:
     """A compact RS256 JWT over ``claims``, as Wix posts it as the whole body."""
     return jwt.encode(dict(claims), private_key_pem, algorithm="RS256")
+
+
+def resign_jwt(private_key_pem: bytes, token: bytes, now: float | None = None) -> bytes:
+    """``token``'s claims signed again with ``private_key_pem``, issued ``now``: a saved
+    Wix body made acceptable to a server holding the matching public key. ``iat`` and
+    ``nbf`` become now and ``exp`` keeps its lifetime (an hour if it had none to tell).
+    Raises ValueError for a body that is not a JWT."""
+    try:
+        claims = jwt.decode(token.strip(), options={"verify_signature": False})
+    except (jwt.PyJWTError, ValueError, TypeError) as exc:
+        raise ValueError(f"the body is not a JWT ({exc})") from None
+    issued = int(time.time() if now is None else now)
+    lifetime = 3600
+    if isinstance(claims.get("exp"), int) and isinstance(claims.get("iat"), int):
+        lifetime = max(claims["exp"] - claims["iat"], 60)
+    for name in ("iat", "nbf"):
+        if name in claims:
+            claims[name] = issued
+    if "exp" in claims:
+        claims["exp"] = issued + lifetime
+    return make_jwt(private_key_pem, claims).encode()
 
 
 def sign(

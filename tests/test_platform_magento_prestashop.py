@@ -449,3 +449,38 @@ def test_prestashop_lookup_failure_keeps_the_webhook_and_retries_it(
             assert detail.webhook.process_attempts >= 1  # put off once
             # 3 refused calls (the attempt and its retries), then the 4 lookups answered
             assert len(webservice.requests) == 3 + 4
+
+
+# -- hookmap post with a test key ----------------------------------------------------------
+
+
+def _post(env: dict[str, str], *args: str) -> tuple[int, str]:
+    from click.testing import CliRunner
+
+    from engine.cli import main
+
+    result = CliRunner().invoke(main, ["post", *args], env=env, catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+def test_hookmap_post_signs_adobe_bodies_with_a_test_private_key(
+    magento: ServedService, keys: AdobeKeys
+) -> None:
+    """`hookmap post --private-key-env` signs as Adobe does, so a local server holding the
+    public halves accepts the examples; without the option it says what is missing."""
+    private = keys.commerce.private.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    env = {"MAGENTO_TEST_PRIVATE_KEY": private.replace("\n", "\\n")}
+    files = [str(ROOT / "examples" / "magento" / "webhook-order-save-after-new.json")]
+    common = ["--rules", MAGENTO_RULES, "--url", magento.url, "--source", "magento-webhooks"]
+    code, out = _post(env, *common, *files)
+    assert code == 2 and "--private-key-env" in out
+    code, out = _post(env, *common, "--private-key-env", "MAGENTO_TEST_PRIVATE_KEY", *files)
+    assert code == 0, out
+    assert ": 200" in out or ": 202" in out, out
+    assert "PRIVATE KEY" not in out
+    stored = magento.store.list_webhooks(source="magento-webhooks")
+    assert len(stored) == 1

@@ -400,3 +400,28 @@ def test_every_example_is_covered_by_a_rule_test(folder: str, sources: list[str]
     used = {Path(c.body_file).name for s in sources for c in rulesets[s].tests if c.body_file}
     bodies = {p.name for p in (ROOT / "examples" / folder).iterdir() if p.suffix != ".headers"}
     assert bodies - used == set()
+
+
+def test_hookmap_post_signs_a_saved_wix_token_again_with_a_test_key(
+    server: ServedService, wix_key: tuple[bytes, str], env: dict[str, str]
+) -> None:
+    """A saved Wix body (a token signed by Wix) is signed again with the test key and
+    fresh times by `hookmap post --private-key-env`, and the server accepts it."""
+    from click.testing import CliRunner
+
+    from engine.cli import main
+
+    payload = str(ROOT / "examples" / "wix" / f"{WIX_EXAMPLES[0]}.txt")
+    args = ["post", "--rules", RULES[0], "--url", server.url, "--source", "wix"]
+    cli_env = {**env, "WIX_TEST_KEY": wix_key[0].decode()}
+    result = CliRunner().invoke(main, [*args, payload], env=cli_env)
+    assert result.exit_code == 2 and "--private-key-env" in result.output
+    result = CliRunner().invoke(
+        main, [*args, "--private-key-env", "WIX_TEST_KEY", payload], env=cli_env
+    )
+    assert result.exit_code == 0, result.output
+    assert "PRIVATE KEY" not in result.output
+    stored = server.store.list_webhooks(source="wix")
+    assert len(stored) == 1
+    claims = jwt.decode(stored[0].body, wix_key[1], algorithms=["RS256"])
+    assert abs(claims.get("iat", time.time()) - time.time()) < 60

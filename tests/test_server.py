@@ -741,3 +741,25 @@ def test_deeply_nested_body_on_a_body_dedupe_source_is_stored_not_a_500(
         assert response.json() == {"status": "accepted", "id": 1}
         wait_until(lambda: webhook(srv, 1).webhook.state == "failed", what="recorded as failed")
         assert webhook(srv, 1).webhook.error == "webhook #1 (byid): JSON nested too deeply to read"
+
+
+def test_hookmap_post_signs_with_the_shared_secret_and_the_server_accepts(
+    server: ServedService,
+) -> None:
+    """`hookmap post` signs each file as Shopify would, from the secret in the
+    environment; the secret is never printed; a wrong secret is the server's 401."""
+    from click.testing import CliRunner
+
+    from engine.cli import main
+
+    files = [str(ROOT / "examples" / "shopify" / "orders-create.json")]
+    files.append(str(ROOT / "examples" / "shopify" / "orders-cancelled.json"))
+    args = ["post", "--rules", str(ROOT / "rules"), "--source", "shopify", "--url", server.url]
+    env = {**SECRETS, "SHOPIFY_PHONE_COUNTRY_CODE": ""}
+    result = CliRunner().invoke(main, [*args, *files], env=env)
+    assert result.exit_code == 0, result.output
+    assert result.output.count(": 200 ") == 2, result.output
+    assert SECRETS["SHOPIFY_WEBHOOK_SECRET"] not in result.output
+    wrong = {**env, "SHOPIFY_WEBHOOK_SECRET": "not-the-secret"}
+    result = CliRunner().invoke(main, [*args, files[0]], env=wrong)
+    assert result.exit_code == 1 and ": 401 " in result.output, result.output
