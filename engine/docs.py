@@ -70,6 +70,9 @@ tests:
   request headers, the topic, the rule set's vars and its tables.
 * A bare string is an expression: write a constant string as a JMESPath raw string
   (`"'INITIALIZED'"`) or with `const: INITIALIZED`.
+* JMESPath has no `null`, `true` or `false` keyword: bare, each is a *field* of that
+  name (`x || null` reads the webhook's `"null"` key). Write the JSON values in
+  backticks, `` x || `null` ``; the linter warns with W202.
 
 ## Params: null, missing, empty
 
