@@ -180,7 +180,10 @@ class Dispatcher:
         on_result: OnResult | None = None,
         grace_seconds: float = 10.0,
         poll_interval: float = 5.0,
+        owner: str | None = None,
     ) -> None:
+        """``owner``: the server instance claiming events (engine.leases), so that a
+        restart can release what it held if it dies; None for a one-off drain."""
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         if not 0 <= jitter < 1:
@@ -189,6 +192,7 @@ class Dispatcher:
         self.grace_seconds = grace_seconds
         self.poll_interval = poll_interval
         self._store = store
+        self._owner = owner
         self._destination = destination
         self._schedule = tuple(schedule)
         self._jitter = jitter
@@ -292,7 +296,9 @@ class Dispatcher:
     async def _claim(self, limit: int) -> list[OutboxEvent]:
         if limit <= 0:
             return []
-        return await asyncio.to_thread(self._store.claim_due, self._clock(), limit, self._lease)
+        return await asyncio.to_thread(
+            self._store.claim_due, self._clock(), limit, self._lease, self._owner
+        )
 
     async def _until_next_due(self) -> float:
         next_due = await asyncio.to_thread(self._store.next_due_at)
@@ -310,9 +316,8 @@ class Dispatcher:
             task.cancel()
         await asyncio.gather(*late, return_exceptions=True)
         if late:
-            log.warning(
-                "%d send(s) cut short at shutdown: pending until their lease ends", len(late)
-            )
+            when = "at the next start" if self._owner else "when their lease ends"
+            log.warning("%d send(s) cut short at shutdown: pending, sent %s", len(late), when)
 
     async def _send(self, event: OutboxEvent) -> Outcome:
         """One attempt: the contact first when needed, then POST, classify, record.

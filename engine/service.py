@@ -30,7 +30,7 @@ from typing import Any
 import httpx
 import uvicorn
 
-from engine import compiler
+from engine import compiler, leases
 from engine.codegen import Evaluator
 from engine.destination import Destination
 from engine.dispatch import DEFAULT_SCHEDULE, Dispatcher
@@ -253,6 +253,8 @@ class Service:
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             self._loop.add_signal_handler(signal.SIGHUP, self.reload)
         stop_work = asyncio.Event()
+        instance = leases.Instance(self.config.data_dir)
+        self._release_gone(instance)
         dispatcher = Dispatcher(
             self.store,
             self.destination,
@@ -263,6 +265,7 @@ class Service:
             schedule=self.config.schedule,
             on_result=self._on_result,
             grace_seconds=self.config.grace_seconds,
+            owner=instance.id,
         )
         tasks = [
             asyncio.create_task(self._processor(stop_work), name="processor"),
@@ -291,10 +294,27 @@ class Service:
         started = time.monotonic()
         await asyncio.gather(*tasks, return_exceptions=True)
         await dispatcher.aclose()
+        # sends cut short at shutdown: due again for whichever server starts next
+        self.store.release_leases(instance.id)
+        instance.close()
         if self._own_fetcher is not None:
             self._own_fetcher.close()
         self.store.close()
         log.info("stopped in %.1fs; pending events stay queued", time.monotonic() - started)
+
+    def _release_gone(self, instance: leases.Instance) -> None:
+        """Events claimed by servers on this data folder that died (kill -9, a crash, a
+        power cut) were cut short mid-send: due again now, not when their lease ends."""
+        for other in instance.gone():
+            released = self.store.release_leases(other)
+            instance.forget(other)
+            if released:
+                log.warning(
+                    "%d event(s) claimed by a server that stopped without finishing "
+                    "(instance %s) are due again",
+                    released,
+                    other[:8],
+                )
 
     def stop(self) -> None:
         """Begin a graceful shutdown (what SIGTERM does)."""

@@ -119,6 +119,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             created_at REAL NOT NULL
         )""",
     ),
+    (
+        # the server instance whose dispatcher claimed a pending event (engine.leases):
+        # a restart releases at once what a server that died was sending
+        "ALTER TABLE events ADD COLUMN leased_by TEXT",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -472,20 +477,35 @@ class Store(Queries):
                 (key, contact_id, self._clock()),
             )
 
-    def claim_due(self, now: float, limit: int, lease: float) -> list[OutboxEvent]:
+    def claim_due(
+        self, now: float, limit: int, lease: float, owner: str | None = None
+    ) -> list[OutboxEvent]:
         """Take up to ``limit`` due events to send, pushing their next attempt ``lease`` ahead.
 
         The lease keeps a second dispatcher (another process, a CLI drain) from sending
         the same event while this one is in flight; if this process dies mid-send, the
-        event falls due again when the lease ends.
+        event falls due again when the lease ends, or at once when the next server
+        start finds ``owner`` (its instance id, engine.leases) gone.
         """
         with self._write() as db:
             rows = db.execute(DUE_SQL, (now, limit)).fetchall()
             db.executemany(
-                "UPDATE events SET next_attempt_at = ? WHERE id = ?",
-                [(now + lease, r["id"]) for r in rows],
+                "UPDATE events SET next_attempt_at = ?, leased_by = ? WHERE id = ?",
+                [(now + lease, owner, r["id"]) for r in rows],
             )
         return [outbox_event(r) for r in rows]
+
+    def release_leases(self, owner: str, now: float | None = None) -> int:
+        """Make the pending events ``owner`` had claimed due now (it is gone, or stopped
+        with sends cut short); how many."""
+        now = self._clock() if now is None else now
+        with self._write() as db:
+            cursor = db.execute(
+                "UPDATE events SET next_attempt_at = min(next_attempt_at, ?), leased_by = NULL"
+                " WHERE state = 'pending' AND leased_by = ?",
+                (now, owner),
+            )
+        return cursor.rowcount
 
     def record_attempt(
         self,
@@ -527,8 +547,8 @@ class Store(Queries):
             else:
                 sql, args = "state = 'dead', next_attempt_at = NULL, last_error = ?", (last_error,)
             cursor = db.execute(
-                f"UPDATE events SET {sql}, attempts = attempts + 1, last_status = ?"
-                " WHERE id = ? AND state = 'pending'",
+                f"UPDATE events SET {sql}, attempts = attempts + 1, last_status = ?,"
+                " leased_by = NULL WHERE id = ? AND state = 'pending'",
                 (*args, status, event_id),
             )
         return cursor.rowcount == 1

@@ -88,6 +88,8 @@ class EventRow:
     created_at: float
     sent_at: float | None
     contact: dict[str, Any] | None = None
+    #: the server instance sending it now (engine.leases); None when nobody is
+    leased_by: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -266,13 +266,18 @@ def test_a_version_1_database_upgrades_in_place_keeping_its_rows(tmp_path: Path)
     )
     db.commit()
     db.close()
-    assert SCHEMA_VERSION == 2
+    assert SCHEMA_VERSION == 3
     with Store(path, clock=Clock()) as store:
-        assert store._conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert store._conn.execute("PRAGMA user_version").fetchone()[0] == 3
         (webhook,) = store.webhooks_to_process(10)
         assert (webhook.id, webhook.process_attempts, webhook.next_process_at) == (1, 0, None)
         (event,) = store.due_events(T0, 10)
         assert (event.body, event.contact) == ("{}", None)
+        # version 3: who claimed it (nobody yet); a claim says who
+        assert [e.leased_by for e in store.list_events()] == [None]
+        assert len(store.claim_due(T0, 10, 60.0, owner="server-a")) == 1
+        assert [e.leased_by for e in store.list_events()] == ["server-a"]
+        assert store.release_leases("server-a", now=T0) == 1
         store.defer_webhook(1, "lookup failed", T0 + 30)
         store.remember_contact("email:a@b.c", 1)
         assert store.contact_known("email:a@b.c")

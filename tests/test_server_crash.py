@@ -98,24 +98,23 @@ def test_kill_9_mid_burst_loses_no_acknowledged_webhook_and_duplicates_only_in_f
         assert set(burst.acked.values()) == {"accepted"}
         assert acknowledged.isdisjoint(burst.failed)
 
-        # 2. what the kill left: claimed events keep their lease (>= 60 s) although their
-        # process is gone; stand in for the lease running out, so the test need not wait
+        # 2. what the kill left: the events it was sending keep their lease (>= 60 s),
+        # claimed by an instance whose lock file nobody holds any more
         with sqlite3.connect(data / DB_NAME) as db:
             leased = db.execute(
-                "SELECT e.id, w.delivery_id FROM events e JOIN webhooks w ON w.id = e.webhook_id"
+                "SELECT e.id, w.delivery_id, e.leased_by FROM events e"
+                " JOIN webhooks w ON w.id = e.webhook_id"
                 " WHERE e.state = 'pending' AND e.next_attempt_at > ?",
-                (killed_at + 1,),
+                (killed_at + 30,),
             ).fetchall()
-            assert len(leased) <= CONCURRENCY, leased
-            db.execute(
-                "UPDATE events SET next_attempt_at = ? WHERE state = 'pending'"
-                " AND next_attempt_at > ?",
-                (killed_at, killed_at + 1),
-            )
         db.close()
-        in_flight = {FIRST_ORDER + int(d.rsplit("-", 1)[1]) for _, d in leased}
+        assert len(leased) <= CONCURRENCY, leased
+        assert {owner for _, _, owner in leased} <= {p.stem for p in (data / "servers").iterdir()}
+        in_flight = {FIRST_ORDER + int(d.rsplit("-", 1)[1]) for _, d, _ in leased}
 
-        # 3. restart on the same data; the platform retries what it got no 2xx for
+        # 3. restart on the same data: it finds the first server gone and releases its
+        # leases at once (everything settles well within the 60 s they had left); the
+        # platform retries what it got no 2xx for
         with serve_process(data, env, tmp_path / "second.log", *options) as second:
             second.wait_ready()
             rest = sorted(set(range(N)) - acknowledged)
@@ -126,6 +125,10 @@ def test_kill_9_mid_burst_loses_no_acknowledged_webhook_and_duplicates_only_in_f
                 wait_until(lambda: settled(store), timeout=30, interval=0.1, what="nothing pending")
                 counts = store.counts()
             assert second.terminate() == 0
+        said = (tmp_path / "second.log").read_text(encoding="utf-8")
+        if leased:
+            assert f"{len(leased)} event(s) claimed by a server that stopped" in said, said
+        assert not list((data / "servers").iterdir()), "a server's lock file was left"
 
     assert set(retry.acked.values()) <= {"accepted", "duplicate"}
     # every delivery stored once (repeats answered 'duplicate'), every event sent

@@ -531,3 +531,24 @@ def test_an_interrupted_batch_keeps_what_it_finished(store: Store) -> None:
     assert _processed_elsewhere(store) == 1
     store.record_result(second, "t", "s", [event(0)])  # the store is usable after it
     assert _processed_elsewhere(store) == 2
+
+
+def test_a_claim_names_its_server_and_release_makes_only_its_events_due(
+    store: Store, clock: Clock
+) -> None:
+    ids = [webhook(store) for _ in range(3)]
+    for wid in ids:
+        store.record_result(wid, "t", "s", [event(0)])
+    first = store.claim_due(T0, 1, 60.0, owner="server-a")
+    second = store.claim_due(T0, 1, 60.0, owner="server-b")
+    third = store.claim_due(T0, 1, 60.0)  # a one-off drain names nobody
+    owners = {e.id: e.leased_by for e in store.list_events()}
+    assert [owners[e.id] for e in (*first, *second, *third)] == ["server-a", "server-b", None]
+    assert store.due_events(T0 + 1, 10) == []
+    assert store.release_leases("server-a", now=T0 + 1) == 1
+    assert [e.id for e in store.due_events(T0 + 1, 10)] == [first[0].id]
+    assert store.release_leases("server-a", now=T0 + 1) == 0  # released once
+    # an attempt ends the claim: nothing left for a release to move
+    store.record_attempt(second[0].id, "retry", 503, None, "busy", T0, 5.0, T0 + 600)
+    assert store.release_leases("server-b", now=T0 + 1) == 0
+    assert {e.id: e.leased_by for e in store.list_events()}[second[0].id] is None
