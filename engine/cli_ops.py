@@ -19,7 +19,7 @@ from typing import Any
 import click
 import httpx
 
-from engine import compiler
+from engine import compiler, leases
 from engine.codegen import Evaluator
 from engine.destination import API_KEY_ENV, Destination
 from engine.dispatch import Dispatcher
@@ -368,6 +368,7 @@ def register(main: click.Group) -> None:
         with open_store(data_dir) as store:
             counts = store.counts()
             oldest = store.oldest_pending()
+        running, stopped = leases.survey(Path(data_dir))
         if as_json:
             click.echo(
                 json.dumps(
@@ -375,6 +376,10 @@ def register(main: click.Group) -> None:
                         **counts,
                         "oldest_pending_webhook_seconds": oldest.webhook_age,
                         "oldest_pending_event_seconds": oldest.event_age,
+                        "servers": {
+                            "running": [{"id": i, "pid": pid} for i, pid in running],
+                            "stopped_without_finishing": stopped,
+                        },
                     },
                     indent=2,
                 )
@@ -386,6 +391,14 @@ def register(main: click.Group) -> None:
             f"oldest unprocessed webhook: {age(oldest.webhook_age)}; "
             f"oldest unsent event: {age(oldest.event_age)}"
         )
+        pids = ", ".join(pid for _, pid in running)
+        line = f"servers: {len(running)} running (pid {pids})" if running else "servers: none"
+        if stopped:
+            line += (
+                f"; {len(stopped)} stopped without finishing (what they were sending is "
+                "sent again when a server starts)"
+            )
+        click.echo(line)
 
     @main.command("webhooks")
     @data_option

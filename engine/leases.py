@@ -36,6 +36,30 @@ def _try_lock(fd: int) -> bool:
     return True
 
 
+def survey(data_dir: Path) -> tuple[list[tuple[str, str]], list[str]]:
+    """The servers that locked a file in ``data_dir``: (id, pid) of those running, and
+    the ids of those that stopped without finishing (their claims are taken back at the
+    next start). Looks only: takes nothing back, removes nothing."""
+    running: list[tuple[str, str]] = []
+    stopped: list[str] = []
+    if fcntl is None:
+        return running, stopped
+    for path in sorted((data_dir / FOLDER).glob("*.lock")):
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            continue
+        try:
+            if _try_lock(fd):
+                stopped.append(path.stem)
+            else:
+                pid = os.read(fd, 32).decode("ascii", "replace").strip()
+                running.append((path.stem, pid or "?"))
+        finally:
+            os.close(fd)
+    return running, stopped
+
+
 class Instance:
     """This server, for as long as it runs: an id, and the lock that says it is alive."""
 
