@@ -416,18 +416,18 @@ class _Generator:
         return out
 
     def _or_expression(self, node: Mapping[str, Any], src: str) -> str:
-        left = self.node(node["children"][0], src)
-        out = self.tmp()
-        self.emit(f"{out} = {left}")
-        with self.block(f"if {self.falsy(out)}:"):
-            self.emit(f"{out} = {self.node(node['children'][1], src)}")
-        return out
+        return self._short_circuit(node, src, "")
 
     def _and_expression(self, node: Mapping[str, Any], src: str) -> str:
+        return self._short_circuit(node, src, "not ")
+
+    def _short_circuit(self, node: Mapping[str, Any], src: str, negate: str) -> str:
+        """``a || b`` (``negate`` ""): b only when a is false; ``a && b`` ("not "): b
+        only when a is true; else a itself."""
         left = self.node(node["children"][0], src)
         out = self.tmp()
         self.emit(f"{out} = {left}")
-        with self.block(f"if not {self.falsy(out)}:"):
+        with self.block(f"if {negate}{self.falsy(out)}:"):
             self.emit(f"{out} = {self.node(node['children'][1], src)}")
         return out
 
@@ -506,33 +506,31 @@ class _Generator:
         return out
 
     def _multi_select_dict(self, node: Mapping[str, Any], src: str) -> str:
-        out = self.tmp()
-        with self.block(f"if {src} is None:"):
-            self.emit(f"{out} = None")
-        with self.block("else:"):
-            # every value is computed, in order, before the dict is built, as the
-            # interpreter does; a repeated key keeps its first place and last value
-            def build() -> None:
-                pairs = self._pairs(node, src)
-                self.emit(f"{out} = {{{', '.join(f'{k}: {v}' for k, v in pairs)}}}")
-
-            self._known_dict(src, build)
-        return out
+        return self._object(node, src, compact=False)
 
     def _compact_dict(self, node: Mapping[str, Any], src: str) -> str:
         """``compact()`` of the multi-select dict ``node``, built as one: only the values
         that are neither null nor "" are stored (keys are unique: see _fused_compact)."""
+        return self._object(node, src, compact=True)
+
+    def _object(self, node: Mapping[str, Any], src: str, compact: bool) -> str:
+        """The multi-select dict ``node`` on ``src`` (null on null). Every value is
+        computed, in order, before the dict is built, as the interpreter does; a repeated
+        key keeps its first place and last value."""
         out = self.tmp()
+
+        def build() -> None:
+            pairs = self._pairs(node, src)
+            if not compact:
+                self.emit(f"{out} = {{{', '.join(f'{k}: {v}' for k, v in pairs)}}}")
+                return
+            self.emit(f"{out} = {{}}")
+            for key, value in pairs:
+                self.emit(f'if not ({value} is None or {value} == ""): {out}[{key}] = {value}')
+
         with self.block(f"if {src} is None:"):
             self.emit(f"{out} = None")
         with self.block("else:"):
-
-            def build() -> None:
-                pairs = self._pairs(node, src)
-                self.emit(f"{out} = {{}}")
-                for key, value in pairs:
-                    self.emit(f'if not ({value} is None or {value} == ""): {out}[{key}] = {value}')
-
             self._known_dict(src, build)
         return out
 

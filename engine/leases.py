@@ -84,22 +84,7 @@ class Instance:
 
     def gone(self) -> list[str]:
         """The ids of servers that locked a file here and no longer hold it."""
-        if fcntl is None:
-            return []
-        found = []
-        for path in sorted(self.folder.glob("*.lock")):
-            if path == self.path:
-                continue
-            try:
-                fd = os.open(path, os.O_RDWR)
-            except FileNotFoundError:  # removed meanwhile by another starting server
-                continue
-            try:
-                if _try_lock(fd):
-                    found.append(path.stem)
-            finally:
-                os.close(fd)  # and the lock with it
-        return found
+        return survey(self.folder.parent)[1]
 
     def forget(self, other: str) -> None:
         """Remove the file of a server that is gone (its leases released)."""

@@ -179,6 +179,12 @@ def _where(filters: dict[str, Any]) -> tuple[str, list[Any]]:
     return " WHERE " + " AND ".join(f"{k} = ?" for k in used), list(used.values())
 
 
+def _since(since: float, source: str | None) -> tuple[str, list[Any]]:
+    """The WHERE clause of replay's input: received at or after ``since``, of ``source``."""
+    where, args = _where({"source": source})
+    return (where + " AND" if where else " WHERE") + " received_at >= ?", [*args, since]
+
+
 class Queries:
     """The read-only half of ``Store`` (see engine/store.py for the connection)."""
 
@@ -223,14 +229,13 @@ class Queries:
         """Webhooks received at or after ``since`` (unix time), oldest first, a page at a
         time (each page its own read): replay's input. A replay of millions of webhooks
         holds one page of bodies in memory, not all of them."""
-        where, args = _where({"source": source})
-        where = (where + " AND" if where else " WHERE") + " received_at >= ? AND id > ?"
+        where, args = _since(since, source)
         last = 0
         while True:
             with self._read() as db:
                 rows = db.execute(
-                    f"SELECT * FROM webhooks{where} ORDER BY id LIMIT ?",
-                    [*args, since, last, page],
+                    f"SELECT * FROM webhooks{where} AND id > ? ORDER BY id LIMIT ?",
+                    [*args, last, page],
                 ).fetchall()
             if not rows:
                 return
@@ -240,10 +245,9 @@ class Queries:
 
     def count_webhooks_since(self, since: float, *, source: str | None = None) -> int:
         """How many webhooks ``iter_webhooks_since`` gives (a replay's progress bar)."""
-        where, args = _where({"source": source})
-        where = (where + " AND" if where else " WHERE") + " received_at >= ?"
+        where, args = _since(since, source)
         with self._read() as db:
-            row = db.execute(f"SELECT count(*) FROM webhooks{where}", [*args, since]).fetchone()
+            row = db.execute(f"SELECT count(*) FROM webhooks{where}", args).fetchone()
         return int(row[0])
 
     def list_webhooks(
