@@ -202,8 +202,30 @@ _INTRINSICS: dict[str, Callable[..., Any]] = {
     is vars(jp_functions.Functions)[f"_func_{name}"]
 }
 
+# Calls written out inline for the values that dominate a mapping (ids and prices,
+# per line item), the function called for any other: (the function this form is
+# exact for, the form with {a} the argument and {f} the function). Each is tested
+# equal to its function (tests/test_codegen.py).
+_INLINE: dict[str, tuple[Callable[..., Any], str]] = {
+    # text is its own string; an integer is written as json.dumps writes it
+    "to_string": (
+        _to_string,
+        "{a} if type({a}) is str else int.__repr__({a}) if type({a}) is int else {f}(F, {a})",
+    ),
+    # a price such as "12.50": ASCII digits around one dot, which float() reads exactly
+    # as number() does (no sign, space or exponent for it to handle)
+    "number": (
+        EngineFunctions._func_number,
+        'float({a}) if type({a}) is str and "." in {a} and {a}.isascii() '
+        'and {a}.replace(".", "", 1).isdigit() else {f}(F, {a})',
+    ),
+}
+
 _NAMESPACE: dict[str, Any] = {
     "__builtins__": {},
+    "float": float,
+    "int": int,
+    "str": str,
     "dict": dict,
     "list": list,
     "type": type,
@@ -618,7 +640,11 @@ class _Generator:
         function = self.const(
             _INTRINSICS.get(name) or EngineFunctions.FUNCTION_TABLE[name]["function"]
         )
-        call = f"{out} = {function}({', '.join(['F', *args])})"
+        inline = _INLINE.get(name)
+        if inline is not None and self.constants[function] is inline[0]:
+            call = f"{out} = {inline[1].format(a=args[0], f=function)}"
+        else:
+            call = f"{out} = {function}({', '.join(['F', *args])})"
         tests = checks if self._fast else ["type(F) is _EF", *checks]
         if not tests:
             self.emit(call)

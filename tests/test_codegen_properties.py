@@ -302,3 +302,37 @@ def test_the_grammar_reaches_every_node_type() -> None:
         "value_projection",
     }
     assert wanted <= seen, wanted - seen
+
+
+# The calls written inline (codegen._INLINE): number() and to_string() on the texts and
+# numbers shops send, and on the near misses around them (signs, spaces, a second dot,
+# an exponent, digits beyond ASCII, huge and negative integers).
+price_texts = st.one_of(
+    st.from_regex(r"\A[ +\-]?[0-9]{0,6}\.?[0-9]{0,4}[ ]?\Z"),
+    st.from_regex(r"\A[0-9٠-٩²]{1,3}[.,]?[0-9٠-٩]{0,3}(e[+-]?[0-9])?\Z"),
+    st.text(alphabet="0123456789.-+ eE", max_size=8),
+)
+inline_values = st.one_of(
+    price_texts,
+    st.integers(),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.booleans(),
+    st.none(),
+    st.lists(st.integers(), max_size=2),
+)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(inline_values, st.sampled_from(["number(x)", "to_string(x)", "number(to_string(x))"]))
+def test_inline_calls_equal_their_functions(value: Any, expression: str) -> None:
+    """Same value and same type as the function called, or the same exception."""
+    parsed = jmespath.compile(expression)
+    source, _ = codegen.generate(parsed.parsed)
+    assert "(F, " in source  # the inline form is there, with its function for the rest
+    compiled = codegen.compile_ast(parsed.parsed)
+    functions = EngineFunctions(_context({"x": value}))
+    options = jmespath.Options(custom_functions=functions)
+    interpreted = outcome(lambda: parsed.search({"x": value}, options=options))
+    result = outcome(lambda: compiled({"x": value}, functions))
+    assert result == interpreted
+    assert type(result) is type(interpreted)
