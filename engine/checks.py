@@ -35,8 +35,10 @@ from engine.catalogue import (
     is_identifier,
 )
 from engine.errors import Problem, did_you_mean, has_errors
+from engine.records import fast_init
 
 
+@fast_init
 @dataclasses.dataclass(frozen=True)
 class Contact:
     """What identifies the event's contact: the keyValue, or a param by its name."""
@@ -46,6 +48,7 @@ class Contact:
     value: str
 
 
+@fast_init
 @dataclasses.dataclass(frozen=True)
 class CheckResult:
     """Every problem found with one event, and who it is about (None: nobody known)."""

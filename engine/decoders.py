@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from engine.demand import READ_ERRORS
 from engine.errors import PayloadError
+from engine.records import fast_init
 from engine.webhook import Webhook, parse_json
 
 Format = Literal["auto", "json", "form", "jwt", "pubsub", "cloudevents"]
@@ -41,6 +42,7 @@ class Decode:
     )
 
 
+@fast_init
 @dataclasses.dataclass(frozen=True)
 class Decoded:
     data: Any

@@ -26,6 +26,8 @@ import difflib
 from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
+from engine.records import fast_init
+
 Severity = Literal["error", "warning"]
 
 #: Every stable code a user can see, with a one-line meaning (docs/rules.md lists them).
@@ -134,6 +136,7 @@ class Diagnostic:
         return out
 
 
+@fast_init
 @dataclasses.dataclass(frozen=True)
 class Problem:
     """A problem with one produced event; error-level problems stop it being sent."""

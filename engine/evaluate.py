@@ -18,6 +18,7 @@ from jmespath import functions as jp_functions
 from engine import codegen
 from engine.errors import EvaluationError, Location, Problem, UnknownLookupValue
 from engine.expressions import Expression
+from engine.records import fast_init
 from engine.rules import EventSpec, ParamSpec, Rule
 
 Outcome = Literal["sent", "default", "omitted", "problem", "const"]
@@ -34,6 +35,7 @@ class ParamTrace:
     where: Location | None
 
 
+@fast_init
 @dataclasses.dataclass(frozen=True)
 class Produced:
     """One event as the rule produced it, before checks and encoding."""
@@ -64,6 +66,7 @@ class Produced:
         )
 
 
+@fast_init
 @dataclasses.dataclass(frozen=True)
 class Skipped:
     """An event spec that produced nothing, and why (for ``--explain``)."""

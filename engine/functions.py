@@ -42,6 +42,7 @@ from jmespath import functions as jp_functions
 
 from engine import datetimes
 from engine.errors import InvalidArgument, UnknownLookupValue
+from engine.records import fast_init
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -97,6 +98,7 @@ def table_key(value: Any) -> str:
     return str(value)
 
 
+@fast_init
 @dataclasses.dataclass(frozen=True)
 class EvalContext:
     """What an expression can reach besides its current node."""

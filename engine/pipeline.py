@@ -26,10 +26,12 @@ from engine.evaluate import (
 )
 from engine.functions import EvalContext, make_options
 from engine.lookups import Fetcher, LookupFailed
+from engine.records import fast_init
 from engine.rules import Rule, RuleSet
 from engine.webhook import Webhook
 
 
+@fast_init
 @dataclasses.dataclass(frozen=True)
 class EventResult:
     """One produced event: its request body, or the problems that stop it."""
@@ -62,6 +64,7 @@ class EventResult:
         return tuple(p for p in self.problems if p.severity == "warning")
 
 
+@fast_init
 @dataclasses.dataclass(frozen=True)
 class RuleTrace:
     """Whether a rule matched this webhook, and why (or why not)."""
@@ -73,6 +76,7 @@ class RuleTrace:
     ignored: str | None = None
 
 
+@fast_init
 @dataclasses.dataclass(frozen=True)
 class Result:
     ruleset: str
@@ -135,6 +139,7 @@ def decode_body(webhook: Webhook) -> Any:
     return decode(webhook).data
 
 
+@fast_init
 @dataclasses.dataclass(frozen=True)
 class LookupTrace:
     """One lookup made for a webhook: its URL and answer (``--explain`` shows these)."""
