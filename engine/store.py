@@ -124,8 +124,22 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # a restart releases at once what a server that died was sending
         "ALTER TABLE events ADD COLUMN leased_by TEXT",
     ),
+    (
+        # The raw body in a table of its own: written once, read by processing and
+        # replays. In the webhooks row, every change of state (received → processed)
+        # rewrote the whole row, body and all (SQLite rewrites a row whose size
+        # changes): 16 KB of pages per order, twice per webhook in the log.
+        """CREATE TABLE webhook_bodies (
+            webhook_id INTEGER PRIMARY KEY REFERENCES webhooks (id) ON DELETE CASCADE,
+            body BLOB NOT NULL
+        )""",
+        "INSERT INTO webhook_bodies (webhook_id, body) SELECT id, body FROM webhooks",
+        "ALTER TABLE webhooks DROP COLUMN body",  # SQLite 3.35 or later
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+#: the oldest SQLite the migrations run on (ALTER TABLE ... DROP COLUMN: 3.35, 2021)
+SQLITE_MIN = (3, 35, 0)
 
 
 class StoreError(HookmapError):
@@ -242,6 +256,11 @@ class Store(Queries):
     def __init__(
         self, path: str | os.PathLike[str], *, clock: Callable[[], float] = time.time
     ) -> None:
+        if sqlite3.sqlite_version_info < SQLITE_MIN:
+            raise StoreError(
+                f"SQLite {sqlite3.sqlite_version} is too old: the store needs "
+                f"{'.'.join(map(str, SQLITE_MIN))} or later (Python's sqlite3 module links it)"
+            )
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._clock = clock
@@ -351,11 +370,15 @@ class Store(Queries):
                 if row is not None:
                     return AddResult(row[0], True)
             cursor = db.execute(
-                "INSERT INTO webhooks (source, received_at, headers, body, delivery_id)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (source, when, json.dumps(lowered, sort_keys=True), bytes(body), delivery_id),
+                "INSERT INTO webhooks (source, received_at, headers, delivery_id)"
+                " VALUES (?, ?, ?, ?)",
+                (source, when, json.dumps(lowered, sort_keys=True), delivery_id),
             )
             assert cursor.lastrowid is not None
+            db.execute(
+                "INSERT INTO webhook_bodies (webhook_id, body) VALUES (?, ?)",
+                (cursor.lastrowid, bytes(body)),
+            )
             return AddResult(cursor.lastrowid, False)
 
     def record_result(

@@ -266,11 +266,12 @@ def test_a_version_1_database_upgrades_in_place_keeping_its_rows(tmp_path: Path)
     )
     db.commit()
     db.close()
-    assert SCHEMA_VERSION == 3
+    assert SCHEMA_VERSION == 4
     with Store(path, clock=Clock()) as store:
-        assert store._conn.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert store._conn.execute("PRAGMA user_version").fetchone()[0] == 4
         (webhook,) = store.webhooks_to_process(10)
         assert (webhook.id, webhook.process_attempts, webhook.next_process_at) == (1, 0, None)
+        assert webhook.body == b"{}"
         (event,) = store.due_events(T0, 10)
         assert (event.body, event.contact) == ("{}", None)
         # version 3: who claimed it (nobody yet); a claim says who
