@@ -125,21 +125,20 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE events ADD COLUMN leased_by TEXT",
     ),
     (
-        # The raw body in a table of its own: written once, read by processing and
-        # replays. In the webhooks row, every change of state (received → processed)
-        # rewrote the whole row, body and all (SQLite rewrites a row whose size
-        # changes): 16 KB of pages per order, twice per webhook in the log.
+        # The raw body in a table of its own, written once. In the webhooks row, the
+        # change of state after processing (received → processed) rewrote the whole
+        # row, 16 KB body and all, since SQLite rewrites a row whose size changes.
+        # Nothing is moved: rows stored before keep their body where it is (copying
+        # every body would double a large file on upgrade, for rows whose state rarely
+        # changes again); new rows store an empty blob there. Readers take the body
+        # from webhook_bodies, else from webhooks.body (store_queries._WEBHOOKS).
         """CREATE TABLE webhook_bodies (
             webhook_id INTEGER PRIMARY KEY REFERENCES webhooks (id) ON DELETE CASCADE,
             body BLOB NOT NULL
         )""",
-        "INSERT INTO webhook_bodies (webhook_id, body) SELECT id, body FROM webhooks",
-        "ALTER TABLE webhooks DROP COLUMN body",  # SQLite 3.35 or later
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
-#: the oldest SQLite the migrations run on (ALTER TABLE ... DROP COLUMN: 3.35, 2021)
-SQLITE_MIN = (3, 35, 0)
 
 
 class StoreError(HookmapError):
@@ -256,11 +255,6 @@ class Store(Queries):
     def __init__(
         self, path: str | os.PathLike[str], *, clock: Callable[[], float] = time.time
     ) -> None:
-        if sqlite3.sqlite_version_info < SQLITE_MIN:
-            raise StoreError(
-                f"SQLite {sqlite3.sqlite_version} is too old: the store needs "
-                f"{'.'.join(map(str, SQLITE_MIN))} or later (Python's sqlite3 module links it)"
-            )
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._clock = clock
@@ -369,9 +363,10 @@ class Store(Queries):
                 ).fetchone()
                 if row is not None:
                     return AddResult(row[0], True)
+            # the body goes to webhook_bodies; the old column gets an empty blob
             cursor = db.execute(
-                "INSERT INTO webhooks (source, received_at, headers, delivery_id)"
-                " VALUES (?, ?, ?, ?)",
+                "INSERT INTO webhooks (source, received_at, headers, body, delivery_id)"
+                " VALUES (?, ?, ?, x'', ?)",
                 (source, when, json.dumps(lowered, sort_keys=True), delivery_id),
             )
             assert cursor.lastrowid is not None

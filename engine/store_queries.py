@@ -134,11 +134,14 @@ class Oldest:
         return None if self.event_created_at is None else self.now - self.event_created_at
 
 
-#: Stored webhooks with their raw bodies (kept in a table of their own: see the store's
-#: last migration); every column name stays unambiguous for the WHERE clauses added
+#: Stored webhooks with their raw bodies: from webhook_bodies, or for a row stored before
+#: that table existed, from its own body column (see the store's migrations). The
+#: columns are named so that the old column is not read for every row as well.
 _WEBHOOKS = (
-    "SELECT webhooks.*, webhook_bodies.body FROM webhooks"
-    " JOIN webhook_bodies ON webhook_bodies.webhook_id = webhooks.id"
+    "SELECT webhooks.id, source, received_at, headers, delivery_id, topic, state, summary,"
+    " error, processed_at, process_attempts, next_process_at,"
+    " coalesce(webhook_bodies.body, webhooks.body) AS raw_body FROM webhooks"
+    " LEFT JOIN webhook_bodies ON webhook_bodies.webhook_id = webhooks.id"
 )
 
 
@@ -148,7 +151,7 @@ def _webhook(row: sqlite3.Row) -> StoredWebhook:
         source=row["source"],
         received_at=row["received_at"],
         headers=json.loads(row["headers"]),
-        body=bytes(row["body"]),
+        body=bytes(row["raw_body"]),
         delivery_id=row["delivery_id"],
         topic=row["topic"],
         state=row["state"],
