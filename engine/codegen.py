@@ -205,7 +205,7 @@ _INTRINSICS: dict[str, Callable[..., Any]] = {
 # Calls written out inline for the values that dominate a mapping (ids and prices,
 # per line item), the function called for any other: (the function this form is
 # exact for, the form with {a} the argument and {f} the function). Each is tested
-# equal to its function (tests/test_codegen.py).
+# equal to its function (tests/test_codegen_properties.py).
 _INLINE: dict[str, tuple[Callable[..., Any], str]] = {
     # text is its own string; an integer is written as json.dumps writes it
     "to_string": (

@@ -20,6 +20,7 @@ to the dataclass-made ``__init__``.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -42,11 +43,13 @@ def fast_init(cls: type[T]) -> type[T]:
     if params is None or not params.frozen:
         raise TypeError(f"{cls.__name__}: fast_init applies to frozen dataclasses")
     fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+    made = inspect.signature(cls.__init__)
     if (
         "__slots__" in vars(cls)
         or hasattr(cls, "__post_init__")
         or any(not f.init or f.kw_only for f in fields)
-        or any(isinstance(f.type, dataclasses.InitVar) for f in fields)
+        # init-only (InitVar) pseudo-fields are not among fields(): they show here
+        or list(made.parameters) != ["self", *(f.name for f in fields)]
     ):
         return cls
     namespace: dict[str, Any] = {"_FACTORY": _FACTORY}

@@ -117,6 +117,14 @@ def test_classes_it_cannot_treat_keep_the_dataclass_init() -> None:
 
     assert "__dataclass_init__" not in vars(fast_init(KeywordOnly))
 
+    @dataclasses.dataclass(frozen=True)
+    class InitOnly:
+        x: int
+        scale: dataclasses.InitVar[int] = 1
+
+    assert "__dataclass_init__" not in vars(fast_init(InitOnly))
+    assert InitOnly(2, 3) == InitOnly(2)
+
 
 def test_only_frozen_dataclasses() -> None:
     @dataclasses.dataclass
