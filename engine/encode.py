@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import orjson
@@ -36,19 +36,26 @@ def clean_number(value: float) -> float:
 
 def clean(value: Any) -> Any:
     """``value`` with every float cleaned, recursively."""
+    return _rebuild(value, clean_number, _clean_any)
+
+
+def _rebuild(value: Any, number: Callable[[float], Any], other: Callable[[Any], Any]) -> Any:
+    """``value`` rebuilt with ``number`` applied to each float and ``other`` to anything
+    not a plain JSON type (string keys made strings): ``clean`` and
+    ``_cleaned_for_orjson`` both walk values this way."""
     kind = type(value)
     if kind in _PLAIN:
         return value
     if kind is float:
-        return clean_number(value)
+        return number(value)
     if kind is dict:
         return {
-            k if type(k) is str else str(k): v if type(v) in _PLAIN else clean(v)
+            k if type(k) is str else str(k): v if type(v) in _PLAIN else _rebuild(v, number, other)
             for k, v in value.items()
         }
     if kind is list or kind is tuple:
-        return [v if type(v) in _PLAIN else clean(v) for v in value]
-    return _clean_any(value)
+        return [v if type(v) in _PLAIN else _rebuild(v, number, other) for v in value]
+    return other(value)
 
 
 def _clean_any(value: Any) -> Any:
@@ -86,21 +93,17 @@ def _cleaned_for_orjson(value: Any) -> Any:
     writes 0.000015 for 1.5e-05, and it writes NaN as null where json raises. Other types
     (subclasses included) are left to json.dumps; orjson refuses integers beyond 64 bits.
     """
-    kind = type(value)
-    if kind is str or kind is int or kind is bool or value is None:
-        return value
-    if kind is float:
-        cleaned = clean_number(value)
-        if cleaned != 0 and not 1e-4 <= abs(cleaned) < math.inf:
-            raise _NotForOrjson
-        return cleaned
-    if kind is dict:
-        return {
-            k if type(k) is str else str(k): v if type(v) in _PLAIN else _cleaned_for_orjson(v)
-            for k, v in value.items()
-        }
-    if kind is list or kind is tuple:
-        return [v if type(v) in _PLAIN else _cleaned_for_orjson(v) for v in value]
+    return _rebuild(value, _orjson_number, _not_for_orjson)
+
+
+def _orjson_number(value: float) -> float:
+    cleaned = clean_number(value)
+    if cleaned != 0 and not 1e-4 <= abs(cleaned) < math.inf:
+        raise _NotForOrjson
+    return cleaned
+
+
+def _not_for_orjson(value: Any) -> Any:
     raise _NotForOrjson
 
 
