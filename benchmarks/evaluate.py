@@ -7,14 +7,14 @@ the bundled order (examples/shopify/orders-create.json) and a 50-line-item varia
 
 * ``handwritten``     plain Python producing the same key and params (asserted equal);
 * ``compiled``        the rule's key and param expressions, compiled to Python
-  (engine.codegen), with the per-webhook context, nulls left out; each called as the
+  (engine.rules.codegen), with the per-webhook context, nulls left out; each called as the
   evaluate stage calls it (the compiled function with the bound functions);
 * ``interpreter``     the same expressions through jmespath's own interpreter (its
   ``search``, as ``Expression.search`` calls it);
 * ``evaluate-stage``  the compiled expressions through the engine's evaluate stage
   (``evaluate_rule``: outcomes and problems too), to show what that stage adds;
 * ``end-to-end``      bytes in, checked request bodies out (``engine.pipeline.process``):
-  the body read in part, only what the rules read (``engine.demand``), as the server
+  the body read in part, only what the rules read (``engine.rules.demand``), as the server
   reads it;
 * ``handwritten-end-to-end``  the same bytes in and the same request bytes out by hand
   (asserted equal): the engine's reader, the hand-written mapping, the v1 body written
@@ -47,14 +47,15 @@ import orjson
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from engine import checks, compiler  # noqa: E402
 from engine.decoders import decode  # noqa: E402
-from engine.encode import body_bytes, encode_request, request_body  # noqa: E402
 from engine.evaluate import Produced, evaluate_rule  # noqa: E402
-from engine.expressions import Expression  # noqa: E402
-from engine.functions import EngineFunctions, EvalContext, make_options  # noqa: E402
+from engine.events import checks  # noqa: E402
+from engine.events.encode import body_bytes, encode_request, request_body  # noqa: E402
 from engine.pipeline import process  # noqa: E402
-from engine.rules import Rule, RuleSet  # noqa: E402
+from engine.rules import compiler  # noqa: E402
+from engine.rules.expressions import Expression  # noqa: E402
+from engine.rules.functions import EngineFunctions, EvalContext, make_options  # noqa: E402
+from engine.rules.model import Rule, RuleSet  # noqa: E402
 from engine.webhook import Webhook, parse_json, read_webhook_file  # noqa: E402
 
 EXAMPLE = ROOT / "examples" / "shopify" / "orders-create.json"

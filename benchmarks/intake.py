@@ -39,8 +39,8 @@ from pathlib import Path
 
 import httpx
 
-from engine.sandbox import RunningSandbox, SandboxConfig, running
-from engine.signatures import VerifySpec, sign
+from engine.sandbox.app import RunningSandbox, SandboxConfig, running
+from engine.server.signatures import VerifySpec, sign
 from engine.webhook import read_webhook_file
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -19,9 +19,9 @@ import urllib.parse
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
-from engine.demand import READ_ERRORS
 from engine.errors import PayloadError
 from engine.records import fast_init
+from engine.rules.demand import READ_ERRORS
 from engine.webhook import Webhook, parse_json
 
 Format = Literal["auto", "json", "form", "jwt", "pubsub", "cloudevents"]
@@ -36,7 +36,7 @@ class Decode:
     format: Format = "auto"
     unwrap: tuple[str, ...] = ()
     #: reads only what the rule set's expressions can observe of a plain JSON body
-    #: (engine.demand); None reads it whole
+    #: (engine.rules.demand); None reads it whole
     reader: Callable[[bytes], Any] | None = dataclasses.field(
         default=None, repr=False, compare=False
     )

@@ -15,11 +15,11 @@ import jmespath
 from jmespath import exceptions as jp_exc
 from jmespath import functions as jp_functions
 
-from engine import codegen
 from engine.errors import EvaluationError, Location, Problem, UnknownLookupValue
-from engine.expressions import Expression
 from engine.records import fast_init
-from engine.rules import EventSpec, ParamSpec, Rule
+from engine.rules import codegen
+from engine.rules.expressions import Expression
+from engine.rules.model import EventSpec, ParamSpec, Rule
 
 Outcome = Literal["sent", "default", "omitted", "problem", "const"]
 

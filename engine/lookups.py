@@ -24,7 +24,7 @@ from typing import Any, Protocol
 import httpx
 
 from engine.errors import HookmapError, Location
-from engine.expressions import Expression
+from engine.rules.expressions import Expression
 
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 

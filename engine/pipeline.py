@@ -11,9 +11,7 @@ import functools
 from collections.abc import Mapping
 from typing import Any
 
-from engine import checks
 from engine.decoders import Decoded, decode
-from engine.encode import encode_request
 from engine.errors import Location, Problem, has_errors
 from engine.evaluate import (
     EXPRESSION_ERRORS,
@@ -24,10 +22,12 @@ from engine.evaluate import (
     evaluate_rule,
     truthy,
 )
-from engine.functions import EvalContext, make_options
+from engine.events import checks
+from engine.events.encode import encode_request
 from engine.lookups import Fetcher, LookupFailed
 from engine.records import fast_init
-from engine.rules import Rule, RuleSet
+from engine.rules.functions import EvalContext, make_options
+from engine.rules.model import Rule, RuleSet
 from engine.webhook import Webhook
 
 
@@ -296,7 +296,7 @@ def finish(item: Produced, version: Any) -> EventResult:
     """Check a produced event and build its request body."""
     key_value = item.key_value
     if key_value is not None and not isinstance(key_value, str):
-        from engine.encode import as_text
+        from engine.events.encode import as_text
 
         key_value = as_text(key_value)
     if key_value == "":

@@ -11,11 +11,11 @@ import difflib
 import json
 from typing import Any
 
-from engine.encode import to_json
 from engine.errors import HookmapError, Location
+from engine.events.encode import to_json
 from engine.lookups import MockFetcher
 from engine.pipeline import Result, process
-from engine.rules import RuleSet, RuleTest
+from engine.rules.model import RuleSet, RuleTest
 from engine.webhook import Webhook
 
 

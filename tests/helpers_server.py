@@ -24,10 +24,10 @@ from typing import Any, TypeVar
 
 import httpx
 
-from engine.destination import Destination
-from engine.service import Service, ServiceConfig
-from engine.signatures import VerifySpec, sign
-from engine.store import Store
+from engine.events.destination import Destination
+from engine.server.service import Service, ServiceConfig
+from engine.server.signatures import VerifySpec, sign
+from engine.server.store import Store
 from engine.webhook import Webhook, read_webhook_file
 from tests.conftest import ROOT
 

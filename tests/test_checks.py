@@ -16,15 +16,15 @@ from typing import Any
 
 import pytest
 
-from engine.catalogue import (
+from engine.errors import CODES
+from engine.events.catalogue import (
     BODY_MAX_BYTES,
     EVENT_TYPES,
     IDENTIFIER_NAMES,
     Kind,
     static_check,
 )
-from engine.checks import Contact, check_body_size, check_event
-from engine.errors import CODES
+from engine.events.checks import Contact, check_body_size, check_event
 
 DATA = Path(__file__).parent / "data" / "checks"
 

@@ -1,4 +1,4 @@
-"""Compiled evaluation (engine.codegen): the interpreter's results, and nothing executed.
+"""Compiled evaluation (engine.rules.codegen): the interpreter's results, and nothing executed.
 
 Every expression here runs through both evaluators and must give the same value, or
 raise the same exception with the same message. The safety tests feed hostile
@@ -25,10 +25,11 @@ from click.testing import CliRunner
 from jmespath import exceptions as jp_exc
 from jmespath import functions as jp_functions
 
-from engine import cli, codegen, compiler, functions, ruletests
+from engine import cli, ruletests
 from engine.errors import Diagnostic
-from engine.expressions import Names, compile_expression
-from engine.functions import EngineFunctions, EvalContext, Table, make_options
+from engine.rules import codegen, compiler, functions
+from engine.rules.expressions import Names, compile_expression
+from engine.rules.functions import EngineFunctions, EvalContext, Table, make_options
 from tests.conftest import ROOT, SHARED
 
 CONTEXT = EvalContext(

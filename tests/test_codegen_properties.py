@@ -18,8 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jmespath import exceptions as jp_exc
 
-from engine import codegen
-from engine.functions import EngineFunctions, EvalContext, Table
+from engine.rules import codegen
+from engine.rules.functions import EngineFunctions, EvalContext, Table
 from tests.test_codegen import outcome
 
 FIELDS = ["a", "b", "c", "foo", '"with space"', '"__class__"']

@@ -1,7 +1,7 @@
 """The official JMESPath compliance suite, through the engine's own evaluation path.
 
 Every case runs through both evaluators: the expressions compiled to Python
-(``engine.codegen``, the default) and jmespath's own interpreter.
+(``engine.rules.codegen``, the default) and jmespath's own interpreter.
 
 Expressions go through ``compile_expression`` (the load-time checks) and are evaluated
 with hookmap's function table bound to a context, exactly as rule params are. Error
@@ -19,8 +19,8 @@ import pytest
 from jmespath import exceptions as jp_exc
 
 from engine.errors import Diagnostic
-from engine.expressions import Names, compile_expression
-from engine.functions import EvalContext, make_options
+from engine.rules.expressions import Names, compile_expression
+from engine.rules.functions import EvalContext, make_options
 from tests.conftest import SHARED
 
 SUITE = SHARED / "jmespath-compliance"

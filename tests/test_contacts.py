@@ -21,14 +21,14 @@ from typing import Any
 import httpx
 import pytest
 
-from engine import compiler
-from engine.destination import Destination
-from engine.dispatch import Dispatcher, contact_key
+from engine.events.destination import Destination
 from engine.pipeline import process
-from engine.rules import RuleSet
-from engine.sandbox import RunningSandbox, SandboxConfig, running
-from engine.store import NewEvent, Store, new_events
-from engine.store_queries import AttemptRow, EventRow
+from engine.rules import compiler
+from engine.rules.model import RuleSet
+from engine.sandbox.app import RunningSandbox, SandboxConfig, running
+from engine.server.dispatch import Dispatcher, contact_key
+from engine.server.queries import AttemptRow, EventRow
+from engine.server.store import NewEvent, Store, new_events
 from engine.webhook import Webhook
 from tests.helpers_server import serving, wait_until
 

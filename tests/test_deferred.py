@@ -19,13 +19,13 @@ from typing import Any
 import httpx
 import pytest
 
-from engine import compiler
 from engine.lookups import HttpFetcher, LookupFailed, LookupSpec, MockFetcher
-from engine.processor import LOOKUP_SCHEDULE, process_stored
-from engine.rules import RuleSet
-from engine.sandbox import SandboxConfig, running
-from engine.store import MIGRATIONS, SCHEMA_VERSION, Store
-from engine.store_queries import StoredWebhook
+from engine.rules import compiler
+from engine.rules.model import RuleSet
+from engine.sandbox.app import SandboxConfig, running
+from engine.server.processor import LOOKUP_SCHEDULE, process_stored
+from engine.server.queries import StoredWebhook
+from engine.server.store import MIGRATIONS, SCHEMA_VERSION, Store
 from tests.helpers_server import serving, wait_until
 
 T0 = 1_700_000_000.0

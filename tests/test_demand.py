@@ -1,4 +1,4 @@
-"""Reading only what the rules read (engine.demand): the same results as reading whole.
+"""Reading only what the rules read (engine.rules.demand): the same results as reading whole.
 
 The property tests evaluate generated expressions on a body read in part (the demand
 of that one expression) and on the body read whole, with both evaluators, and ask for
@@ -20,11 +20,11 @@ from hypothesis import strategies as st
 from jmespath import exceptions as jp_exc
 from jmespath.parser import ParsedResult
 
-from engine import codegen, compiler, demand
 from engine.decoders import Decode, decode
 from engine.errors import PayloadError
-from engine.expressions import Expression
-from engine.functions import EngineFunctions
+from engine.rules import codegen, compiler, demand
+from engine.rules.expressions import Expression
+from engine.rules.functions import EngineFunctions
 from engine.webhook import Webhook, parse_json
 from tests.test_codegen import outcome
 from tests.test_codegen_properties import _context, _rhs, documents, expressions

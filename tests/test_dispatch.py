@@ -22,10 +22,10 @@ from typing import Any
 import httpx
 import pytest
 
-from engine.destination import Destination
-from engine.dispatch import DEFAULT_SCHEDULE, Dispatcher, classify
-from engine.store import NewEvent, Store
-from engine.store_queries import AttemptRow, EventRow
+from engine.events.destination import Destination
+from engine.server.dispatch import DEFAULT_SCHEDULE, Dispatcher, classify
+from engine.server.queries import AttemptRow, EventRow
+from engine.server.store import NewEvent, Store
 
 KEY = "secret-api-key-123"
 DEST = Destination("http://cdp.test/api", KEY)

@@ -1,4 +1,4 @@
-"""engine.encode: how produced values become the exact request body (v1 text, v2 JSON)."""
+"""engine.events.encode: how produced values become the exact request body (v1 text, v2 JSON)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.encode import (
+from engine.events.encode import (
     ApiVersion,
     as_text,
     body_bytes,

@@ -17,7 +17,7 @@ from jmespath import exceptions as jp_exceptions
 from jmespath import functions as jp_functions
 
 from engine.errors import EvaluationError, InvalidArgument
-from engine.functions import (
+from engine.rules.functions import (
     EXAMPLE_CONTEXT,
     SPECS,
     EngineFunctions,

@@ -1,5 +1,5 @@
-"""Intake decisions without a socket (engine.intake), the metrics text format
-(engine.metrics) and the operator helpers mask_headers / parse_since (engine.cli_ops)."""
+"""Intake decisions without a socket (engine.server.intake), the metrics text format
+(engine.server.metrics) and the operator helpers mask_headers / parse_since (engine.cli.ops)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from engine import compiler
-from engine.cli_ops import mask_headers, parse_since
+from engine.cli.ops import mask_headers, parse_since
 from engine.errors import UsageError
-from engine.intake import (
+from engine.rules import compiler
+from engine.rules.model import RuleSet
+from engine.server.intake import (
     DEFAULT_MAX_BODY,
     ServeRefused,
     Source,
@@ -23,9 +24,8 @@ from engine.intake import (
     is_woocommerce_ping,
     reason_label,
 )
-from engine.metrics import LATENCY_BUCKETS, Metrics
-from engine.rules import RuleSet
-from engine.signatures import Verdict, VerifySpec, sign
+from engine.server.metrics import LATENCY_BUCKETS, Metrics
+from engine.server.signatures import Verdict, VerifySpec, sign
 from tests.conftest import ROOT
 
 SHOPIFY_SECRET = "shopify-unit-secret"

@@ -1,4 +1,4 @@
-"""Which servers on a data folder are alive (engine.leases): real lock files, and a real
+"""Which servers on a data folder are alive (engine.server.leases): real lock files, and a real
 process killed with SIGKILL."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from engine.leases import Instance
+from engine.server.leases import Instance
 from tests.conftest import ROOT
 
 
@@ -30,7 +30,7 @@ def test_a_killed_server_is_found_gone_and_forgotten(tmp_path: Path) -> None:
         [
             sys.executable,
             "-c",
-            "import sys, time; from pathlib import Path; from engine.leases import Instance;"
+            "import sys, time; from pathlib import Path; from engine.server.leases import Instance;"
             f" i = Instance(Path({str(tmp_path)!r})); print(i.id, flush=True); time.sleep(60)",
         ],
         cwd=ROOT,
@@ -59,8 +59,8 @@ def test_status_says_which_servers_run_and_which_stopped_without_finishing(
     from click.testing import CliRunner
 
     from engine.cli import main
-    from engine.service import DB_NAME
-    from engine.store import Store
+    from engine.server.service import DB_NAME
+    from engine.server.store import Store
 
     with Store(tmp_path / DB_NAME) as store:
         store.add_webhook("shopify", {}, b"{}", None)

@@ -24,8 +24,8 @@ from typing import Any
 import pytest
 import yaml
 
-from engine.compiler import LoadResult, load
 from engine.errors import CODES, Diagnostic
+from engine.rules.compiler import LoadResult, load
 from engine.ruletests import run_all
 
 DATA = Path(__file__).parent / "data" / "lint"

@@ -10,9 +10,9 @@ from typing import Any
 import httpx
 import pytest
 
-from engine import compiler
 from engine.lookups import HttpFetcher, LookupFailed, LookupSpec, MockFetcher
 from engine.pipeline import process
+from engine.rules import compiler
 from engine.webhook import Webhook
 
 RULES = """

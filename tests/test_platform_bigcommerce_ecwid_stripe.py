@@ -25,12 +25,12 @@ from typing import Any
 import httpx
 import pytest
 
-from engine import compiler
 from engine.lookups import MockFetcher
 from engine.pipeline import process
-from engine.rules import RuleSet
-from engine.sandbox import RunningSandbox, SandboxConfig, running
-from engine.signatures import VerifySpec, sign
+from engine.rules import compiler
+from engine.rules.model import RuleSet
+from engine.sandbox.app import RunningSandbox, SandboxConfig, running
+from engine.server.signatures import VerifySpec, sign
 from engine.webhook import Webhook
 from tests.conftest import ROOT
 from tests.helpers_server import (

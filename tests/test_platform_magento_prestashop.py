@@ -1,6 +1,6 @@
 """Magento (Adobe Commerce) and PrestaShop through the real server, end to end.
 
-``engine.service.Service`` runs in a background thread on loopback and delivers to the
+``engine.server.service.Service`` runs in a background thread on loopback and delivers to the
 sandbox CDP, told to refuse order events for unknown contacts, so each new customer
 must be created first. Magento requests are signed here with RSA key pairs made for
 the test, once per Adobe scheme (I/O Events: the raw body; Commerce webhooks: the base64
@@ -26,8 +26,8 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from engine import compiler
-from engine.sandbox import RunningSandbox, SandboxConfig, running
+from engine.rules import compiler
+from engine.sandbox.app import RunningSandbox, SandboxConfig, running
 from engine.webhook import read_webhook_file
 from tests.conftest import ROOT
 from tests.helpers_server import API_KEY, ServedService, param, serving, settled, wait_until

@@ -24,11 +24,11 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from engine import compiler
 from engine.pipeline import process
-from engine.rules import RuleSet
-from engine.sandbox import RunningSandbox, SandboxConfig, running
-from engine.signatures import VerifySpec, make_jwt
+from engine.rules import compiler
+from engine.rules.model import RuleSet
+from engine.sandbox.app import RunningSandbox, SandboxConfig, running
+from engine.server.signatures import VerifySpec, make_jwt
 from engine.webhook import Webhook
 from tests.conftest import ROOT
 from tests.helpers_server import (

@@ -16,8 +16,8 @@ from engine.records import fast_init
 
 def _decorated() -> list[type]:
     found: dict[str, type] = {}
-    for module in pkgutil.iter_modules(engine.__path__):
-        loaded = importlib.import_module(f"engine.{module.name}")
+    for module in pkgutil.walk_packages(engine.__path__, "engine."):
+        loaded = importlib.import_module(module.name)
         for value in vars(loaded).values():
             if isinstance(value, type) and "__dataclass_init__" in vars(value):
                 found[f"{value.__module__}.{value.__qualname__}"] = value

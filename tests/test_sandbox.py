@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from engine.encode import body_bytes, request_body
-from engine.sandbox import RunningSandbox, SandboxConfig, running
+from engine.events.encode import body_bytes, request_body
+from engine.sandbox.app import RunningSandbox, SandboxConfig, running
 
 KEY = "sandbox-test-key"
 EMAIL = "ann@example.com"

@@ -31,10 +31,10 @@ from typing import Any
 import pytest
 import yaml
 
-from engine.compiler import load
 from engine.errors import PayloadError
 from engine.pipeline import Result, process
-from engine.rules import RuleSet
+from engine.rules.compiler import load
+from engine.rules.model import RuleSet
 from engine.webhook import Webhook
 
 DATA = Path(__file__).parent / "data" / "semantics"

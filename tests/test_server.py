@@ -18,12 +18,12 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from engine import compiler
 from engine.cli import main
-from engine.destination import Destination
+from engine.events.destination import Destination
 from engine.pipeline import process
-from engine.sandbox import RunningSandbox, SandboxConfig, running
-from engine.store_queries import EventRow, WebhookDetail
+from engine.rules import compiler
+from engine.sandbox.app import RunningSandbox, SandboxConfig, running
+from engine.server.queries import EventRow, WebhookDetail
 from tests.conftest import ROOT
 from tests.helpers_server import (
     API_KEY,

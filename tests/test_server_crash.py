@@ -12,9 +12,9 @@ from pathlib import Path
 
 import httpx
 
-from engine.sandbox import SandboxConfig, running
-from engine.service import DB_NAME
-from engine.store import Store
+from engine.sandbox.app import SandboxConfig, running
+from engine.server.service import DB_NAME
+from engine.server.store import Store
 from tests.helpers_server import (
     API_KEY,
     param,

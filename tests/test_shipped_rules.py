@@ -11,11 +11,12 @@ from typing import Any
 
 import pytest
 
-from engine import compiler, ruletests
-from engine.encode import body_bytes
+from engine import ruletests
+from engine.events.encode import body_bytes
 from engine.lookups import MockFetcher
 from engine.pipeline import process
-from engine.store import new_events
+from engine.rules import compiler
+from engine.server.store import new_events
 from tests.conftest import ROOT
 
 RULES = ROOT / "rules"

@@ -2,7 +2,7 @@
 
 Expected signatures in the known-answer tests are computed here with ``hmac``/``hashlib``
 or ``cryptography`` directly (or taken from a published vector), not with
-``engine.signatures.sign``, so a wrong formula cannot pass by agreeing with itself. RSA
+``engine.server.signatures.sign``, so a wrong formula cannot pass by agreeing with itself. RSA
 key pairs are generated at import: no key file is committed.
 """
 
@@ -22,8 +22,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from engine.errors import HookmapError
-from engine.schema import VERIFY, Enum
-from engine.signatures import (
+from engine.rules.schema import VERIFY, Enum
+from engine.server.signatures import (
     JWT_LEEWAY,
     SCHEMES,
     SIGNED,
@@ -427,7 +427,7 @@ def test_verify_keys_document_every_key_parse_verify_reads() -> None:
 
 
 def test_schema_declares_the_same_verify_keys() -> None:
-    """engine.schema's VERIFY (linter, JSON Schema, docs) agrees with this module."""
+    """engine.rules.schema's VERIFY (linter, JSON Schema, docs) agrees with this module."""
     assert {f.name: f.doc for f in VERIFY.fields} == VERIFY_KEYS
     signed_field = VERIFY.field("signed")
     assert signed_field is not None and isinstance(signed_field.type, Enum)
@@ -999,7 +999,7 @@ def test_credentials_are_compared_with_compare_digest(
         seen.append((a, b))
         return real(a, b)
 
-    monkeypatch.setattr(hmac, "compare_digest", spy)  # the module engine.signatures calls
+    monkeypatch.setattr(hmac, "compare_digest", spy)  # the module engine.server.signatures calls
     value = "Bearer guess" if name == "bearer" else "Basic " + base64.b64encode(given).decode()
     p = PLATFORMS[name]
     assert not verify(p.spec, p.verifying, BODY, {"authorization": value}).ok

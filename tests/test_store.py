@@ -18,7 +18,7 @@ import pytest
 
 from engine.errors import Problem
 from engine.pipeline import EventResult, Result
-from engine.store import (
+from engine.server.store import (
     MIGRATIONS,
     RESPONSE_LIMIT,
     SCHEMA_VERSION,
@@ -113,7 +113,7 @@ def test_webhook_survives_kill_9_right_after_add_webhook(tmp_path: Path) -> None
     path = tmp_path / "hookmap.sqlite3"
     code = (
         "import os, signal, sys\n"
-        "from engine.store import Store\n"
+        "from engine.server.store import Store\n"
         "s = Store(sys.argv[1])\n"
         "print(s.add_webhook('shop', {}, b'kept', 'd-9').id, flush=True)\n"
         "os.kill(os.getpid(), signal.SIGKILL)\n"

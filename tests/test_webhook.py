@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.destination import DEFAULT_API_URL, Destination, masked
 from engine.errors import PayloadError, UsageError
+from engine.events.destination import DEFAULT_API_URL, Destination, masked
 from engine.pipeline import decode_body
 from engine.webhook import Webhook, parse_header_lines, parse_json, read_webhook_file
 

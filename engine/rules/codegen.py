@@ -37,7 +37,7 @@ from typing import Any, Literal
 from jmespath import functions as jp_functions
 from jmespath import visitor as jp_visitor
 
-from engine.functions import EngineFunctions, signature_arity
+from engine.rules.functions import EngineFunctions, signature_arity
 
 #: How rule expressions are evaluated: this module's code, or jmespath's own interpreter.
 Evaluator = Literal["compiled", "interpreter"]

@@ -19,10 +19,10 @@ from jmespath import exceptions as jp_exc
 from jmespath.lexer import Lexer
 from jmespath.parser import ParsedResult
 
-from engine import codegen, functions
-from engine.codegen import Evaluator
 from engine.errors import Diagnostic, Location, did_you_mean
-from engine.loader import ExprText
+from engine.rules import codegen, functions
+from engine.rules.codegen import Evaluator
+from engine.rules.loader import ExprText
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,7 +34,7 @@ class Expression:
     where: Location | None = None
     #: lookups it reads with fetched('name'): the pipeline fetches them first
     lookups: frozenset[str] = frozenset()
-    #: the expression as Python (engine.codegen); None evaluates with jmespath's interpreter
+    #: the expression as Python (engine.rules.codegen); None evaluates with jmespath's interpreter
     compiled: codegen.Compiled | None = dataclasses.field(default=None, repr=False, compare=False)
 
     def search(self, data: Any, options: jmespath.Options) -> Any:

@@ -1,6 +1,6 @@
 """Read side of the store: the row types and the listings the dispatcher and operators use.
 
-Nothing here writes. ``engine.store.Store`` inherits ``Queries`` and owns the
+Nothing here writes. ``engine.server.store.Store`` inherits ``Queries`` and owns the
 connection, the schema and every write; this module only needs the connection and
 the lock that guards it.
 """
@@ -88,7 +88,7 @@ class EventRow:
     created_at: float
     sent_at: float | None
     contact: dict[str, Any] | None = None
-    #: the server instance sending it now (engine.leases); None when nobody is
+    #: the server instance sending it now (engine.server.leases); None when nobody is
     leased_by: str | None = None
 
 
@@ -197,7 +197,7 @@ def _since(since: float, source: str | None) -> tuple[str, list[Any]]:
 
 
 class Queries:
-    """The read-only half of ``Store`` (see engine/store.py for the connection)."""
+    """The read-only half of ``Store`` (see engine/server/store.py for the connection)."""
 
     _conn: sqlite3.Connection
     _lock: threading.RLock

@@ -10,14 +10,16 @@ from typing import Any
 
 import click
 
-from engine import compiler, docs, report, ruletests
-from engine.cli_ops import evaluator_from_context, rules_option
-from engine.destination import Destination
+from engine import ruletests
+from engine.cli import report
+from engine.cli.ops import evaluator_from_context, rules_option
 from engine.errors import Diagnostic, HookmapError, UsageError, did_you_mean
+from engine.events.destination import Destination
 from engine.lookups import Fetcher, HttpFetcher, LookupFailed, MockFetcher
 from engine.pipeline import process
-from engine.rules import RuleSet
-from engine.schema import json_schema
+from engine.rules import compiler, docs
+from engine.rules.model import RuleSet
+from engine.rules.schema import json_schema
 from engine.webhook import Webhook, parse_header_lines, read_webhook_file
 
 
@@ -270,7 +272,7 @@ def docs_command(output: str, check: bool) -> None:
 
 
 def _register_operations() -> None:
-    from engine import cli_ops
+    from engine.cli import ops as cli_ops
 
     cli_ops.register(main)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from engine.destination import API_KEY_ENV, USER, Destination
-from engine.encode import body_bytes
 from engine.errors import Problem
+from engine.events.destination import API_KEY_ENV, USER, Destination
+from engine.events.encode import body_bytes
 from engine.pipeline import EventResult, Result
 
 

@@ -15,17 +15,18 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from engine import catalogue, demand
-from engine.codegen import Evaluator
 from engine.decoders import Decode
 from engine.errors import Diagnostic, Location, RuleLoadError, UsageError, has_errors
-from engine.expressions import Expression, Names, compile_expression
-from engine.functions import Table, table_key
-from engine.loader import INVALID, LocatedDict, LocatedList, SourceFile, read_file
+from engine.events import catalogue
 from engine.lookups import PLACEHOLDER, LookupSpec, template_host
-from engine.rules import EventSpec, ParamSpec, Rule, RuleSet, RuleTest
-from engine.schema import HEADER_KEYS
-from engine.signatures import VerifySpec, parse_verify
+from engine.rules import demand
+from engine.rules.codegen import Evaluator
+from engine.rules.expressions import Expression, Names, compile_expression
+from engine.rules.functions import Table, table_key
+from engine.rules.loader import INVALID, LocatedDict, LocatedList, SourceFile, read_file
+from engine.rules.model import EventSpec, ParamSpec, Rule, RuleSet, RuleTest
+from engine.rules.schema import HEADER_KEYS
+from engine.server.signatures import VerifySpec, parse_verify
 from engine.webhook import parse_header_lines, sidecar_headers
 
 RULESET_FILE = "ruleset.yaml"
@@ -54,7 +55,7 @@ def load(
 
     ``evaluator="interpreter"`` is the reference path: bodies read whole by ``json``
     and evaluated by jmespath's own interpreter, instead of the expressions compiled to
-    Python over only the parts of a body they read (``engine.demand``); same results,
+    Python over only the parts of a body they read (``engine.rules.demand``); same results,
     for comparison and debugging.
     """
     env = os.environ if env is None else env

@@ -19,7 +19,8 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
-from engine.catalogue import (
+from engine.errors import Problem, did_you_mean, has_errors
+from engine.events.catalogue import (
     BODY_MAX_BYTES,
     EVENT_TYPE_KEY_MAX,
     EVENT_TYPES,
@@ -34,7 +35,6 @@ from engine.catalogue import (
     Shape,
     is_identifier,
 )
-from engine.errors import Problem, did_you_mean, has_errors
 from engine.records import fast_init
 
 

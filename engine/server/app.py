@@ -24,10 +24,10 @@ import urllib.parse
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
-from engine.intake import is_woocommerce_ping, reason_label
+from engine.server.intake import is_woocommerce_ping, reason_label
 
 if TYPE_CHECKING:
-    from engine.service import Service
+    from engine.server.service import Service
 
 log = logging.getLogger("hookmap.server")
 

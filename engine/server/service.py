@@ -1,11 +1,11 @@
 """``hookmap serve``: the server, the processor and the dispatcher in one event loop.
 
-* The ASGI app (``engine.server``) stores each accepted webhook and wakes the processor.
-* The processor (``engine.processor``) turns stored webhooks into outbox events, in a
+* The ASGI app (``engine.server.app``) stores each accepted webhook and wakes the processor.
+* The processor (``engine.server.processor``) turns stored webhooks into outbox events, in a
   worker thread, and wakes the dispatcher; on start it picks up whatever a crash left.
   Lookups go through one ``HttpFetcher``; a webhook whose lookup failed is put off and
   picked up again when due.
-* The dispatcher (``engine.dispatch``) delivers the outbox.
+* The dispatcher (``engine.server.dispatch``) delivers the outbox.
 
 SIGTERM / SIGINT: uvicorn stops taking requests and finishes the ones in flight, then
 sends in flight get the grace period and the rest stay pending. SIGHUP (or a changed
@@ -30,17 +30,18 @@ from typing import Any
 import httpx
 import uvicorn
 
-from engine import compiler, leases
-from engine.codegen import Evaluator
-from engine.destination import Destination
-from engine.dispatch import DEFAULT_SCHEDULE, Dispatcher
 from engine.errors import HookmapError, RuleLoadError
-from engine.intake import DEFAULT_MAX_BODY, Source, build_sources
+from engine.events.destination import Destination
 from engine.lookups import Fetcher, HttpFetcher
-from engine.processor import LOOKUP_SCHEDULE, process_stored
-from engine.rules import RuleSet
-from engine.server import make_app
-from engine.store import Store
+from engine.rules import compiler
+from engine.rules.codegen import Evaluator
+from engine.rules.model import RuleSet
+from engine.server import leases
+from engine.server.app import make_app
+from engine.server.dispatch import DEFAULT_SCHEDULE, Dispatcher
+from engine.server.intake import DEFAULT_MAX_BODY, Source, build_sources
+from engine.server.processor import LOOKUP_SCHEDULE, process_stored
+from engine.server.store import Store
 
 log = logging.getLogger("hookmap.service")
 
@@ -84,7 +85,7 @@ class Service:
         transport: httpx.AsyncBaseTransport | None = None,
         fetcher: Fetcher | None = None,
     ) -> None:
-        from engine.metrics import Metrics
+        from engine.server.metrics import Metrics
 
         self.config = config
         self.destination = destination

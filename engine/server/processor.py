@@ -22,9 +22,9 @@ from collections.abc import Callable, Mapping, Sequence
 from engine.errors import PayloadError
 from engine.lookups import Fetcher, LookupFailed
 from engine.pipeline import Result, process
-from engine.rules import RuleSet
-from engine.store import RecordStats, Store, new_events
-from engine.store_queries import StoredWebhook
+from engine.rules.model import RuleSet
+from engine.server.queries import StoredWebhook
+from engine.server.store import RecordStats, Store, new_events
 
 log = logging.getLogger("hookmap.processor")
 

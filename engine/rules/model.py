@@ -1,6 +1,6 @@
 """Compiled rules: immutable objects that loading returns and evaluation reads.
 
-Nothing here parses or does I/O; ``engine.compiler`` builds these once, and every
+Nothing here parses or does I/O; ``engine.rules.compiler`` builds these once, and every
 webhook is evaluated against the same objects (cel-python's compile → program).
 """
 
@@ -15,10 +15,10 @@ from typing import Any, Literal
 
 from engine.decoders import Decode
 from engine.errors import Location
-from engine.expressions import Expression
-from engine.functions import Table
 from engine.lookups import LookupSpec
-from engine.signatures import VerifySpec
+from engine.rules.expressions import Expression
+from engine.rules.functions import Table
+from engine.server.signatures import VerifySpec
 
 ApiVersion = Literal["v1", "v2"]
 

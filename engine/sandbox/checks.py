@@ -1,8 +1,8 @@
-"""What the sandbox (``engine.sandbox``) checks in a request, answering as the service does.
+"""What the sandbox (``engine.sandbox.app``) checks in a request, answering as the service does.
 
 Each check returns the plain-text reason for a 400, or None when the request passes.
 The limits and the order requirements are not restated here: events go through
-``engine.checks.check_event``, the same checks hookmap runs before sending, so what
+``engine.events.checks.check_event``, the same checks hookmap runs before sending, so what
 hookmap would have dropped the sandbox refuses too.
 """
 
@@ -15,8 +15,8 @@ import json
 import re
 from typing import Any
 
-from engine.catalogue import ORDER_STATUSES
-from engine.checks import check_event
+from engine.events.catalogue import ORDER_STATUSES
+from engine.events.checks import check_event
 
 ORDER_EVENTS = frozenset({"orderCreated", "orderUpdated", "orderDelivered", "orderCancelled"})
 #: check_event codes that are the service's own limits (length, forbidden characters,

@@ -2,7 +2,7 @@
 
 Two stages read this table: ``static_check`` here (at load, names only: is a standard
 type misspelled, is a required param undeclared, can the contact be identified) and
-``engine.checks`` (per produced event, values too). The facts come from
+``engine.events.checks`` (per produced event, values too). The facts come from
 ``shared/reference/esputnik-api.md``; any eventTypeKey not listed is a custom event,
 which gets the generic checks only.
 """

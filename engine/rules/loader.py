@@ -1,4 +1,4 @@
-"""Load stage: YAML text → values checked against ``engine.schema``, every one located.
+"""Load stage: YAML text → values checked against ``engine.rules.schema``, every one located.
 
 PyYAML's composed nodes carry ``start_mark`` (0-based line and column); the walker
 here keeps them so every later stage can point at ``file:line:col``. It collects every
@@ -15,8 +15,8 @@ from typing import Any
 
 import yaml
 
-from engine import schema as s
 from engine.errors import Diagnostic, Location, Severity, did_you_mean
+from engine.rules import schema as s
 
 
 @dataclasses.dataclass

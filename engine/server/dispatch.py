@@ -51,9 +51,9 @@ from typing import Any
 
 import httpx
 
-from engine.destination import Destination
-from engine.store import RESPONSE_LIMIT, Outcome, Store
-from engine.store_queries import OutboxEvent
+from engine.events.destination import Destination
+from engine.server.queries import OutboxEvent
+from engine.server.store import RESPONSE_LIMIT, Outcome, Store
 
 log = logging.getLogger("hookmap.dispatch")
 
@@ -182,7 +182,7 @@ class Dispatcher:
         poll_interval: float = 5.0,
         owner: str | None = None,
     ) -> None:
-        """``owner``: the server instance claiming events (engine.leases), so that a
+        """``owner``: the server instance claiming events (engine.server.leases), so that a
         restart can release what it held if it dies; None for a one-off drain."""
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")

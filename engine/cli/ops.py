@@ -19,18 +19,19 @@ from typing import Any
 import click
 import httpx
 
-from engine import compiler, leases
-from engine.codegen import Evaluator
-from engine.destination import API_KEY_ENV, Destination
-from engine.dispatch import Dispatcher
 from engine.errors import RuleLoadError, UsageError
-from engine.intake import DEFAULT_MAX_BODY, ServeRefused, is_woocommerce_ping
+from engine.events.destination import API_KEY_ENV, Destination
 from engine.lookups import HttpFetcher
-from engine.processor import process_stored
-from engine.service import DB_NAME, ServiceConfig, serve
-from engine.signatures import SecretError, read_pem, resign_jwt, resolve_secrets, sign
-from engine.store import Store, StoreError, new_events
-from engine.store_queries import StoredWebhook
+from engine.rules import compiler
+from engine.rules.codegen import Evaluator
+from engine.server import leases
+from engine.server.dispatch import Dispatcher
+from engine.server.intake import DEFAULT_MAX_BODY, ServeRefused, is_woocommerce_ping
+from engine.server.processor import process_stored
+from engine.server.queries import StoredWebhook
+from engine.server.service import DB_NAME, ServiceConfig, serve
+from engine.server.signatures import SecretError, read_pem, resign_jwt, resolve_secrets, sign
+from engine.server.store import Store, StoreError, new_events
 from engine.webhook import read_webhook_file
 
 DATA_HELP = "Data folder of the server (SQLite file inside)."
@@ -281,8 +282,8 @@ def register(main: click.Group) -> None:
         Basic auth is required with the key in HOOKMAP_API_KEY. Point the server at it
         with HOOKMAP_API_URL=http://HOST:PORT/api. What it accepted: GET /sandbox/events.
         """
-        from engine.sandbox import SandboxConfig
-        from engine.sandbox import serve as serve_sandbox
+        from engine.sandbox.app import SandboxConfig
+        from engine.sandbox.app import serve as serve_sandbox
 
         key = os.environ.get(API_KEY_ENV)
         if not key:
@@ -328,7 +329,7 @@ def register(main: click.Group) -> None:
         set; headers come from each file's .headers file (its signature is replaced).
         Schemes signed with a private key take it from --private-key-env.
         """
-        from engine.cli import pick_ruleset
+        from engine.cli.group import pick_ruleset
 
         private_key = None
         if private_key_env is not None:

@@ -3,9 +3,9 @@
 Every key a rule file may hold is declared here with its type, default and doc.
 This one declaration drives:
 
-* loading and the linter (``engine.loader`` walks YAML nodes against it),
+* loading and the linter (``engine.rules.loader`` walks YAML nodes against it),
 * ``hookmap schema`` (``json_schema()``: a JSON Schema for editors),
-* ``docs/rules.md`` (``engine.docs`` renders the tables from it).
+* ``docs/rules.md`` (``engine.rules.docs`` renders the tables from it).
 
 Benthos declares each config field once in the same spirit.
 """
@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from engine.decoders import FORMATS
-from engine.signatures import ALGORITHMS, ENCODINGS, SCHEMES, VERIFY_KEYS
+from engine.server.signatures import ALGORITHMS, ENCODINGS, SCHEMES, VERIFY_KEYS
 
 
 @dataclasses.dataclass(frozen=True)

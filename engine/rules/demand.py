@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING, Any, TypedDict, Union
 import msgspec
 
 if TYPE_CHECKING:
-    from engine.expressions import Expression
-    from engine.rules import RuleSet
+    from engine.rules.expressions import Expression
+    from engine.rules.model import RuleSet
 
 #: functions whose result is the document itself (for a plain JSON body the envelope is
 #: the body): reading into their result reads into the root

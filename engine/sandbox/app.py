@@ -3,12 +3,12 @@
 It answers ``POST /api/v1/event`` and ``/api/v2/event`` as the service documents
 (``shared/reference/esputnik-api.md``): HTTP Basic auth with the API key as password,
 the event limits, 413 over 20 KB, 429 over the rate limit, and, for the four order
-events, the catalogue's checks (``engine.checks``), so an order the service would
+events, the catalogue's checks (``engine.events.checks``), so an order the service would
 silently ignore is refused here with a 400 naming why. It also keeps the contact and
 order resources hookmap's flows touch, and can be broken on purpose (500s, 429s,
 latency) to try retries. Everything accepted or refused can be read back::
 
-    from engine.sandbox import SandboxConfig, running
+    from engine.sandbox.app import SandboxConfig, running
     with running(SandboxConfig(api_key="test")) as box:
         # HOOKMAP_API_URL=box.url, HOOKMAP_API_KEY=test (or box.destination())
         ...
@@ -41,10 +41,10 @@ import click
 import httpx
 import uvicorn
 
-from engine import sandbox_checks as checks
-from engine.catalogue import is_identifier
-from engine.checks import check_body_size
-from engine.destination import Destination, masked
+from engine.events.catalogue import is_identifier
+from engine.events.checks import check_body_size
+from engine.events.destination import Destination, masked
+from engine.sandbox import checks
 
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]

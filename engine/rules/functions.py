@@ -40,9 +40,9 @@ import jmespath
 from jmespath import exceptions as jp_exceptions
 from jmespath import functions as jp_functions
 
-from engine import datetimes
 from engine.errors import InvalidArgument, UnknownLookupValue
 from engine.records import fast_init
+from engine.rules import datetimes
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -273,7 +273,7 @@ class EngineFunctions(jp_functions.Functions):
 
     @signature({"types": [], "variadic": True})
     def _func_coalesce(self, *values: Any) -> Any:
-        # compiled rules inline this test (engine.codegen._coalesce): keep them alike
+        # compiled rules inline this test (engine.rules.codegen._coalesce): keep them alike
         for value in values:  # a plain loop: next() over a generator costs five times more
             if value is None or value == "":
                 continue
@@ -289,7 +289,7 @@ class EngineFunctions(jp_functions.Functions):
         # A projection such as line_items[].{...} keeps every key, null or not; the CDP
         # would store "null" strings, so rules drop them here.
         # (_missing inlined: this runs for every key of every line item; compiled rules
-        # build compact(list[].{...}) objects compacted already, engine.codegen._compact_dict)
+        # build compact(list[].{...}) objects compacted already, engine.rules.codegen._compact_dict)
         if isinstance(value, dict):
             return {k: v for k, v in value.items() if not (v is None or v == "")}
         if isinstance(value, list):

@@ -22,7 +22,7 @@ The contacts the dispatcher created at the CDP are remembered by key (``contact_
 Durability: WAL with ``synchronous=FULL`` syncs the log on every commit, so once a
 write method returns its change survives kill -9 and power loss.
 
-Read-only listings live in ``engine.store_queries``.
+Read-only listings live in ``engine.server.queries``.
 """
 
 from __future__ import annotations
@@ -39,9 +39,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
-from engine.encode import body_bytes
 from engine.errors import HookmapError
-from engine.store_queries import DUE_SQL, OutboxEvent, Queries, outbox_event
+from engine.events.encode import body_bytes
+from engine.server.queries import DUE_SQL, OutboxEvent, Queries, outbox_event
 
 if TYPE_CHECKING:
     from engine.pipeline import Result
@@ -120,7 +120,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
     ),
     (
-        # the server instance whose dispatcher claimed a pending event (engine.leases):
+        # the server instance whose dispatcher claimed a pending event (engine.server.leases):
         # a restart releases at once what a server that died was sending
         "ALTER TABLE events ADD COLUMN leased_by TEXT",
     ),
@@ -503,7 +503,7 @@ class Store(Queries):
         The lease keeps a second dispatcher (another process, a CLI drain) from sending
         the same event while this one is in flight; if this process dies mid-send, the
         event falls due again when the lease ends, or at once when the next server
-        start finds ``owner`` (its instance id, engine.leases) gone.
+        start finds ``owner`` (its instance id, engine.server.leases) gone.
         """
         with self._write() as db:
             rows = db.execute(DUE_SQL, (now, limit)).fetchall()

@@ -1,6 +1,6 @@
 """Intake decisions, before anything is stored: which source, is it signed, is it a repeat.
 
-Kept apart from the HTTP plumbing in ``engine.server`` so each rule can be tested
+Kept apart from the HTTP plumbing in ``engine.server.app`` so each rule can be tested
 without a socket, and so the ``hookmap`` commands that re-read stored webhooks can
 share them.
 """
@@ -14,9 +14,9 @@ from collections.abc import Mapping, Sequence
 from engine.decoders import decode
 from engine.errors import HookmapError, PayloadError
 from engine.evaluate import EXPRESSION_ERRORS
-from engine.functions import EvalContext, make_options
-from engine.rules import RuleSet
-from engine.signatures import SecretError, Verdict, resolve_secrets, verify
+from engine.rules.functions import EvalContext, make_options
+from engine.rules.model import RuleSet
+from engine.server.signatures import SecretError, Verdict, resolve_secrets, verify
 from engine.webhook import Webhook
 
 DEFAULT_MAX_BODY = 1024 * 1024

@@ -1,0 +1,5 @@
+"""The ``hookmap`` command line."""
+
+from engine.cli.group import main
+
+__all__ = ["main"]
