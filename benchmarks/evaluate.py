@@ -53,9 +53,13 @@ from engine.events import checks  # noqa: E402
 from engine.events.encode import body_bytes, encode_request, request_body  # noqa: E402
 from engine.pipeline import process  # noqa: E402
 from engine.rules import compiler  # noqa: E402
-from engine.rules.expressions import Expression  # noqa: E402
+from engine.rules.codegen import INTERPRETER  # noqa: E402
 from engine.rules.functions import EngineFunctions, EvalContext, make_options  # noqa: E402
-from engine.rules.model import Rule, RuleSet  # noqa: E402
+from engine.rules.model import (  # noqa: E402
+    Expression,
+    Rule,
+    RuleSet,
+)
 from engine.webhook import Webhook, parse_json, read_webhook_file  # noqa: E402
 
 EXAMPLE = ROOT / "examples" / "shopify" / "orders-create.json"
@@ -385,7 +389,7 @@ def main() -> None:
 
     env = {"SHOPIFY_PHONE_COUNTRY_CODE": ""}
     compiled = compiler.load_or_raise([ROOT / "rules"], env).get("shopify")
-    interp = compiler.load_or_raise([ROOT / "rules"], env, evaluator="interpreter").get("shopify")
+    interp = compiler.load_or_raise([ROOT / "rules"], env, evaluator=INTERPRETER).get("shopify")
     assert compiled is not None and interp is not None
     example = read_webhook_file(EXAMPLE)
     headers = dict(example.headers)

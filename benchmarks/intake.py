@@ -39,8 +39,10 @@ from pathlib import Path
 
 import httpx
 
-from engine.sandbox.app import RunningSandbox, SandboxConfig, running
-from engine.server.signatures import VerifySpec, sign
+from engine.rules.schemes import VerifySpec
+from engine.sandbox.run import RunningSandbox, running
+from engine.sandbox.settings import SandboxConfig
+from engine.server.signing import sign
 from engine.webhook import read_webhook_file
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from engine.server.service import DB_NAME  # noqa: E402
-from engine.server.store import Store  # noqa: E402
+from engine.server.store.sqlite import Store  # noqa: E402
 from engine.webhook import read_webhook_file  # noqa: E402
 
 EXAMPLE = ROOT / "examples" / "shopify" / "orders-create.json"
@@ -38,7 +38,7 @@ def fill(data: Path, count: int) -> None:
 
 
 def replay(data: Path) -> tuple[float, str]:
-    command = [sys.executable, "-c", "from engine.cli.group import main; main()"]
+    command = [sys.executable, "-c", "from engine.cli import main; main()"]
     command += ["replay", "--data", str(data)]
     command += ["--rules", str(ROOT / "rules"), "--since", "1d", "--no-send"]
     env = {**os.environ, "SHOPIFY_PHONE_COUNTRY_CODE": ""}

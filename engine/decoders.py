@@ -16,30 +16,14 @@ import binascii
 import dataclasses
 import json
 import urllib.parse
-from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from collections.abc import Sequence
+from typing import Any
 
 from engine.errors import PayloadError
 from engine.records import fast_init
 from engine.rules.demand import READ_ERRORS
+from engine.rules.model import Decode
 from engine.webhook import Webhook, parse_json
-
-Format = Literal["auto", "json", "form", "jwt", "pubsub", "cloudevents"]
-FORMATS: tuple[Format, ...] = ("auto", "json", "form", "jwt", "pubsub", "cloudevents")
-
-
-@dataclasses.dataclass(frozen=True)
-class Decode:
-    """How a rule set's bodies are decoded. ``unwrap``: paths of JSON-encoded strings
-    to parse in place, in order (Wix: ``data``, then ``data.data``, ``data.identity``)."""
-
-    format: Format = "auto"
-    unwrap: tuple[str, ...] = ()
-    #: reads only what the rule set's expressions can observe of a plain JSON body
-    #: (engine.rules.demand); None reads it whole
-    reader: Callable[[bytes], Any] | None = dataclasses.field(
-        default=None, repr=False, compare=False
-    )
 
 
 @fast_init

@@ -8,15 +8,25 @@ Two kinds of findings flow through the engine, and neither stops at the first:
   it; an event with an error-level problem is not sent.
 
 Exceptions are for things that stop an operation, and carry an exit code for the CLI
-(as click's ``ClickException.exit_code`` does)::
+(as click's ``ClickException.exit_code`` does). Every exception of the package is
+defined here (``tests/test_layout.py`` holds every module to it)::
 
     HookmapError                      exit 1
     ├── RuleLoadError                 the rules did not load: .diagnostics holds why
     ├── EvaluationError               an expression failed on a webhook (type, arity)
     │   ├── UnknownLookupValue        a strict table has no entry for a value
     │   └── InvalidArgument           a function got a value it cannot use (also ValueError)
+    ├── LookupFailed                  a lookup got no usable answer: the webhook waits
+    ├── SecretError                   a verify spec names no usable secret or key
+    ├── ServeRefused                  rule sets that cannot be served as declared
+    ├── StoreError                    the store cannot do what was asked
     └── UsageError                    exit 2: bad command line or unreadable input
         └── PayloadError              a webhook body is not valid JSON (with line/col)
+
+    Signal                            internal, caught where raised: never reaches a user
+    ├── BodyTooLarge                  a request body passed the limit while being read
+    ├── NotReadInPart                 an expression the demand analysis does not know
+    └── NotForOrjson                  a value orjson would write differently from json
 """
 
 from __future__ import annotations
@@ -216,3 +226,43 @@ class UsageError(HookmapError):
 
 class PayloadError(UsageError):
     """A webhook body that is not valid JSON."""
+
+
+class LookupFailed(HookmapError):
+    """A lookup could not be answered: the webhook is kept and processed again later."""
+
+    def __init__(self, name: str, url: str, reason: str) -> None:
+        self.name, self.url, self.reason = name, url, reason
+        super().__init__(f"lookup '{name}' ({url}) failed: {reason}")
+
+
+class SecretError(HookmapError):
+    """A verify spec names no usable secret or key (to serve, or to sign with)."""
+
+
+class ServeRefused(HookmapError):
+    """A rule set cannot be served as declared (no verify, no secret in the environment)."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("; ".join(self.problems))
+
+
+class StoreError(HookmapError):
+    """The store cannot do what was asked (unknown webhook, schema newer than the code)."""
+
+
+class Signal(Exception):
+    """Base of the exceptions one stage raises for its own caller to handle at once."""
+
+
+class BodyTooLarge(Signal):
+    """The request body passed the limit while being read."""
+
+
+class NotReadInPart(Signal):
+    """An AST node the demand analysis does not know: the body is read whole."""
+
+
+class NotForOrjson(Signal):
+    """A value orjson would write differently from ``json.dumps`` (or refuse)."""

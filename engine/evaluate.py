@@ -17,9 +17,7 @@ from jmespath import functions as jp_functions
 
 from engine.errors import EvaluationError, Location, Problem, UnknownLookupValue
 from engine.records import fast_init
-from engine.rules import codegen
-from engine.rules.expressions import Expression
-from engine.rules.model import EventSpec, ParamSpec, Rule
+from engine.rules.model import BUILTINS, EventSpec, Expression, ParamSpec, Rule
 
 Outcome = Literal["sent", "default", "omitted", "problem", "const"]
 
@@ -170,7 +168,7 @@ def _produce(
     functions: jp_functions.Functions | None = None
     if options.dict_cls is None:
         found = options.custom_functions
-        functions = codegen.BUILTINS if found is None else found
+        functions = BUILTINS if found is None else found
     params: list[tuple[str, Any]] = []
     values: list[Any] = []
     outcomes: list[Outcome] = []

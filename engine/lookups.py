@@ -13,77 +13,15 @@ and rule tests can use ``MockFetcher`` with fixture files instead of the network
 
 from __future__ import annotations
 
-import dataclasses
-import re
 import threading
 import time
-import urllib.parse
 from collections.abc import Mapping
 from typing import Any, Protocol
 
 import httpx
 
-from engine.errors import HookmapError, Location
-from engine.rules.expressions import Expression
-
-PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
-
-
-class LookupFailed(HookmapError):
-    """A lookup could not be answered: the webhook is kept and processed again later."""
-
-    def __init__(self, name: str, url: str, reason: str) -> None:
-        self.name, self.url, self.reason = name, url, reason
-        super().__init__(f"lookup '{name}' ({url}) failed: {reason}")
-
-
-@dataclasses.dataclass(frozen=True)
-class LookupSpec:
-    name: str
-    url: str  # template, ${ENV} already resolved
-    args: tuple[tuple[str, Expression], ...]
-    headers: tuple[tuple[str, str], ...] = dataclasses.field(repr=False, default=())
-    timeout: float = 10.0
-    retries: int = 2
-    cache_ttl: float = 0.0
-    hosts: frozenset[str] = frozenset()
-    where: Location | None = None
-    #: environment variables its headers need that are not set (the server refuses)
-    missing_env: tuple[str, ...] = ()
-    #: what a 404 means: "retry" (keep the webhook and try later) or "null" (gone)
-    not_found: str = "retry"
-
-    def build_url(self, values: Mapping[str, Any]) -> str:
-        """The URL with each ``{name}`` filled by its value, percent-encoded."""
-
-        def fill(match: re.Match[str]) -> str:
-            value = values.get(match[1])
-            if value is None:
-                raise LookupFailed(self.name, self.url, f"argument '{match[1]}' is null")
-            text = value if isinstance(value, str) else _plain(value)
-            return urllib.parse.quote(text, safe="")
-
-        url = PLACEHOLDER.sub(fill, self.url)
-        host = urllib.parse.urlsplit(url).hostname or ""
-        if host not in self.hosts:  # checked at load too; this guards the filled URL
-            raise LookupFailed(self.name, url, f"host '{host}' is not in the rule set's hosts")
-        return url
-
-
-def _plain(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
-
-
-def template_host(url: str) -> str | None:
-    """The host of a URL template, or None when a placeholder sits in the host part."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("http", "https") or "{" in parts.netloc:
-        return None
-    return parts.hostname
+from engine.errors import LookupFailed
+from engine.rules.model import LookupSpec
 
 
 class Fetcher(Protocol):

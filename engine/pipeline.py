@@ -7,15 +7,12 @@ webhook becomes cannot differ between them.
 from __future__ import annotations
 
 import dataclasses
-import functools
-from collections.abc import Mapping
 from typing import Any
 
 from engine.decoders import Decoded, decode
-from engine.errors import Location, Problem, has_errors
+from engine.errors import LookupFailed, Problem
 from engine.evaluate import (
     EXPRESSION_ERRORS,
-    ParamTrace,
     Produced,
     Skipped,
     describe_error,
@@ -23,130 +20,18 @@ from engine.evaluate import (
     truthy,
 )
 from engine.events import checks
-from engine.events.encode import encode_request
-from engine.lookups import Fetcher, LookupFailed
-from engine.records import fast_init
+from engine.events.contacts import contact_request
+from engine.events.encode import as_text, encode_request
+from engine.lookups import Fetcher
+from engine.results import EventResult, LookupTrace, Result, RuleTrace
 from engine.rules.functions import EvalContext, make_options
 from engine.rules.model import Rule, RuleSet
 from engine.webhook import Webhook
 
 
-@fast_init
-@dataclasses.dataclass(frozen=True)
-class EventResult:
-    """One produced event: its request body, or the problems that stop it."""
-
-    rule: str
-    index: int
-    event_type: str
-    body: dict[str, Any] | None
-    problems: tuple[Problem, ...]
-    contact: checks.Contact | None
-    produced: Produced = dataclasses.field(repr=False, compare=False)
-    where: Location | None
-    #: the v1/contact request to make before this event (new customers), if declared
-    contact_request: dict[str, Any] | None = None
-    #: ``body`` as sent on the wire (``encode.body_bytes(body)``), encoded once
-    wire: bytes | None = dataclasses.field(default=None, repr=False, compare=False)
-
-    @property
-    def ok(self) -> bool:
-        """True when the event would be sent."""
-        return not has_errors(self.problems)
-
-    @property
-    def traces(self) -> tuple[ParamTrace, ...]:
-        """How each param got its value (``--explain``): built only when asked."""
-        return self.produced.traces
-
-    @property
-    def warnings(self) -> tuple[Problem, ...]:
-        return tuple(p for p in self.problems if p.severity == "warning")
-
-
-@fast_init
-@dataclasses.dataclass(frozen=True)
-class RuleTrace:
-    """Whether a rule matched this webhook, and why (or why not)."""
-
-    rule: str
-    matched: bool
-    reason: str
-    where: Location | None
-    ignored: str | None = None
-
-
-@fast_init
-@dataclasses.dataclass(frozen=True)
-class Result:
-    ruleset: str
-    api_version: str
-    topic: str | None
-    events: tuple[EventResult, ...]
-    #: each rule of the rule set with its trace; None where the topic did not match, which
-    #: ``rules`` words when asked (most rules of a set are for other topics)
-    checked: tuple[tuple[Rule, RuleTrace | None], ...]
-    skipped: tuple[str, ...] = ()
-    lookups: tuple[LookupTrace, ...] = ()
-
-    @functools.cached_property
-    def rules(self) -> tuple[RuleTrace, ...]:
-        """Whether each rule matched this webhook, and why."""
-        return tuple(
-            trace
-            if trace is not None
-            else RuleTrace(
-                rule.name,
-                False,
-                f"topic '{self.topic}' is not one of {', '.join(rule.topics)}",
-                rule.where,
-            )
-            for rule, trace in self.checked
-        )
-
-    @property
-    def sent(self) -> list[dict[str, Any]]:
-        return [e.body for e in self.events if e.ok and e.body is not None]
-
-    @property
-    def dropped(self) -> list[EventResult]:
-        return [e for e in self.events if not e.ok]
-
-    @property
-    def matched(self) -> bool:
-        return any(t is not None and t.matched for _, t in self.checked)
-
-    @property
-    def ignored(self) -> str | None:
-        return next(
-            (t.ignored for _, t in self.checked if t is not None and t.matched and t.ignored),
-            None,
-        )
-
-    def summary(self) -> str:
-        """One line saying what happened (logs, dry-run)."""
-        if self.topic is None:
-            return "no topic found: nothing matched"
-        if not self.matched:
-            return f"no rule matches topic '{self.topic}': nothing to send"
-        if self.ignored and not self.events:
-            return f"ignored: {self.ignored}"
-        return f"{len(self.sent)} event(s) to send, {len(self.dropped)} dropped"
-
-
 def decode_body(webhook: Webhook) -> Any:
     """The body as data: JSON, or a form-encoded body as an object of strings."""
     return decode(webhook).data
-
-
-@fast_init
-@dataclasses.dataclass(frozen=True)
-class LookupTrace:
-    """One lookup made for a webhook: its URL and answer (``--explain`` shows these)."""
-
-    name: str
-    url: str
-    answer: Any
 
 
 def fetch_lookups(
@@ -296,8 +181,6 @@ def finish(item: Produced, version: Any) -> EventResult:
     """Check a produced event and build its request body."""
     key_value = item.key_value
     if key_value is not None and not isinstance(key_value, str):
-        from engine.events.encode import as_text
-
         key_value = as_text(key_value)
     if key_value == "":
         key_value = None
@@ -350,22 +233,6 @@ def finish(item: Produced, version: Any) -> EventResult:
         request,
         raw,
     )
-
-
-def contact_request(fields: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The ``v1/contact`` body for a contact's fields, or None when nothing identifies it."""
-    channels = []
-    if fields.get("email"):
-        channels.append({"type": "email", "value": str(fields["email"])})
-    if fields.get("phone"):
-        channels.append({"type": "sms", "value": str(fields["phone"])})
-    if not channels and not fields.get("externalCustomerId"):
-        return None
-    body: dict[str, Any] = {"channels": channels}
-    for name in ("firstName", "lastName", "externalCustomerId"):
-        if fields.get(name) not in (None, ""):
-            body[name] = str(fields[name])
-    return body
 
 
 def _locate(problems: tuple[Problem, ...], item: Produced) -> list[Problem]:

@@ -14,7 +14,8 @@ from typing import Any
 from engine.errors import HookmapError, Location
 from engine.events.encode import to_json
 from engine.lookups import MockFetcher
-from engine.pipeline import Result, process
+from engine.pipeline import process
+from engine.results import Result
 from engine.rules.model import RuleSet, RuleTest
 from engine.webhook import Webhook
 

@@ -25,9 +25,10 @@ from typing import Any, TypeVar
 import httpx
 
 from engine.events.destination import Destination
+from engine.rules.schemes import VerifySpec
 from engine.server.service import Service, ServiceConfig
-from engine.server.signatures import VerifySpec, sign
-from engine.server.store import Store
+from engine.server.signing import sign
+from engine.server.store.sqlite import Store
 from engine.webhook import Webhook, read_webhook_file
 from tests.conftest import ROOT
 

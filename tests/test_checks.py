@@ -24,7 +24,8 @@ from engine.events.catalogue import (
     Kind,
     static_check,
 )
-from engine.events.checks import Contact, check_body_size, check_event
+from engine.events.checks import check_body_size, check_event
+from engine.events.contacts import Contact
 
 DATA = Path(__file__).parent / "data" / "checks"
 

@@ -312,8 +312,7 @@ def test_a_stray_expected_param_fails_the_test_instead_of_crashing(tmp_path: Pat
 def test_replay_since_goes_through_every_page_once(tmp_path: Path) -> None:
     """`replay --since` over more webhooks than a page: each processed once, one event
     each (the events' identity keeps a second replay from adding any)."""
-    from engine.server.service import DB_NAME
-    from engine.server.store import Store
+    from engine.server.store.sqlite import DB_NAME, Store
     from engine.webhook import read_webhook_file
 
     example = read_webhook_file(ROOT / ORDER)

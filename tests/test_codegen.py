@@ -26,11 +26,14 @@ from jmespath import exceptions as jp_exc
 from jmespath import functions as jp_functions
 
 from engine import cli, ruletests
-from engine.errors import Diagnostic
 from engine.rules import codegen, compiler, functions
+from engine.rules.codegen import COMPILED, INTERPRETER
+from engine.rules.diagnostics import Diagnostics
 from engine.rules.expressions import Names, compile_expression
-from engine.rules.functions import EngineFunctions, EvalContext, Table, make_options
+from engine.rules.functions import EngineFunctions, EvalContext, make_options
+from engine.rules.model import Table
 from tests.conftest import ROOT, SHARED
+from tests.support.expressions import EVALUATORS, outcome
 
 CONTEXT = EvalContext(
     root={"id": 7, "items": [{"sku": "A"}, {"sku": "B"}]},
@@ -62,24 +65,6 @@ DOC: dict[str, Any] = {
     "none": None,
     "phone": "(050) 123-45-67",
 }
-
-
-def outcome(run: Any) -> tuple[str, Any]:
-    """("ok", value) or ("error", type, message), comparable across evaluators."""
-    try:
-        return ("ok", _strict(run()))
-    except Exception as exc:  # the same failure is part of "the same result"
-        message = re.sub(r" at 0x[0-9a-f]+", "", str(exc))
-        return ("error", (type(exc), message))
-
-
-def _strict(value: Any) -> Any:
-    """A form where 1, 1.0 and true, or key order, can no longer compare equal."""
-    if isinstance(value, dict):
-        return ("object", type(value).__name__, [(k, _strict(v)) for k, v in value.items()])
-    if isinstance(value, list):
-        return ("array", [_strict(v) for v in value])
-    return (type(value).__name__, value)
 
 
 def both(expression: str, data: Any = DOC, functions: Any = None) -> tuple[Any, Any]:
@@ -464,7 +449,7 @@ def test_an_ast_too_deep_to_generate_is_left_to_the_interpreter() -> None:
 
 def test_dict_cls_option_uses_the_interpreter() -> None:
     """jmespath's dict_cls option is honoured: such a search goes to the interpreter."""
-    expr = compile_expression("{b: b, a: a}", Names(), lambda _d: None)
+    expr = compile_expression("{b: b, a: a}", Names(), Diagnostics(), evaluator=COMPILED)
     assert expr is not None and expr.compiled is not None
     options = jmespath.Options(dict_cls=collections.OrderedDict)
     assert type(expr.search({"a": 1, "b": 2}, options)) is collections.OrderedDict
@@ -472,7 +457,7 @@ def test_dict_cls_option_uses_the_interpreter() -> None:
 
 def test_without_custom_functions_compiled_uses_the_builtins() -> None:
     """Options without custom functions: jmespath's built-ins, as the interpreter does."""
-    expr = compile_expression("length(@)", Names(), lambda _d: None)
+    expr = compile_expression("length(@)", Names(), Diagnostics(), evaluator=COMPILED)
     assert expr is not None
     assert expr.search([1, 2], jmespath.Options()) == 2
 
@@ -482,9 +467,9 @@ def test_without_custom_functions_compiled_uses_the_builtins() -> None:
 
 def test_evaluator_choice_reaches_the_expression() -> None:
     """compile_expression(evaluator=...) compiles to Python, or leaves it to jmespath."""
-    reported: list[Diagnostic] = []
-    compiled = compile_expression("a.b", Names(), reported.append)
-    interpreted = compile_expression("a.b", Names(), reported.append, evaluator="interpreter")
+    reported = Diagnostics()
+    compiled = compile_expression("a.b", Names(), reported, evaluator=COMPILED)
+    interpreted = compile_expression("a.b", Names(), reported, evaluator=INTERPRETER)
     assert compiled is not None and interpreted is not None and not reported
     assert compiled.compiled is not None and interpreted.compiled is None
     options = make_options(CONTEXT)
@@ -494,7 +479,7 @@ def test_evaluator_choice_reaches_the_expression() -> None:
 def test_compiler_load_threads_the_evaluator() -> None:
     """compiler.load(evaluator=...) reaches every param expression of every rule set."""
     for evaluator in ("compiled", "interpreter"):
-        loaded = compiler.load([ROOT / "rules"], evaluator=evaluator)  # type: ignore[arg-type]
+        loaded = compiler.load([ROOT / "rules"], evaluator=EVALUATORS[evaluator])
         exprs = [
             p.expr
             for rs in loaded.rulesets
@@ -509,7 +494,7 @@ def test_compiler_load_threads_the_evaluator() -> None:
 @pytest.mark.parametrize("evaluator", ["compiled", "interpreter"])
 def test_every_shipped_rule_test_passes(evaluator: Any) -> None:
     """Every rule test of every shipped platform passes on both evaluation paths."""
-    loaded = compiler.load([ROOT / "rules"], evaluator=evaluator)
+    loaded = compiler.load([ROOT / "rules"], evaluator=EVALUATORS[evaluator])
     assert loaded.ok, [d.render() for d in loaded.diagnostics]
     outcomes = ruletests.run_all(loaded.rulesets)
     assert len(outcomes) > 10
@@ -521,8 +506,8 @@ def test_cli_interpreter_flag(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[str] = []
     real_load = compiler.load
 
-    def spy(paths: Any, env: Any = None, evaluator: Any = "compiled") -> Any:
-        seen.append(evaluator)
+    def spy(paths: Any, env: Any = None, evaluator: Any = COMPILED) -> Any:
+        seen.append(evaluator.name)
         return real_load(paths, env, evaluator)
 
     monkeypatch.setattr(compiler, "load", spy)
@@ -683,7 +668,7 @@ def test_a_literal_that_would_create_a_file_does_not(tmp_path: Path) -> None:
     data = {code: code, "a": {code: code}, "list": [{code: code}]}
     for expression in expressions:
         assert_same(expression, data)
-        expr = compile_expression(expression, Names(), lambda _d: None)
+        expr = compile_expression(expression, Names(), Diagnostics(), evaluator=COMPILED)
         if expr is not None:  # and through the engine's own path
             options = make_options(EvalContext(root=data))
             outcome(lambda e=expr, o=options: e.search(data, o))

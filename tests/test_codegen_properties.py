@@ -19,163 +19,24 @@ from hypothesis import strategies as st
 from jmespath import exceptions as jp_exc
 
 from engine.rules import codegen
-from engine.rules.functions import EngineFunctions, EvalContext, Table
-from tests.test_codegen import outcome
-
-FIELDS = ["a", "b", "c", "foo", '"with space"', '"__class__"']
-KEYS = ["a", "b", "c", "foo", "with space", "__class__"]
+from engine.rules.functions import EngineFunctions
+from tests.support.expressions import (
+    BINARY,
+    KEYS,
+    UNARY,
+    context_for,
+    documents,
+    expressions,
+    fields,
+    literals,
+    outcome,
+    projection_rhs,
+    scalars,
+)
 
 
 class SlowPath(EngineFunctions):
     """Not EngineFunctions itself: every call goes through ``call_function``."""
-
-
-def _context(document: Any) -> EvalContext:
-    return EvalContext(
-        root=document,
-        headers={"x-shop": "demo"},
-        topic="orders/create",
-        vars={"v": "Text", "n": 0},
-        tables={"t": Table("t", {"1": "one", "a": "A"}, default="other", has_default=True)},
-    )
-
-
-# -- documents ---------------------------------------------------------------------------
-
-scalars = st.one_of(
-    st.none(),
-    st.booleans(),
-    st.sampled_from([0, 1, -1, 2, 0.0, 1.5, -2.5, 10**20]),
-    st.integers(-5, 5),
-    st.floats(allow_nan=False, allow_infinity=False, width=32),
-    st.sampled_from(["", "a", "B", "abc", " x ", "12", "1.50", "0", "ä", "null"]),
-)
-documents = st.recursive(
-    scalars,
-    lambda children: st.one_of(
-        st.lists(children, max_size=4),
-        st.dictionaries(st.sampled_from(KEYS), children, max_size=4),
-    ),
-    max_leaves=20,
-)
-
-# -- expressions -------------------------------------------------------------------------
-
-literals = st.sampled_from(
-    [
-        "`null`",
-        "`true`",
-        "`false`",
-        "`0`",
-        "`1`",
-        "`2.5`",
-        '`"a"`',
-        "`[]`",
-        "`{}`",
-        "`[1, 2]`",
-        '`{"a": 1}`',
-        "'a'",
-        "''",
-        "'B'",
-    ]
-)
-fields = st.sampled_from(FIELDS)
-atoms = st.one_of(fields, fields, literals, st.just("@"))
-indexes = st.integers(-3, 3).map(str)
-slice_parts = st.sampled_from(["", "0", "1", "-1", "2", "-3", "5"])
-steps = st.sampled_from(["", ":1", ":-1", ":2", ":-2", ":0"])
-comparators = st.sampled_from(["==", "!=", "<", "<=", ">", ">="])
-
-#: the functions the grammar calls, by argument count; "one" and "two" put
-#: a wrong count here and there, so arity errors are compared too
-UNARY = [
-    "length",
-    "lower",
-    "upper",
-    "trim",
-    "to_json",
-    "to_string",
-    "to_number",
-    "type",
-    "keys",
-    "values",
-    "sort",
-    "reverse",
-    "sum",
-    "max",
-    "min",
-    "avg",
-    "abs",
-    "not_null",
-    "to_array",
-    "number",
-    "compact",
-    "from_json",
-    "floor",
-    "two",
-]
-BINARY = [
-    "coalesce",
-    "contains",
-    "join",
-    "default",
-    "starts_with",
-    "merge",
-    "concat",
-    "phone",
-    "one",
-]
-
-
-def _extend(inner: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
-    paren = inner.map(lambda e: f"({e})")
-    return st.one_of(
-        st.tuples(inner, fields).map(lambda t: f"{t[0]}.{t[1]}"),
-        st.tuples(paren, indexes).map(lambda t: f"{t[0]}[{t[1]}]"),
-        st.tuples(paren, slice_parts, slice_parts, steps).map(
-            lambda t: f"{t[0]}[{t[1]}:{t[2]}{t[3]}]"
-        ),
-        st.tuples(paren, inner).map(lambda t: f"{t[0]}[*].{_rhs(t[1])}"),
-        st.tuples(paren, inner).map(lambda t: f"{t[0]}[].{_rhs(t[1])}"),
-        paren.map(lambda e: f"{e}[]"),
-        st.tuples(paren, inner).map(lambda t: f"{t[0]}.*.{_rhs(t[1])}"),
-        st.tuples(paren, inner, comparators, inner).map(
-            lambda t: f"{t[0]}[?({t[1]}) {t[2]} ({t[3]})]"
-        ),
-        st.tuples(paren, inner).map(lambda t: f"{t[0]}[?{t[1]}]"),
-        st.tuples(inner, comparators, inner).map(lambda t: f"({t[0]}) {t[1]} ({t[2]})"),
-        st.tuples(inner, inner).map(lambda t: f"({t[0]}) || ({t[1]})"),
-        st.tuples(inner, inner).map(lambda t: f"({t[0]}) && ({t[1]})"),
-        inner.map(lambda e: f"!({e})"),
-        st.tuples(inner, inner).map(lambda t: f"({t[0]}) | ({t[1]})"),
-        st.lists(inner, min_size=1, max_size=3).map(lambda xs: f"[{', '.join(xs)}]"),
-        st.lists(st.tuples(fields, inner), min_size=1, max_size=3).map(
-            lambda kv: "{" + ", ".join(f"{k}: {v}" for k, v in kv) + "}"
-        ),
-        st.tuples(st.sampled_from(UNARY), inner).map(lambda t: _call(t[0], t[1])),
-        st.tuples(st.sampled_from(BINARY), inner, inner).map(lambda t: _call(t[0], *t[1:])),
-        st.tuples(st.sampled_from(["sort_by", "max_by", "min_by"]), inner, inner).map(
-            lambda t: f"{t[0]}({t[1]}, &{t[2]})"
-        ),
-        st.tuples(inner, inner).map(lambda t: f"map(&{t[0]}, {t[1]})"),
-        st.sampled_from(["root()", "root().a", "header('x-shop')", "var('v')", "topic()"]),
-        inner.map(lambda e: f"lookup('t', {e})"),
-    )
-
-
-def _call(name: str, *args: str) -> str:
-    # "one" / "two": a function of that many arguments given the other count
-    if name in ("one", "two"):
-        name = "lower" if name == "one" else "starts_with"
-    return f"{name}({', '.join(args)})"
-
-
-def _rhs(expression: str) -> str:
-    """A projection's right side: a field or a parenthesised-free form JMESPath accepts."""
-    return expression if expression.replace("_", "a").isalnum() else "[" + expression + "]"
-
-
-expressions = st.recursive(atoms, _extend, max_leaves=12)
 
 
 def _compare(expression: str, document: Any) -> None:
@@ -184,7 +45,7 @@ def _compare(expression: str, document: Any) -> None:
     except jp_exc.JMESPathError:
         return  # the grammar can write what JMESPath does not parse: not this test's subject
     compiled = codegen.compile_ast(parsed.parsed)
-    context = _context(document)
+    context = context_for(document)
     for functions in (EngineFunctions(context), SlowPath(context)):
         options = jmespath.Options(custom_functions=functions)
         interpreted = outcome(lambda o=options: parsed.search(document, options=o))
@@ -203,7 +64,7 @@ def test_compiled_equals_interpreted(expression: str, document: Any) -> None:
 @given(expressions, st.lists(documents, max_size=5))
 def test_compiled_equals_interpreted_on_arrays(expression: str, document: Any) -> None:
     """The same over arrays at the top, where projections and filters apply directly."""
-    _compare(f"@[*].{_rhs(expression)}", document)
+    _compare(f"@[*].{projection_rhs(expression)}", document)
     _compare(expression, document)
 
 
@@ -330,7 +191,7 @@ def test_inline_calls_equal_their_functions(value: Any, expression: str) -> None
     source, _ = codegen.generate(parsed.parsed)
     assert "(F, " in source  # the inline form is there, with its function for the rest
     compiled = codegen.compile_ast(parsed.parsed)
-    functions = EngineFunctions(_context({"x": value}))
+    functions = EngineFunctions(context_for({"x": value}))
     options = jmespath.Options(custom_functions=functions)
     interpreted = outcome(lambda: parsed.search({"x": value}, options=options))
     result = outcome(lambda: compiled({"x": value}, functions))

@@ -18,10 +18,11 @@ from typing import Any
 import pytest
 from jmespath import exceptions as jp_exc
 
-from engine.errors import Diagnostic
+from engine.rules.diagnostics import Diagnostics
 from engine.rules.expressions import Names, compile_expression
 from engine.rules.functions import EvalContext, make_options
 from tests.conftest import SHARED
+from tests.support.expressions import EVALUATORS
 
 SUITE = SHARED / "jmespath-compliance"
 #: which diagnostic code the engine must report at load for each error kind
@@ -55,8 +56,9 @@ def _cases() -> Iterator[Any]:
 @pytest.mark.parametrize(("given", "case", "file"), list(_cases()))
 def test_compliance_case(given: Any, case: dict[str, Any], file: str, evaluator: Any) -> None:
     """Each compliance case gives the expected result, or fails the expected way."""
-    reported: list[Diagnostic] = []
-    compiled = compile_expression(case["expression"], Names(), reported.append, evaluator=evaluator)
+    reported = Diagnostics()
+    chosen = EVALUATORS[evaluator]
+    compiled = compile_expression(case["expression"], Names(), reported, evaluator=chosen)
     assert compiled is None or (compiled.compiled is not None) == (evaluator == "compiled")
     options = make_options(EvalContext(root=given))
     if "error" not in case:

@@ -21,14 +21,17 @@ from typing import Any
 import httpx
 import pytest
 
+from engine.events.contacts import contact_key
 from engine.events.destination import Destination
 from engine.pipeline import process
 from engine.rules import compiler
 from engine.rules.model import RuleSet
-from engine.sandbox.app import RunningSandbox, SandboxConfig, running
-from engine.server.dispatch import Dispatcher, contact_key
-from engine.server.queries import AttemptRow, EventRow
-from engine.server.store import NewEvent, Store, new_events
+from engine.sandbox.run import RunningSandbox, running
+from engine.sandbox.settings import SandboxConfig
+from engine.server.dispatch import Dispatcher
+from engine.server.processor import new_events
+from engine.server.store.rows import AttemptRow, EventRow, NewEvent
+from engine.server.store.sqlite import Store
 from engine.webhook import Webhook
 from tests.helpers_server import serving, wait_until
 
@@ -402,7 +405,7 @@ def test_the_per_contact_locks_go_once_no_event_needs_them(store: Store, ruleset
     async def go() -> dict[str, Any]:
         async with Dispatcher(store, MOCK, transport=transport, schedule=TINY) as dispatcher:
             await dispatcher.drain(timeout=10)
-            return dict(dispatcher._contact_locks)
+            return dict(dispatcher._contacts._locks)
 
     assert asyncio.run(go()) == {}
     assert [key for key, _ in remembered(store)] == [NEW, "email:other@example.com"]

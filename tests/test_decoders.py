@@ -7,8 +7,9 @@ import json
 
 import pytest
 
-from engine.decoders import Decode, decode
+from engine.decoders import decode
 from engine.errors import PayloadError
+from engine.rules.model import Decode
 from engine.webhook import Webhook
 
 

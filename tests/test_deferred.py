@@ -19,13 +19,16 @@ from typing import Any
 import httpx
 import pytest
 
-from engine.lookups import HttpFetcher, LookupFailed, LookupSpec, MockFetcher
+from engine.errors import LookupFailed
+from engine.lookups import HttpFetcher, MockFetcher
 from engine.rules import compiler
-from engine.rules.model import RuleSet
-from engine.sandbox.app import SandboxConfig, running
+from engine.rules.model import LookupSpec, RuleSet
+from engine.sandbox.run import running
+from engine.sandbox.settings import SandboxConfig
 from engine.server.processor import LOOKUP_SCHEDULE, process_stored
-from engine.server.queries import StoredWebhook
-from engine.server.store import MIGRATIONS, SCHEMA_VERSION, Store
+from engine.server.store.migrations import MIGRATIONS, SCHEMA_VERSION
+from engine.server.store.rows import StoredWebhook
+from engine.server.store.sqlite import Store
 from tests.helpers_server import serving, wait_until
 
 T0 = 1_700_000_000.0

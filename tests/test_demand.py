@@ -20,14 +20,14 @@ from hypothesis import strategies as st
 from jmespath import exceptions as jp_exc
 from jmespath.parser import ParsedResult
 
-from engine.decoders import Decode, decode
-from engine.errors import PayloadError
+from engine.decoders import decode
+from engine.errors import NotReadInPart, PayloadError
 from engine.rules import codegen, compiler, demand
-from engine.rules.expressions import Expression
+from engine.rules.codegen import INTERPRETER
 from engine.rules.functions import EngineFunctions
+from engine.rules.model import Decode, Expression
 from engine.webhook import Webhook, parse_json
-from tests.test_codegen import outcome
-from tests.test_codegen_properties import _context, _rhs, documents, expressions
+from tests.support.expressions import context_for, documents, expressions, outcome, projection_rhs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -93,7 +93,7 @@ def test_the_whole_document_needs_no_reader() -> None:
 def test_an_unknown_node_reads_whole() -> None:
     odd = ParsedResult("?", {"type": "something_new", "children": []})
     expr = Expression("?", odd)
-    with pytest.raises(demand.Unknown):
+    with pytest.raises(NotReadInPart):
         demand.demand([demand.Read(expr)])
 
 
@@ -190,7 +190,7 @@ def _same(text: str, document: Any, each: str | None = None) -> None:
     whole = json.loads(body)
 
     def run(data: Any, interpreted: bool) -> Any:
-        functions = EngineFunctions(_context(data))
+        functions = EngineFunctions(context_for(data))
         targets = [data]
         if over is not None:
             options = jmespath.Options(custom_functions=functions)
@@ -223,7 +223,7 @@ def test_reading_in_part_gives_the_same_results(expression: str, document: Any) 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(expressions, st.lists(documents, max_size=5))
 def test_reading_in_part_over_arrays(expression: str, document: Any) -> None:
-    _same(f"@[*].{_rhs(expression)}", document)
+    _same(f"@[*].{projection_rhs(expression)}", document)
     _same(expression, {"a": document})
 
 
@@ -243,7 +243,7 @@ def test_shipped_rule_sets_read_in_part() -> None:
     fast = compiler.load_or_raise([ROOT / "rules"], env)
     with_reader = {rs.name for rs in fast.rulesets if rs.decode and rs.decode.reader}
     assert {"shopify", "woocommerce", "bigcommerce", "stripe", "ecwid"} <= with_reader
-    reference = compiler.load_or_raise([ROOT / "rules"], env, evaluator="interpreter")
+    reference = compiler.load_or_raise([ROOT / "rules"], env, evaluator=INTERPRETER)
     assert not any(rs.decode and rs.decode.reader for rs in reference.rulesets)
     shopify = fast.get("shopify")
     assert shopify is not None and shopify.decode is not None

@@ -23,9 +23,10 @@ import httpx
 import pytest
 
 from engine.events.destination import Destination
-from engine.server.dispatch import DEFAULT_SCHEDULE, Dispatcher, classify
-from engine.server.queries import AttemptRow, EventRow
-from engine.server.store import NewEvent, Store
+from engine.server.delivery import classify
+from engine.server.dispatch import DEFAULT_SCHEDULE, Dispatcher
+from engine.server.store.rows import AttemptRow, EventRow, NewEvent
+from engine.server.store.sqlite import Store
 
 KEY = "secret-api-key-123"
 DEST = Destination("http://cdp.test/api", KEY)

@@ -65,7 +65,7 @@ def test_root_example_data_is_the_context_root() -> None:
 def test_every_custom_function_has_a_spec_and_every_spec_a_function() -> None:
     """The functions beyond JMESPath's built-ins and the documented ones are the same set."""
     builtins = set(jp_functions.Functions.FUNCTION_TABLE)
-    methods = {name[len("_func_") :] for name in vars(EngineFunctions) if name.startswith("_func_")}
+    methods = {name[len("_func_") :] for name in dir(EngineFunctions) if name.startswith("_func_")}
     assert methods - builtins == set(SPECS)
     assert set(SPECS) <= set(function_table())
 

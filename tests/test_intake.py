@@ -13,19 +13,20 @@ from pathlib import Path
 import pytest
 
 from engine.cli.ops import mask_headers, parse_since
-from engine.errors import UsageError
+from engine.errors import ServeRefused, UsageError
 from engine.rules import compiler
 from engine.rules.model import RuleSet
+from engine.rules.schemes import VerifySpec
 from engine.server.intake import (
     DEFAULT_MAX_BODY,
-    ServeRefused,
     Source,
     build_sources,
     is_woocommerce_ping,
     reason_label,
 )
 from engine.server.metrics import LATENCY_BUCKETS, Metrics
-from engine.server.signatures import Verdict, VerifySpec, sign
+from engine.server.signatures import Verdict, verify
+from engine.server.signing import sign
 from tests.conftest import ROOT
 
 SHOPIFY_SECRET = "shopify-unit-secret"
@@ -265,18 +266,43 @@ def test_the_bundled_ping_example_is_a_ping() -> None:
 
 
 @pytest.mark.parametrize(
-    ("reason", "label"),
+    ("headers", "body", "reason", "label"),
     [
-        ("missing header X-Shopify-Hmac-Sha256", "signature_missing"),
-        ("malformed signature header (not base64)", "signature_malformed"),
-        ("timestamp outside tolerance (400 s > 300 s)", "signature_timestamp"),
-        ("signature mismatch", "signature_mismatch"),
-        ("signature is 20 bytes, sha256 gives 32", "signature_invalid"),
-        ("no secret configured", "signature_invalid"),
+        ({}, ORDER, "missing header X-Shopify-Hmac-Sha256", "signature_missing"),
+        (
+            {"x-shopify-hmac-sha256": "not base64 !"},
+            ORDER,
+            "malformed signature header (not base64)",
+            "signature_malformed",
+        ),
+        (shopify_header(ORDER), ORDER + b" ", "signature mismatch", "signature_mismatch"),
+        (
+            {"x-shopify-hmac-sha256": base64.b64encode(b"x" * 20).decode()},
+            ORDER,
+            "signature is 20 bytes, sha256 gives 32",
+            "signature_invalid",
+        ),
     ],
 )
-def test_reason_label_is_a_short_bounded_label(reason: str, label: str) -> None:
-    assert reason_label(Verdict(False, reason, "shopify")) == label
+def test_reason_label_is_a_short_bounded_label(
+    headers: dict[str, str], body: bytes, reason: str, label: str
+) -> None:
+    """Each refusal's metrics label is one of a few words, whatever its full reason."""
+    verdict = verify(VerifySpec("shopify"), [SHOPIFY_SECRET.encode()], body, headers)
+    assert (verdict.reason, reason_label(verdict)) == (reason, label)
+
+
+def test_reason_label_of_a_stale_timestamp_and_of_no_secret() -> None:
+    stripe = VerifySpec("timestamped", ("S",))
+    stale = sign(stripe, b"k", b"{}", now=time.time() - 400)
+    verdict = verify(stripe, [b"k"], b"{}", stale)
+    assert verdict.reason.startswith("timestamp outside tolerance (")
+    assert reason_label(verdict) == "signature_timestamp"
+    unconfigured = verify(VerifySpec("shopify"), [], ORDER, shopify_header(ORDER))
+    assert (unconfigured.reason, reason_label(unconfigured)) == (
+        "no secret configured",
+        "signature_invalid",
+    )
 
 
 # -- Metrics.render -----------------------------------------------------------------------

@@ -59,8 +59,7 @@ def test_status_says_which_servers_run_and_which_stopped_without_finishing(
     from click.testing import CliRunner
 
     from engine.cli import main
-    from engine.server.service import DB_NAME
-    from engine.server.store import Store
+    from engine.server.store.sqlite import DB_NAME, Store
 
     with Store(tmp_path / DB_NAME) as store:
         store.add_webhook("shopify", {}, b"{}", None)

@@ -10,9 +10,11 @@ from typing import Any
 import httpx
 import pytest
 
-from engine.lookups import HttpFetcher, LookupFailed, LookupSpec, MockFetcher
+from engine.errors import LookupFailed
+from engine.lookups import HttpFetcher, MockFetcher
 from engine.pipeline import process
 from engine.rules import compiler
+from engine.rules.model import LookupSpec
 from engine.webhook import Webhook
 
 RULES = """

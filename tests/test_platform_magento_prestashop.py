@@ -27,7 +27,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from engine.rules import compiler
-from engine.sandbox.app import RunningSandbox, SandboxConfig, running
+from engine.sandbox.run import RunningSandbox, running
+from engine.sandbox.settings import SandboxConfig
 from engine.webhook import read_webhook_file
 from tests.conftest import ROOT
 from tests.helpers_server import API_KEY, ServedService, param, serving, settled, wait_until

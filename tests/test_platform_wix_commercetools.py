@@ -27,8 +27,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from engine.pipeline import process
 from engine.rules import compiler
 from engine.rules.model import RuleSet
-from engine.sandbox.app import RunningSandbox, SandboxConfig, running
-from engine.server.signatures import VerifySpec, make_jwt
+from engine.rules.schemes import VerifySpec
+from engine.sandbox.run import RunningSandbox, running
+from engine.sandbox.settings import SandboxConfig
+from engine.server.signing import make_jwt
 from engine.webhook import Webhook
 from tests.conftest import ROOT
 from tests.helpers_server import (

@@ -10,7 +10,8 @@ import httpx
 import pytest
 
 from engine.events.encode import body_bytes, request_body
-from engine.sandbox.app import RunningSandbox, SandboxConfig, running
+from engine.sandbox.run import RunningSandbox, running
+from engine.sandbox.settings import SandboxConfig
 
 KEY = "sandbox-test-key"
 EMAIL = "ann@example.com"

@@ -32,7 +32,8 @@ import pytest
 import yaml
 
 from engine.errors import PayloadError
-from engine.pipeline import Result, process
+from engine.pipeline import process
+from engine.results import Result
 from engine.rules.compiler import load
 from engine.rules.model import RuleSet
 from engine.webhook import Webhook

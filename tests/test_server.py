@@ -22,8 +22,9 @@ from engine.cli import main
 from engine.events.destination import Destination
 from engine.pipeline import process
 from engine.rules import compiler
-from engine.sandbox.app import RunningSandbox, SandboxConfig, running
-from engine.server.queries import EventRow, WebhookDetail
+from engine.sandbox.run import RunningSandbox, running
+from engine.sandbox.settings import SandboxConfig
+from engine.server.store.rows import EventRow, WebhookDetail
 from tests.conftest import ROOT
 from tests.helpers_server import (
     API_KEY,

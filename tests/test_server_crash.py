@@ -12,9 +12,9 @@ from pathlib import Path
 
 import httpx
 
-from engine.sandbox.app import SandboxConfig, running
-from engine.server.service import DB_NAME
-from engine.server.store import Store
+from engine.sandbox.run import running
+from engine.sandbox.settings import SandboxConfig
+from engine.server.store.sqlite import DB_NAME, Store
 from tests.helpers_server import (
     API_KEY,
     param,

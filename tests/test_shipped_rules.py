@@ -16,7 +16,7 @@ from engine.events.encode import body_bytes
 from engine.lookups import MockFetcher
 from engine.pipeline import process
 from engine.rules import compiler
-from engine.server.store import new_events
+from engine.server.processor import new_events
 from tests.conftest import ROOT
 
 RULES = ROOT / "rules"

@@ -21,23 +21,14 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
-from engine.errors import HookmapError
-from engine.rules.schema import VERIFY, Enum
-from engine.server.signatures import (
-    JWT_LEEWAY,
-    SCHEMES,
-    SIGNED,
-    VERIFY_KEYS,
-    SecretError,
-    Verdict,
-    VerifySpec,
-    make_jwt,
-    parse_verify,
-    resolve_secrets,
-    sign,
-    sign_rsa,
-    verify,
-)
+from engine.errors import HookmapError, SecretError
+from engine.rules.schema_intake import VERIFY
+from engine.rules.schema_types import Enum
+from engine.rules.schemes import SCHEMES, SIGNED, VerifySpec
+from engine.rules.verify import VERIFY_KEYS, parse_verify
+from engine.server.secrets import resolve_secrets
+from engine.server.signatures import JWT_LEEWAY, Verdict, verify
+from engine.server.signing import make_jwt, sign, sign_rsa
 
 BODY = b'{"id":820982911946154508,"email":"jon@example.com","total_price":"199.00"}'
 SECRET = b"s3cr3t-hook-key-OLD"

@@ -16,18 +16,12 @@ from typing import Any
 
 import pytest
 
-from engine.errors import Problem
-from engine.pipeline import EventResult, Result
-from engine.server.store import (
-    MIGRATIONS,
-    RESPONSE_LIMIT,
-    SCHEMA_VERSION,
-    NewEvent,
-    Outcome,
-    Store,
-    StoreError,
-    new_events,
-)
+from engine.errors import Problem, StoreError
+from engine.results import EventResult, Result
+from engine.server.processor import new_events
+from engine.server.store.migrations import MIGRATIONS, SCHEMA_VERSION
+from engine.server.store.rows import RESPONSE_LIMIT, NewEvent, Outcome
+from engine.server.store.sqlite import Store
 
 T0 = 1_700_000_000.0
 
@@ -113,7 +107,7 @@ def test_webhook_survives_kill_9_right_after_add_webhook(tmp_path: Path) -> None
     path = tmp_path / "hookmap.sqlite3"
     code = (
         "import os, signal, sys\n"
-        "from engine.server.store import Store\n"
+        "from engine.server.store.sqlite import Store\n"
         "s = Store(sys.argv[1])\n"
         "print(s.add_webhook('shop', {}, b'kept', 'd-9').id, flush=True)\n"
         "os.kill(os.getpid(), signal.SIGKILL)\n"

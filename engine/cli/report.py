@@ -8,7 +8,7 @@ from typing import Any
 from engine.errors import Problem
 from engine.events.destination import API_KEY_ENV, USER, Destination
 from engine.events.encode import body_bytes
-from engine.pipeline import EventResult, Result
+from engine.results import EventResult, Result
 
 
 def _problem_line(p: Problem) -> str:

@@ -10,14 +10,11 @@ string, and both are read the same way.
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import functools
 import json
-import math
-import re
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from engine.errors import Problem, did_you_mean, has_errors
 from engine.events.catalogue import (
@@ -25,7 +22,6 @@ from engine.events.catalogue import (
     EVENT_TYPE_KEY_MAX,
     EVENT_TYPES,
     FORBIDDEN_CHARS,
-    IDENTIFIER_NAMES,
     KEY_VALUE_MAX,
     PARAM_NAME_MAX,
     EventType,
@@ -33,19 +29,11 @@ from engine.events.catalogue import (
     Field,
     Kind,
     Shape,
-    is_identifier,
 )
+from engine.events.contacts import Contact, identify_contact, no_contact
+from engine.events.kinds import SCALARS, STRING, fits
+from engine.events.values import blank, is_string_list, show
 from engine.records import fast_init
-
-
-@fast_init
-@dataclasses.dataclass(frozen=True)
-class Contact:
-    """What identifies the event's contact: the keyValue, or a param by its name."""
-
-    by: Literal["keyValue", "param"]
-    name: str
-    value: str
 
 
 @fast_init
@@ -85,8 +73,8 @@ def check_event(
             field is None
             or (
                 field.shape is None
-                and ((type(value) is str and field.kind is _STRING) or _fits(field, value))
-                and not (field.required and _blank(value))
+                and ((type(value) is str and field.kind is STRING) or fits(field, value))
+                and not (field.required and blank(value))
             )
         ):
             continue
@@ -95,7 +83,7 @@ def check_event(
         problems += _check_presence(spec, params, set(names))
     contact = identify_contact(key_value, params, identify_by)
     if contact is None:
-        problems.append(_no_contact(params, identify_by))
+        problems.append(no_contact(params, identify_by))
     return CheckResult(_merge_w104(problems), contact)
 
 
@@ -134,18 +122,6 @@ def _w104(where: str, key: str, indices: tuple[str, ...]) -> Problem:
     )
 
 
-def identify_contact(
-    key_value: str | None, params: Sequence[tuple[str, Any]], identify_by: Sequence[str] = ()
-) -> Contact | None:
-    """The keyValue if set, else the first identifier param with a value, else None."""
-    if key_value is not None and key_value.strip():
-        return Contact("keyValue", "keyValue", key_value)
-    for name, value in params:
-        if is_identifier(name, identify_by) and _is_scalar(value) and not _blank(value):
-            return Contact("param", name, value if isinstance(value, str) else json.dumps(value))
-    return None
-
-
 def check_body_size(body: bytes) -> Problem | None:
     """V110 when the encoded event body is over the service's 20 KB."""
     if len(body) <= BODY_MAX_BYTES:
@@ -169,7 +145,7 @@ def _check_key(label: str, value: str, limit: int) -> list[Problem]:
         problems.append(
             Problem(
                 "V108",
-                f"{label} {_show(value)} is {len(value)} characters: the limit is {limit}",
+                f"{label} {show(value)} is {len(value)} characters: the limit is {limit}",
                 label,
             )
         )
@@ -178,7 +154,7 @@ def _check_key(label: str, value: str, limit: int) -> list[Problem]:
         problems.append(
             Problem(
                 "V108",
-                f"{label} {_show(value)} contains {' '.join(bad)}: none of "
+                f"{label} {show(value)} contains {' '.join(bad)}: none of "
                 f"{' '.join(sorted(FORBIDDEN_CHARS))} may appear in it",
                 label,
             )
@@ -209,7 +185,7 @@ def _name_problems(names: Sequence[str]) -> list[Problem]:
     problems += [
         Problem(
             "V113",
-            f"param name {_show(name)} is {len(name)} characters: names are 1 to "
+            f"param name {show(name)} is {len(name)} characters: names are 1 to "
             f"{PARAM_NAME_MAX} characters",
             name,
         )
@@ -217,17 +193,6 @@ def _name_problems(names: Sequence[str]) -> list[Problem]:
         if not name or len(name) > PARAM_NAME_MAX
     ]
     return problems
-
-
-def _no_contact(params: Sequence[tuple[str, Any]], identify_by: Sequence[str]) -> Problem:
-    names = ", ".join((*IDENTIFIER_NAMES, *identify_by))
-    empty = [name for name, _ in params if is_identifier(name, identify_by)]
-    why = f" ({', '.join(repr(n) for n in empty)} has no value)" if empty else ""
-    return Problem(
-        "V106",
-        f"nothing identifies the contact{why}: expected a keyValue or a param with a value "
-        f"named one of {names} (any case)",
-    )
 
 
 # -- the catalogue ------------------------------------------------------------------
@@ -238,7 +203,7 @@ def _check_presence(
 ) -> list[Problem]:
     """What the event type requires that ``params`` (their names: ``present``) lack."""
     one_of = spec.one_of
-    has_one = not one_of or any(n in one_of and not _blank(v) for n, v in params)
+    has_one = not one_of or any(n in one_of and not blank(v) for n, v in params)
     if has_one and spec.expected_names <= present:
         return []  # the usual case, decided without building a problem
     problems = [
@@ -274,22 +239,22 @@ def _check_param(field: Field | None, name: str, value: Any) -> list[Problem | _
         return [Problem("V114", f"'{name}' is null: a param needs a value", name)]
     if field is None:
         return []  # a custom param: any value goes
-    if field.required and _blank(value):
-        return [Problem("V101", f"'{name}' is {_show(value)}: it is required", name)]
+    if field.required and blank(value):
+        return [Problem("V101", f"'{name}' is {show(value)}: it is required", name)]
     return _check_value(field, value, name)
 
 
 def _check_value(field: Field, value: Any, where: str) -> list[Problem | _Unlisted]:
     if field.shape is not None:
         return _check_structured(field, field.shape, value, where)
-    code, fits, expected = _SCALARS[field.kind]
+    code, fits, expected = SCALARS[field.kind]
     if fits(value, field):
         return []
     text = expected(field)
     hint = did_you_mean(value, field.choices) if isinstance(value, str) and field.choices else None
     if hint:
         text += f" ({hint})"
-    return [Problem(code, f"{where} is {_show(value)}: expected {text}", where)]
+    return [Problem(code, f"{where} is {show(value)}: expected {text}", where)]
 
 
 def _check_structured(
@@ -336,7 +301,7 @@ def _check_object(
                 problems.append((where, index, name))  # merged: no message yet
                 continue
             path = _path(where, index, name)
-            state = "missing" if name not in obj else _show(value)
+            state = "missing" if name not in obj else show(value)
             if required:
                 problems.append(Problem("V107", f"{path} is {state}: it is required", path))
             else:
@@ -346,7 +311,7 @@ def _check_object(
                     )
                 )
             continue
-        if kind is not None and ((kind is _STRING and type(value) is str) or _fits(field, value)):
+        if kind is not None and ((kind is STRING and type(value) is str) or fits(field, value)):
             continue
         problems += _check_value(field, value, _path(where, index, name))
     names = shape.names
@@ -366,11 +331,11 @@ def _check_object(
                     "warning",
                 )
             )
-        elif shape.extra is Extra.STRING_LIST and not _is_string_list(value):
+        elif shape.extra is Extra.STRING_LIST and not is_string_list(value):
             problems.append(
                 Problem(
                     "W102",
-                    f"{path} is {_show(value)}: expected an extra property to be a list of "
+                    f"{path} is {show(value)}: expected an extra property to be a list of "
                     'strings, such as ["green"]',
                     path,
                     "warning",
@@ -384,126 +349,8 @@ def _path(where: str, index: int | None, key: str) -> str:
 
 
 def _shape_problem(where: str, value: Any, expected: str) -> Problem:
-    return Problem("V107", f"{where} is {_show(value)}: expected {expected}", where)
+    return Problem("V107", f"{where} is {show(value)}: expected {expected}", where)
 
 
 def _object_text(shape: Shape) -> str:
     return f"objects with {', '.join(f.name for f in shape.fields if f.required)}"
-
-
-# -- scalar kinds -------------------------------------------------------------------
-
-_NUMBER = re.compile(r"-?\d+(\.\d+)?([eE][+-]?\d+)?", re.ASCII)
-_DATETIME = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(?:\.\d{1,9})?)?"
-    r"(?:Z|[+-](\d{2}):(\d{2}))?",
-    re.ASCII,
-)
-_CURRENCY = re.compile(r"[A-Z]{3}", re.ASCII)
-
-
-def _fits(field: Field, value: Any) -> bool:
-    """Whether ``value`` fits the scalar ``field``: ``_SCALARS[field.kind]``'s test."""
-    # the usual kinds by identity: an Enum key's __hash__ is Python code, slow per value
-    kind = field.kind
-    if kind is _STRING:
-        return _is_scalar(value)
-    if kind is _NUMBER_KIND:
-        if type(value) is int or type(value) is float:
-            return math.isfinite(value)  # _is_number's answer for them
-        return _is_number(value, field)
-    return _SCALARS[kind][1](value, field)
-
-
-_STRING = Kind.STRING
-_NUMBER_KIND = Kind.NUMBER
-
-
-def _is_string(value: Any, _: Field) -> bool:
-    return _is_scalar(value)
-
-
-def _is_number(value: Any, _: Field) -> bool:
-    if type(value) is str:
-        return _NUMBER.fullmatch(value) is not None
-    # bool is an int in Python, but true/false is no price: JSON keeps them apart.
-    if isinstance(value, bool):
-        return False
-    if isinstance(value, int | float):
-        return math.isfinite(value)
-    return isinstance(value, str) and _NUMBER.fullmatch(value) is not None
-
-
-def _is_datetime(value: Any, _: Field) -> bool:
-    match = _DATETIME.fullmatch(value) if isinstance(value, str) else None
-    if match is None:
-        return False
-    try:  # the calendar (month 13, February 30th, hour 24...), checked in C
-        datetime.datetime.fromisoformat(value[:19] if match[6] is not None else value[:16])
-    except ValueError:
-        return False
-    return match[7] is None or (int(match[7]) < 24 and int(match[8]) < 60)
-
-
-def _is_choice(value: Any, field: Field) -> bool:
-    return isinstance(value, str) and value in field.choices
-
-
-def _is_currency(value: Any, _: Field) -> bool:
-    return isinstance(value, str) and _CURRENCY.fullmatch(value) is not None
-
-
-def _is_flag(value: Any, _: Field) -> bool:
-    if isinstance(value, bool):
-        return False
-    return value in (0, 1) if isinstance(value, int | float) else value in ("0", "1")
-
-
-_Check = tuple[str, Callable[[Any, Field], bool], Callable[[Field], str]]
-
-#: Per scalar kind: the problem code, whether a value fits, and what was expected.
-_SCALARS: Mapping[Kind, _Check] = {
-    Kind.STRING: ("V114", _is_string, lambda f: "a string or a number"),
-    Kind.NUMBER: (
-        "V102",
-        _is_number,
-        lambda f: 'a number such as 188.09 or "188.09" (a dot for decimals)',
-    ),
-    Kind.DATETIME: (
-        "V104",
-        _is_datetime,
-        lambda f: (
-            'an ISO 8601 date-time such as "2020-05-14T10:11:00" '
-            "(seconds, fraction and Z or ±HH:MM optional)"
-        ),
-    ),
-    Kind.ENUM: ("V103", _is_choice, lambda f: f"one of {', '.join(f.choices)}"),
-    Kind.CURRENCY: (
-        "V105",
-        _is_currency,
-        lambda f: 'an ISO 4217 code of three uppercase letters such as "USD"',
-    ),
-    Kind.FLAG: ("V103", _is_flag, lambda f: "0 or 1"),
-}
-
-
-def _is_scalar(value: Any) -> bool:
-    kind = type(value)
-    if kind is str or kind is int or kind is float:
-        return True
-    return isinstance(value, str | int | float) and not isinstance(value, bool)
-
-
-def _is_string_list(value: Any) -> bool:
-    return isinstance(value, list) and all(isinstance(item, str) for item in value)
-
-
-def _blank(value: Any) -> bool:
-    # isspace() is strip()'s test of every character, without building the stripped copy
-    return value is None or (isinstance(value, str) and (not value or value.isspace()))
-
-
-def _show(value: Any, limit: int = 60) -> str:
-    """The value as JSON, cut to ``limit`` characters: messages quote what was wrong."""
-    text = json.dumps(value, ensure_ascii=False, default=repr)
-    return text if len(text) <= limit else text[: limit - 1] + "…"

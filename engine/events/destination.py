@@ -17,6 +17,8 @@ API_URL_ENV = "HOOKMAP_API_URL"
 API_KEY_ENV = "HOOKMAP_API_KEY"
 #: the Basic auth user name; the service ignores it, the key is the password
 USER = "hookmap"
+#: requests per second the CDP allows on v1/event and v2/event, per account
+RATE_LIMIT = 350.0
 
 
 @dataclasses.dataclass(frozen=True)

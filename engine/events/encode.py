@@ -19,6 +19,8 @@ from typing import Any, Literal
 
 import orjson
 
+from engine.errors import NotForOrjson
+
 ApiVersion = Literal["v1", "v2"]
 
 # Values clean() and _cleaned_for_orjson return as they are.
@@ -76,17 +78,13 @@ def to_json(value: Any) -> str:
     try:
         ready = value if _ready(value) else _cleaned_for_orjson(value)
         return orjson.dumps(ready).decode("utf-8")
-    except (_NotForOrjson, orjson.JSONEncodeError):
+    except (NotForOrjson, orjson.JSONEncodeError):
         pass
     return json.dumps(clean(value), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
-class _NotForOrjson(Exception):
-    """A value orjson would write differently from ``json.dumps`` (or refuse)."""
-
-
 def _cleaned_for_orjson(value: Any) -> Any:
-    """``clean(value)``, or ``_NotForOrjson`` when orjson's bytes could differ from json's.
+    """``clean(value)``, or ``NotForOrjson`` when orjson's bytes could differ from json's.
 
     They agree on text (every code point, tested), integers, and floats from 1e-4 up
     (both print the shortest repr, and exponents from 1e16 alike); below 1e-4 orjson
@@ -99,12 +97,12 @@ def _cleaned_for_orjson(value: Any) -> Any:
 def _orjson_number(value: float) -> float:
     cleaned = clean_number(value)
     if cleaned != 0 and not 1e-4 <= abs(cleaned) < math.inf:
-        raise _NotForOrjson
+        raise NotForOrjson
     return cleaned
 
 
 def _not_for_orjson(value: Any) -> Any:
-    raise _NotForOrjson
+    raise NotForOrjson
 
 
 def _ready(value: Any) -> bool:

@@ -24,202 +24,20 @@ source. ``tests/test_codegen.py`` feeds hostile identifiers and literals through
 
 from __future__ import annotations
 
-import collections
 import functools
 import itertools
-import json
 import types
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from numbers import Number
-from typing import Any, Literal
+from typing import Any
 
 from jmespath import functions as jp_functions
 from jmespath import visitor as jp_visitor
 
-from engine.rules.functions import EngineFunctions, signature_arity
-
-#: How rule expressions are evaluated: this module's code, or jmespath's own interpreter.
-Evaluator = Literal["compiled", "interpreter"]
-
-#: What ``compile_ast`` returns: call it with the data and the bound functions.
-Compiled = Callable[[Any, jp_functions.Functions], Any]
-
-#: jmespath's built-ins alone: what the interpreter uses when no custom functions are given.
-BUILTINS = jp_functions.Functions()
-
-# Python's compiler allows 20 nested loop/try blocks and 100 indentation levels; a subtree
-# deeper than these limits goes into a function of its own.
-_MAX_BLOCKS = 8
-_MAX_INDENT = 24
-
-
-class _Expression:
-    """What ``&expr`` evaluates to: jmespath's ``_Expression``, backed by compiled code.
-
-    The built-ins (``sort_by``, ``max_by``, ``min_by``, ``map``) call
-    ``expref.visit(expref.expression, element)`` and their type check looks for the
-    class *name* ``_Expression``, so the name and both attributes are kept.
-    """
-
-    __slots__ = ("_compiled", "_functions", "expression")
-
-    def __init__(
-        self, expression: Mapping[str, Any], compiled: Compiled, functions: jp_functions.Functions
-    ) -> None:
-        self.expression = expression
-        self._compiled = compiled
-        self._functions = functions
-
-    @property
-    def interpreter(self) -> jp_visitor.TreeInterpreter:
-        """An interpreter with the same functions, for code that visits other nodes."""
-        return jp_visitor.TreeInterpreter(jp_visitor.Options(custom_functions=self._functions))
-
-    def visit(self, node: Any, *args: Any, **kwargs: Any) -> Any:
-        if node is self.expression and len(args) == 1 and not kwargs:
-            return self._compiled(args[0], self._functions)
-        return self.interpreter.visit(node, *args, **kwargs)
-
-
-# -- runtime helpers the generated code calls (the interpreter's semantics) -------------
-
-_MISSING = object()
-
-
-def _field(value: Any, key: str) -> Any:
-    """``visit_field`` for anything but a plain dict (the generated code's fast path)."""
-    if value is None:
-        return None
-    try:
-        return value.get(key)
-    except AttributeError:
-        return None
-
-
-def _values(value: Any) -> Any:
-    """``base.values()`` as ``visit_value_projection`` tries it; ``_MISSING`` if absent."""
-    try:
-        return value.values()
-    except AttributeError:
-        return _MISSING
-
-
-def _is_actual_number(value: Any) -> bool:
-    # bool is an int to Python, not a number to JMESPath
-    return not isinstance(value, bool) and isinstance(value, Number)
-
-
-def _equals(x: Any, y: Any) -> Any:
-    """``==`` as JMESPath means it: ``0`` and ``1`` never equal ``false`` and ``true``."""
-    # jmespath.visitor._equals / _is_special_number_case, step for step
-    if _is_actual_number(x) and x in (0, 1):
-        if isinstance(y, bool):
-            return False
-    elif _is_actual_number(y) and y in (0, 1) and isinstance(x, bool):
-        return False
-    return x == y
-
-
-def _is_false(value: Any) -> bool:
-    """``TreeInterpreter._is_false``: JMESPath's false values."""
-    return value == "" or value == [] or value == {} or value is None or value is False
-
-
-def _comparable(value: Any) -> bool:
-    """Ordering operators apply to numbers and strings; anything else gives null."""
-    return _is_actual_number(value) or isinstance(value, str)
-
-
-def _not(value: Any) -> bool:
-    if _is_actual_number(value) and value == 0:
-        return False  # !0 is false: 0 is not a false value in JMESPath
-    return not value
-
-
-def _each(values: list[Any], allowed: frozenset[type]) -> bool:
-    """Every element is of an ``allowed`` type (the array-number / array-string check)."""
-    for value in values:  # noqa: SIM110 (a loop: all() over a generator is slower here)
-        if type(value) not in allowed:
-            return False
-    return True
-
-
-def _to_string(functions: Any, value: Any) -> Any:
-    """jmespath's ``to_string``, without ``json.dumps`` for the text and integers it gets."""
-    if isinstance(value, str):
-        return value
-    if type(value) is int:
-        return int.__repr__(value)  # what json.dumps writes for an int
-    return json.dumps(value, separators=(",", ":"), default=str)
-
-
-def _to_number(functions: Any, value: Any) -> Any:
-    """jmespath's ``to_number``, without the ValueError it raises and catches for "7.95"."""
-    if type(value) is str and "." in value:
-        # int() refuses any text with a dot, so jmespath's answer is float()'s
-        try:
-            return float(value)
-        except ValueError:
-            return None
-    return _JMESPATH_TO_NUMBER(functions, value)
-
-
-_JMESPATH_TO_NUMBER = vars(jp_functions.Functions)["_func_to_number"]
-
-
-def _unknown_node(node_type: str) -> Any:
-    raise NotImplementedError(node_type)  # what TreeInterpreter.default_visit raises
-
-
-# Python types whose name jmespath's type check accepts for each JMESPath type; a value
-# of any other type takes the full check (``call_function``), which decides exactly.
-_PY_TYPES: dict[str, tuple[type, ...]] = {
-    "boolean": (bool,),
-    "array": (list,),
-    "object": (dict, collections.OrderedDict),
-    "null": (type(None),),
-    "string": (str,),
-    "number": (float, int),
-    "expref": (_Expression, jp_visitor._Expression),
-}
-
-# The fast call path below re-implements EngineFunctions._validate_arguments (arity from
-# ``signature_arity``, then jmespath's ``_type_check_single`` per argument, the last spec
-# serving variadic extras). It is used only for that exact class and only when the
-# methods it mirrors are the ones it was written against.
-_FAST_CALLS = (
-    EngineFunctions.call_function is jp_functions.Functions.call_function
-    and EngineFunctions._type_check_single is vars(jp_functions.Functions)["_type_check_single"]
-)
-
-# Faster equivalents of built-ins whose implementation dominates a typical mapping, used
-# only while EngineFunctions still has jmespath's own implementation of that name.
-_INTRINSICS: dict[str, Callable[..., Any]] = {
-    name: fast
-    for name, fast in {"to_string": _to_string, "to_number": _to_number}.items()
-    if EngineFunctions.FUNCTION_TABLE[name]["function"]
-    is vars(jp_functions.Functions)[f"_func_{name}"]
-}
-
-# Calls written out inline for the values that dominate a mapping (ids and prices,
-# per line item), the function called for any other: (the function this form is
-# exact for, the form with {a} the argument and {f} the function). Each is tested
-# equal to its function (tests/test_codegen_properties.py).
-_INLINE: dict[str, tuple[Callable[..., Any], str]] = {
-    # text is its own string; an integer is written as json.dumps writes it
-    "to_string": (
-        _to_string,
-        "{a} if type({a}) is str else int.__repr__({a}) if type({a}) is int else {f}(F, {a})",
-    ),
-    # a price such as "12.50": ASCII digits around one dot, which float() reads exactly
-    # as number() does (no sign, space or exponent for it to handle)
-    "number": (
-        EngineFunctions._func_number,
-        'float({a}) if type({a}) is str and "." in {a} and {a}.isascii() '
-        'and {a}.replace(".", "", 1).isdigit() else {f}(F, {a})',
-    ),
-}
+from engine.rules import codegen_runtime as rt
+from engine.rules.codegen_calls import MAX_BLOCKS, MAX_INDENT, CallEmitter
+from engine.rules.functions import EngineFunctions
+from engine.rules.model import Compiled, Evaluator
 
 _NAMESPACE: dict[str, Any] = {
     "__builtins__": {},
@@ -232,16 +50,16 @@ _NAMESPACE: dict[str, Any] = {
     "isinstance": isinstance,
     "IndexError": IndexError,
     "_EF": EngineFunctions,
-    "_Expression": _Expression,
-    "_MISSING": _MISSING,
-    "_field": _field,
-    "_values": _values,
-    "_equals": _equals,
-    "_comparable": _comparable,
-    "_not": _not,
-    "_unknown_node": _unknown_node,
-    "_each": _each,
-    "_is_false": _is_false,
+    "_Expression": rt._Expression,
+    "_MISSING": rt.MISSING,
+    "_field": rt.field,
+    "_values": rt.values,
+    "_equals": rt.equals,
+    "_comparable": rt.comparable,
+    "_not": rt.not_,
+    "_unknown_node": rt.unknown_node,
+    "_each": rt.each,
+    "_is_false": rt.is_false,
     "_EMPTYABLE": frozenset((str, list, dict)),
 }
 
@@ -251,7 +69,7 @@ _PLAIN_EQ = (str, type(None), list, dict)
 _ORDERABLE = (int, float, str)
 
 
-class _Generator:
+class _Generator(CallEmitter):
     """Emits Python source for one expression; AST data only ever becomes a constant."""
 
     def __init__(self) -> None:
@@ -327,7 +145,7 @@ class _Generator:
     def _known_dict(self, src: str, emit: Callable[[], None]) -> None:
         """``emit()`` twice: where ``src`` is a dict (its fields read with a bare ``get``:
         the line items an object is built from, field after field), and elsewhere."""
-        if self._indent + 1 >= _MAX_INDENT:
+        if self._indent + 1 >= MAX_INDENT:
             emit()
             return
         with self.block(f"if type({src}) is dict:"):
@@ -374,7 +192,7 @@ class _Generator:
             out = self.tmp()
             self.emit(f"{out} = _Expression({self.const(inner)}, {self.function(inner)}, F)")
             return out
-        if self._blocks >= _MAX_BLOCKS or self._indent >= _MAX_INDENT:
+        if self._blocks >= MAX_BLOCKS or self._indent >= MAX_INDENT:
             out = self.tmp()
             self.emit(f"{out} = {self.function(node)}({src}, F)")
             return out
@@ -556,154 +374,6 @@ class _Generator:
             self._known_dict(src, build)
         return out
 
-    def _fused_compact(self, node: Mapping[str, Any]) -> Mapping[str, Any] | None:
-        """The projection in ``compact(list[].{...})``, the rules' idiom for line items,
-        when its objects can be built already compacted; else None.
-
-        The fused code runs only for EngineFunctions itself (whose compact() it does):
-        under a subclass the call goes through ``call_function`` as any other.
-        """
-        if node["value"] != "compact" or len(node["children"]) != 1 or not _FAST_CALLS:
-            return None
-        projection: Mapping[str, Any] = node["children"][0]
-        if projection["type"] not in ("projection", "filter_projection"):
-            return None
-        right = projection["children"][1]
-        if right["type"] != "multi_select_dict":
-            return None
-        keys = [child["value"] for child in right["children"]]
-        if len(set(keys)) != len(keys):  # {a: x, a: y} keeps a's last value, not its first
-            return None
-        if self._blocks + 2 >= _MAX_BLOCKS or self._indent + 6 >= _MAX_INDENT:
-            return None
-        return projection
-
-    def _coalesce(self, node: Mapping[str, Any], src: str) -> str | None:
-        """``coalesce(a, b, ...)`` as a chain of tests (None: not here, call it).
-
-        The call is the rules' way of saying "the first of these fields that is set", so
-        most arguments are plain paths that cannot fail: such an argument is evaluated
-        only when the ones before it are null or "". Any other argument may raise, so it
-        is evaluated first, in order, whatever the others hold.
-        """
-        children = node["children"]
-        if not _FAST_CALLS or not children or self._indent + len(children) + 8 >= _MAX_INDENT:
-            return None
-        out = self.tmp()
-
-        def fast() -> None:
-            early = {i: self.node(c, src) for i, c in enumerate(children) if not _pure(c)}
-            depth = 0
-            for index, child in enumerate(children):
-                value = early[index] if index in early else self.node(child, src)
-                self.emit(f"{out} = {value}")
-                self.emit(f'if {out} is None or {out} == "":')
-                self._indent += 1
-                depth += 1
-            self.emit(f"{out} = None")
-            self._indent -= depth
-
-        def slow() -> None:
-            args = [self.node(child, src) for child in children]
-            self.emit(f"{out} = F.call_function({self.const('coalesce')}, [{', '.join(args)}])")
-
-        self.fast_or_slow(fast, slow)
-        return out
-
-    def _function_expression(self, node: Mapping[str, Any], src: str) -> str:
-        name = node["value"]
-        if name == "coalesce":
-            chained = self._coalesce(node, src)
-            if chained is not None:
-                return chained
-        projection = self._fused_compact(node)
-        if projection is not None:
-            out = self.tmp()
-            method = getattr(self, f"_{projection['type']}")
-
-            def fused() -> None:
-                self.emit(f"{out} = {method(projection, src, compact=True)}")
-
-            def called() -> None:
-                arg = self.node(projection, src)
-                self.emit(f"{out} = F.call_function({self.const(name)}, [{arg}])")
-
-            self.fast_or_slow(fused, called)
-            return out
-        args = [self.node(child, src) for child in node["children"]]
-        out = self.tmp()
-        slow = f"{out} = F.call_function({self.const(name)}, [{', '.join(args)}])"
-        checks = self._fast_checks(name, args, node["children"])
-        if checks is None:
-            self.emit(slow)
-            return out
-        function = self.const(
-            _INTRINSICS.get(name) or EngineFunctions.FUNCTION_TABLE[name]["function"]
-        )
-        inline = _INLINE.get(name)
-        if inline is not None and self.constants[function] is inline[0]:
-            call = f"{out} = {inline[1].format(a=args[0], f=function)}"
-        else:
-            call = f"{out} = {function}({', '.join(['F', *args])})"
-        tests = checks if self._fast else ["type(F) is _EF", *checks]
-        if not tests:
-            self.emit(call)
-            return out
-        with self.block(f"if {' and '.join(tests)}:"):
-            self.emit(call)
-        with self.block("else:"):
-            self.emit(slow)
-        return out
-
-    def _fast_checks(
-        self, name: str, args: list[str], nodes: list[Mapping[str, Any]]
-    ) -> list[str] | None:
-        """Type tests under which EngineFunctions would accept ``args`` (computed by
-        ``nodes``); None: no fast path."""
-        entry = EngineFunctions.FUNCTION_TABLE.get(name) if _FAST_CALLS else None
-        if entry is None:
-            return None
-        spec = entry["signature"]
-        low, high = signature_arity(spec)
-        if len(args) < low or (high is not None and len(args) > high):
-            return None  # the call raises the arity error; call_function words it
-        checks: list[str] = []
-        for position, arg in enumerate(args):
-            types = spec[min(position, len(spec) - 1)]["types"]
-            if not types:
-                continue
-            if not all(t.split("-", 1)[-1] in _PY_TYPES for t in types):
-                return None  # a type this module does not know: jmespath's check decides
-            if not any("-" in t for t in types):
-                allowed = frozenset(py for t in types for py in _PY_TYPES[t])
-                literal = nodes[position]
-                if literal["type"] == "literal" and type(literal["value"]) in allowed:
-                    continue  # a constant of an accepted type: nothing to test
-                checks.append(f"type({arg}) in {self.const(allowed)}")
-                continue
-            # array-number, array-string: jmespath checks each element, and with several
-            # element types it takes the first element's and requires it of all; for
-            # disjoint element types that is "all of one kind" (an empty array passes)
-            if not all(t.startswith("array-") for t in types):
-                return None  # a mix like ["array-number", "null"]: leave it to jmespath
-            groups = [frozenset(_PY_TYPES[t.split("-", 1)[1]]) for t in types]
-            if sum(map(len, groups)) != len(frozenset().union(*groups)):
-                return None
-            each = " or ".join(f"_each({arg}, {self.const(group)})" for group in groups)
-            empty = f"not {arg} or " if len(groups) > 1 else ""
-            checks.append(f"type({arg}) is list and ({empty}{each})")
-        return checks
-
-
-# Nodes whose code cannot raise or call anything (coalesce() may skip them, see _coalesce)
-_PURE = frozenset(
-    ("field", "current", "identity", "literal", "subexpression", "index_expression", "index")
-)
-
-
-def _pure(node: Mapping[str, Any]) -> bool:
-    return node["type"] in _PURE and all(_pure(child) for child in node.get("children", ()))
-
 
 @functools.lru_cache(maxsize=2048)
 def _compile_source(source: str) -> types.CodeType:
@@ -744,3 +414,9 @@ def compile_ast(parsed: Mapping[str, Any]) -> Compiled:
 def _interpret(parsed: Any, data: Any, functions: jp_functions.Functions) -> Any:
     options = jp_visitor.Options(custom_functions=functions)
     return jp_visitor.TreeInterpreter(options).visit(parsed, data)
+
+
+#: Rule expressions compiled to Python (the default).
+COMPILED = Evaluator("compiled", compile_ast, reads_in_part=True)
+#: jmespath's own interpreter walks each expression on every webhook: the reference.
+INTERPRETER = Evaluator("interpreter")

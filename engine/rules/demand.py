@@ -26,13 +26,12 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, TypedDict, Union
+from typing import Any, TypedDict, Union
 
 import msgspec
 
-if TYPE_CHECKING:
-    from engine.rules.expressions import Expression
-    from engine.rules.model import RuleSet
+from engine.errors import NotReadInPart
+from engine.rules.model import Expression, RuleSet
 
 #: functions whose result is the document itself (for a plain JSON body the envelope is
 #: the body): reading into their result reads into the root
@@ -80,10 +79,6 @@ class _ListOf:
 #: what an expression's value may be made of: parts of the body, or lists built of them;
 #: empty for a value computed from the body (already demanded whole) or from nothing
 _Value = list[Need | _ListOf]
-
-
-class Unknown(Exception):
-    """An AST node the analysis does not know: the body is read whole."""
 
 
 def _whole(value: _Value) -> None:
@@ -167,7 +162,7 @@ class _Walker:
                 else:
                     _whole(self.walk(child, cur))
             return [self.root] if node["value"] in _ROOT_FUNCTIONS else []
-        raise Unknown(kind)
+        raise NotReadInPart(kind)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -181,7 +176,7 @@ class Read:
 
 def demand(reads: Iterable[Read]) -> Need:
     """The demand of running every expression in ``reads`` on one body; raises
-    ``Unknown`` for an expression the analysis does not know."""
+    ``NotReadInPart`` for an expression the analysis does not know."""
     root = Need()
     walker = _Walker(root)
     for read in reads:
@@ -204,7 +199,7 @@ def _shape(need: Need) -> Any:
     if not all(name.isascii() for name in need.fields):
         # msgspec 0.19-0.22 matches no non-ASCII key of a TypedDict (it drops them): such
         # a rule set is read whole rather than read wrong
-        raise Unknown("a non-ASCII key")
+        raise NotReadInPart("a non-ASCII key")
     fields = {name: _shape(sub) for name, sub in need.fields.items()}
     # the functional form takes any key, however un-Pythonic (a dunder, a space, "")
     keys: Any = TypedDict(f"Read{next(_names)}", fields, total=False)  # type: ignore[misc]
@@ -223,7 +218,7 @@ def reader(need: Need) -> Reader | None:
         return None
     try:
         decoder = msgspec.json.Decoder(_shape(need))
-    except (Unknown, TypeError):  # TypeError: a shape this msgspec does not take
+    except (NotReadInPart, TypeError):  # TypeError: a shape this msgspec does not take
         return None
     return decoder.decode
 
@@ -259,5 +254,5 @@ def ruleset_reader(ruleset: RuleSet) -> Reader | None:
     """The reader for ``ruleset``'s plain JSON bodies; None to read them whole."""
     try:
         return reader(demand(ruleset_reads(ruleset)))
-    except Unknown:
+    except NotReadInPart:
         return None

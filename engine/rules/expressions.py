@@ -11,37 +11,18 @@ from __future__ import annotations
 import dataclasses
 import re
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import jmespath
 from jmespath import exceptions as jp_exc
 from jmespath.lexer import Lexer
-from jmespath.parser import ParsedResult
 
-from engine.errors import Diagnostic, Location, did_you_mean
-from engine.rules import codegen, functions
-from engine.rules.codegen import Evaluator
-from engine.rules.loader import ExprText
-
-
-@dataclasses.dataclass(frozen=True)
-class Expression:
-    """A compiled expression with its source text and where it stands."""
-
-    source: str
-    parsed: ParsedResult = dataclasses.field(repr=False, compare=False)
-    where: Location | None = None
-    #: lookups it reads with fetched('name'): the pipeline fetches them first
-    lookups: frozenset[str] = frozenset()
-    #: the expression as Python (engine.rules.codegen); None evaluates with jmespath's interpreter
-    compiled: codegen.Compiled | None = dataclasses.field(default=None, repr=False, compare=False)
-
-    def search(self, data: Any, options: jmespath.Options) -> Any:
-        if self.compiled is not None and options.dict_cls is None:
-            found = options.custom_functions
-            return self.compiled(data, codegen.BUILTINS if found is None else found)
-        return self.parsed.search(data, options=options)
+from engine.errors import Location, did_you_mean
+from engine.rules import functions
+from engine.rules.diagnostics import Diagnostics
+from engine.rules.model import Evaluator, Expression
+from engine.rules.source import ExprText
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,13 +35,9 @@ class Names:
 
 
 def compile_expression(
-    text: str,
-    names: Names,
-    report: Callable[[Diagnostic], None],
-    source_line: Callable[[int], str | None] = lambda _n: None,
-    evaluator: Evaluator = "compiled",
+    text: str, names: Names, diagnostics: Diagnostics, *, evaluator: Evaluator
 ) -> Expression | None:
-    """Compile ``text``; report every problem; None when it cannot be used."""
+    """Compile ``text`` for ``evaluator``; report every problem; None when it cannot be used."""
 
     def position(offset: int) -> Location | None:
         if isinstance(text, ExprText):
@@ -68,9 +45,7 @@ def compile_expression(
         return None
 
     def emit(code: str, message: str, offset: int, hint: str | None = None) -> None:
-        loc = position(offset)
-        line = source_line(loc.line) if loc else None
-        report(Diagnostic(code, message, loc, "error", line, hint))
+        diagnostics.report(code, message, position(offset), "error", hint)
 
     try:
         # jmespath warns (PendingDeprecationWarning) about `literal` strings that are not
@@ -79,17 +54,11 @@ def compile_expression(
             warnings.simplefilter("always")
             parsed = jmespath.compile(str(text))
         for warning in caught:
-            loc = position(0)
-            line = source_line(loc.line) if loc else None
-            report(
-                Diagnostic(
-                    "W201",
-                    f"{warning.message}: write a JSON literal "
-                    "(`\"text\"`) or a raw string ('text')",
-                    loc,
-                    "warning",
-                    line,
-                )
+            diagnostics.report(
+                "W201",
+                f"{warning.message}: write a JSON literal (`\"text\"`) or a raw string ('text')",
+                position(0),
+                "warning",
             )
     except jp_exc.LexerError as exc:
         emit("E203", f"JMESPath syntax error: {exc.msg}", exc.lex_position or 0)
@@ -108,17 +77,13 @@ def compile_expression(
         return None
 
     for offset, word in _bare_keywords(str(text)):
-        loc = position(offset)
-        report(
-            Diagnostic(
-                "W202",
-                f"{word} here is a field named '{word}' (JMESPath has no {word} keyword): "
-                f'it reads the webhook\'s "{word}" key, if any',
-                loc,
-                "warning",
-                source_line(loc.line) if loc else None,
-                f"write `{word}` in backticks for the JSON value",
-            )
+        diagnostics.report(
+            "W202",
+            f"{word} here is a field named '{word}' (JMESPath has no {word} keyword): "
+            f'it reads the webhook\'s "{word}" key, if any',
+            position(offset),
+            "warning",
+            f"write `{word}` in backticks for the JSON value",
         )
 
     ok = True
@@ -174,7 +139,7 @@ def compile_expression(
     if not ok:
         return None
     where = text.position(0) if isinstance(text, ExprText) else None
-    compiled = codegen.compile_ast(parsed.parsed) if evaluator == "compiled" else None
+    compiled = evaluator.compile(parsed.parsed) if evaluator.compile is not None else None
     return Expression(str(text), parsed, where, frozenset(used), compiled)
 
 

@@ -1,13 +1,13 @@
 """Load stage: YAML text → values checked against ``engine.rules.schema``, every one located.
 
-PyYAML's composed nodes carry ``start_mark`` (0-based line and column); the walker
-here keeps them so every later stage can point at ``file:line:col``. It collects every
-problem (unknown keys, wrong types, duplicates, YAML errors) instead of stopping.
+The walker keeps each value's place (``engine.rules.source``) so every later stage can
+point at ``file:line:col``. It applies what the schema declares (types, required keys,
+exclusive groups, defaults) and collects every problem (unknown keys, wrong types,
+duplicates, YAML errors) instead of stopping.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,136 +15,20 @@ from typing import Any
 
 import yaml
 
-from engine.errors import Diagnostic, Location, Severity, did_you_mean
+from engine.errors import Location, Severity, did_you_mean
 from engine.rules import schema as s
-
-
-@dataclasses.dataclass
-class SourceFile:
-    """One rule file's text, for locations and carets."""
-
-    path: str
-    text: str
-
-    def __post_init__(self) -> None:
-        self.lines = self.text.splitlines()
-
-    def line(self, number: int) -> str | None:
-        """The 1-based source line, or None past the end."""
-        if 1 <= number <= len(self.lines):
-            return self.lines[number - 1]
-        return None
-
-    def location(self, mark: yaml.Mark) -> Location:
-        return Location(self.path, mark.line + 1, mark.column + 1)
-
-
-class LocatedDict(dict[str, Any]):
-    """A mapping read from YAML, with where it and each key and value stand."""
-
-    loc: Location
-    key_locs: dict[str, Location]
-    value_locs: dict[str, Location]
-    source: SourceFile
-
-
-class LocatedList(list[Any]):
-    """A list read from YAML, with where it and each item stand."""
-
-    loc: Location
-    item_locs: list[Location]
-
-
-class ExprText(str):
-    """An expression string that remembers its YAML node, to locate errors inside it."""
-
-    node: yaml.ScalarNode
-    source: SourceFile
-
-    def position(self, offset: int) -> Location:
-        """Where character ``offset`` of the expression stands in the file."""
-        return scalar_position(self.source, self.node, offset)
-
-
-def scalar_position(source: SourceFile, node: yaml.ScalarNode, offset: int) -> Location:
-    """Map an offset inside a scalar's value to a file location.
-
-    Exact for plain and quoted scalars on one line, and for block scalars (``|`` and
-    ``>``) whose lines share one indentation; otherwise the scalar's start.
-    """
-    start = node.start_mark
-    if node.style in ("'", '"') and node.start_mark.line == node.end_mark.line:
-        column = _quoted_column(source.line(start.line + 1) or "", start.column, node.style, offset)
-        return Location(source.path, start.line + 1, column + 1)
-    if node.style in (None, "") and node.start_mark.line == node.end_mark.line:
-        return Location(source.path, start.line + 1, start.column + 1 + offset)
-    if node.style in ("|", ">"):
-        remaining = offset
-        for number in range(start.line + 2, node.end_mark.line + 2):
-            text = source.line(number)
-            if text is None:
-                break
-            content = text.lstrip(" ")
-            if not content and node.style == ">":
-                continue  # folding turns the break and the blank line into one "\n"
-            indent = len(text) - len(content)
-            if remaining <= len(content):
-                return Location(source.path, number, indent + remaining + 1)
-            remaining -= len(content) + 1
-    if node.start_mark.line != node.end_mark.line and node.style in (None, ""):
-        # a plain scalar folded over several lines: walk the lines the same way
-        remaining = offset
-        first = True
-        for number in range(start.line + 1, node.end_mark.line + 2):
-            text = source.line(number)
-            if text is None:
-                break
-            begin = start.column if first else len(text) - len(text.lstrip(" "))
-            content = text[begin:].rstrip()
-            if remaining <= len(content):
-                return Location(source.path, number, begin + remaining + 1)
-            remaining -= len(content) + 1
-            first = False
-    return Location(source.path, start.line + 1, start.column + 1)
-
-
-def _quoted_column(line: str, quote_column: int, style: str, offset: int) -> int:
-    """0-based column of value character ``offset`` in a one-line quoted scalar.
-
-    Walks the source after the opening quote, so escapes (``\\"`` in double quotes,
-    ``''`` in single quotes) that are one character of the value but two of the text
-    do not shift the columns after them.
-    """
-    column = quote_column + 1
-    produced = 0
-    while column < len(line) and produced < offset:
-        char = line[column]
-        if style == '"' and char == "\\":
-            column += _escape_width(line, column)
-        elif style == "'" and char == "'" and line[column + 1 : column + 2] == "'":
-            column += 2
-        else:
-            column += 1
-        produced += 1
-    return column
-
-
-def _escape_width(line: str, column: int) -> int:
-    """Source width of the double-quoted escape starting at ``column``."""
-    kind = line[column + 1 : column + 2]
-    return {"x": 4, "u": 6, "U": 10}.get(kind, 2)
-
-
-#: what a value that failed its type reads as (already reported; compile skips it)
-INVALID: Any = object()
+from engine.rules import schema_types as t
+from engine.rules.diagnostics import Diagnostics
+from engine.rules.source import INVALID, ExprText, LocatedDict, LocatedList, SourceFile
 
 
 class Reader:
     """Walks composed YAML nodes against schema types, collecting diagnostics."""
 
-    def __init__(self, source: SourceFile, diagnostics: list[Diagnostic]) -> None:
+    def __init__(self, source: SourceFile, diagnostics: Diagnostics) -> None:
         self.source = source
         self.diagnostics = diagnostics
+        diagnostics.add_source(source)
         self._scalars = yaml.SafeLoader("")
 
     def report(
@@ -155,8 +39,7 @@ class Reader:
         severity: Severity = "error",
         hint: str | None = None,
     ) -> None:
-        line = self.source.line(loc.line) if loc else None
-        self.diagnostics.append(Diagnostic(code, message, loc, severity, line, hint))
+        self.diagnostics.report(code, message, loc, severity, hint)
 
     def loc(self, node: yaml.Node) -> Location:
         return self.source.location(node.start_mark)
@@ -164,17 +47,17 @@ class Reader:
     def scalar(self, node: yaml.ScalarNode) -> Any:
         return self._scalars.construct_object(node, deep=True)
 
-    def read(self, node: yaml.Node, typ: s.Type, where: str) -> Any:
+    def read(self, node: yaml.Node, typ: t.Type, where: str) -> Any:
         """The value of ``node`` read as ``typ``; ``where`` names it in messages."""
-        if isinstance(typ, s.OneOf):
+        if isinstance(typ, t.OneOf):
             return self._read_one_of(node, typ, where)
-        if isinstance(typ, s.Obj):
+        if isinstance(typ, t.Obj):
             return self._read_obj(node, typ, where)
-        if isinstance(typ, s.MapOf):
+        if isinstance(typ, t.MapOf):
             return self._read_map(node, typ, where)
-        if isinstance(typ, s.ListOf):
+        if isinstance(typ, t.ListOf):
             return self._read_list(node, typ, where)
-        if isinstance(typ, s.AnyValue):
+        if isinstance(typ, t.AnyValue):
             return self._read_any(node)
         if not isinstance(node, yaml.ScalarNode):
             kind = "a list" if isinstance(node, yaml.SequenceNode) else "a mapping"
@@ -183,9 +66,9 @@ class Reader:
             )
             return None
         value = self.scalar(node)
-        if isinstance(typ, s.Scalar):
+        if isinstance(typ, t.Scalar):
             return value
-        if isinstance(typ, s.Enum):
+        if isinstance(typ, t.Enum):
             if not isinstance(value, str) or value not in typ.values:
                 allowed = ", ".join(typ.values)
                 hint = did_you_mean(str(value), typ.values)
@@ -197,13 +80,13 @@ class Reader:
                 )
                 return None
             return value
-        if isinstance(typ, s.Bool):
+        if isinstance(typ, t.Bool):
             return self._typed(node, value, bool, typ, where)
-        if isinstance(typ, s.Int):
+        if isinstance(typ, t.Int):
             if isinstance(value, bool):
                 return self._typed(node, value, int, typ, where, force_error=True)
             return self._typed(node, value, int, typ, where)
-        if isinstance(typ, s.Expr):
+        if isinstance(typ, t.Expr):
             if not isinstance(value, str):
                 # numbers and booleans are valid JMESPath only as literals: say so
                 self.report(
@@ -217,7 +100,7 @@ class Reader:
             text.node = node
             text.source = self.source
             return text
-        if isinstance(typ, s.Str):
+        if isinstance(typ, t.Str):
             if not isinstance(value, str):
                 self.report("E103", f"{where} must be a string, not {_kind(value)}", self.loc(node))
                 return None
@@ -232,7 +115,7 @@ class Reader:
         node: yaml.ScalarNode,
         value: Any,
         py: type,
-        typ: s.Type,
+        typ: t.Type,
         where: str,
         force_error: bool = False,
     ) -> Any:
@@ -257,17 +140,17 @@ class Reader:
             ] = self._read_any(value_node)
         return out
 
-    def _read_one_of(self, node: yaml.Node, typ: s.OneOf, where: str) -> Any:
+    def _read_one_of(self, node: yaml.Node, typ: t.OneOf, where: str) -> Any:
         for option in typ.options:
-            if isinstance(node, yaml.MappingNode) and isinstance(option, (s.Obj, s.MapOf)):
+            if isinstance(node, yaml.MappingNode) and isinstance(option, (t.Obj, t.MapOf)):
                 return self.read(node, option, where)
-            if isinstance(node, yaml.SequenceNode) and isinstance(option, s.ListOf):
+            if isinstance(node, yaml.SequenceNode) and isinstance(option, t.ListOf):
                 return self.read(node, option, where)
             if isinstance(node, yaml.ScalarNode):
                 value = self.scalar(node)
-                if isinstance(option, s.Expr) and isinstance(value, str):
+                if isinstance(option, t.Expr) and isinstance(value, str):
                     return self.read(node, option, where)
-                if isinstance(option, s.Scalar) and not isinstance(value, str):
+                if isinstance(option, t.Scalar) and not isinstance(value, str):
                     return value
         labels = " or ".join(o.label for o in typ.options)
         self.report("E103", f"{where} must be {labels}", self.loc(node))
@@ -312,10 +195,16 @@ class Reader:
             seen[key] = key_loc
             yield key, value_node, key_loc
 
-    def _read_obj(self, node: yaml.Node, typ: s.Obj, where: str) -> LocatedDict | None:
+    def _read_obj(self, node: yaml.Node, typ: t.Obj, where: str) -> LocatedDict | None:
         out = self._mapping(node, where, typ.title or "mapping")
         if out is None:
             return None
+        if typ.checker:  # judged as a whole by its checker: read as written
+            for key, value_node, key_loc in self._keys(node, where):
+                out.key_locs[key] = key_loc
+                out.value_locs[key] = self.loc(value_node)
+                out[key] = self._read_any(value_node)
+            return out
         names = [f.name for f in typ.fields]
         for key, value_node, key_loc in self._keys(node, where):
             field = typ.field(key)
@@ -346,9 +235,12 @@ class Reader:
                 self.report(
                     "E104", f"{where or 'the rule set'} needs one of {', '.join(group)}", out.loc
                 )
+        for f in typ.fields:  # what the schema says an absent key means
+            if f.default is not None and f.name not in out.key_locs:
+                out[f.name] = f.default
         return out
 
-    def _read_map(self, node: yaml.Node, typ: s.MapOf, where: str) -> LocatedDict | None:
+    def _read_map(self, node: yaml.Node, typ: t.MapOf, where: str) -> LocatedDict | None:
         out = self._mapping(node, where, "mapping")
         if out is None:
             return None
@@ -358,7 +250,7 @@ class Reader:
             out[key] = self.read(value_node, typ.value, _join(where, key))
         return out
 
-    def _read_list(self, node: yaml.Node, typ: s.ListOf, where: str) -> LocatedList | None:
+    def _read_list(self, node: yaml.Node, typ: t.ListOf, where: str) -> LocatedList | None:
         out = LocatedList()
         out.loc = self.loc(node)
         out.item_locs = []
@@ -430,12 +322,12 @@ def _compose(text: str) -> yaml.Node | None:
     return node
 
 
-def read_file(path: Path, display: str, diagnostics: list[Diagnostic]) -> LocatedDict | None:
+def read_file(path: Path, display: str, diagnostics: Diagnostics) -> LocatedDict | None:
     """Read one rule file against the rule-set schema; problems go to ``diagnostics``."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        diagnostics.append(Diagnostic("E100", f"cannot read {display}: {exc}", None))
+        diagnostics.report("E100", f"cannot read {display}: {exc}", None)
         return None
     source = SourceFile(display, text)
     reader = Reader(source, diagnostics)

@@ -1,7 +1,10 @@
 """Compiled rules: immutable objects that loading returns and evaluation reads.
 
 Nothing here parses or does I/O; ``engine.rules.compiler`` builds these once, and every
-webhook is evaluated against the same objects (cel-python's compile → program).
+webhook is evaluated against the same objects (cel-python's compile → program). The
+option values of rule files (``api_version``, ``on_null``, a lookup's ``not_found``...)
+and their defaults are declared here once: the schema, the loader and the compiler
+take them from these names.
 """
 
 from __future__ import annotations
@@ -9,18 +12,188 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import re
+import urllib.parse
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
-from engine.decoders import Decode
-from engine.errors import Location
-from engine.lookups import LookupSpec
-from engine.rules.expressions import Expression
-from engine.rules.functions import Table
-from engine.server.signatures import VerifySpec
+import jmespath
+from jmespath import functions as jp_functions
+from jmespath.parser import ParsedResult
+
+from engine.errors import Location, LookupFailed, UnknownLookupValue
+from engine.rules.schemes import VerifySpec
 
 ApiVersion = Literal["v1", "v2"]
+API_VERSIONS: tuple[ApiVersion, ...] = get_args(ApiVersion)
+DEFAULT_API_VERSION: ApiVersion = "v1"
+
+#: how a rule set's bodies are read (``decode.format``)
+Format = Literal["auto", "json", "form", "jwt", "pubsub", "cloudevents"]
+FORMATS: tuple[Format, ...] = get_args(Format)
+DEFAULT_FORMAT: Format = "auto"
+
+#: what a param's null or missing value does; what its empty string does
+OnNull = Literal["omit", "error"]
+ON_NULL: tuple[OnNull, ...] = get_args(OnNull)
+DEFAULT_ON_NULL: OnNull = "omit"
+OnEmpty = Literal["keep", "omit", "error"]
+ON_EMPTY: tuple[OnEmpty, ...] = get_args(OnEmpty)
+DEFAULT_ON_EMPTY: OnEmpty = "keep"
+
+#: what a lookup's 404 means: keep the webhook and try later, or the resource is gone
+NotFound = Literal["retry", "null"]
+NOT_FOUND: tuple[NotFound, ...] = get_args(NotFound)
+DEFAULT_NOT_FOUND: NotFound = "retry"
+#: a lookup's seconds per attempt, attempts after the first, seconds an answer is reused
+DEFAULT_TIMEOUT = 10
+DEFAULT_RETRIES = 2
+DEFAULT_CACHE_TTL = 0
+
+#: how a rule test compares the events sent with the expected ones
+Match = Literal["exact", "subset"]
+MATCHES: tuple[Match, ...] = get_args(Match)
+DEFAULT_MATCH: Match = "exact"
+
+#: What an expression compiled to Python is: called with the data and the bound functions.
+Compiled = Callable[[Any, jp_functions.Functions], Any]
+
+#: jmespath's built-ins alone: what the interpreter uses when no custom functions are given.
+BUILTINS = jp_functions.Functions()
+
+
+@dataclasses.dataclass(frozen=True)
+class Evaluator:
+    """How rule expressions are evaluated, chosen once (``hookmap --interpreter``).
+
+    ``compile`` turns a parsed expression into Python (None: jmespath's interpreter
+    walks it on every webhook); ``reads_in_part`` lets plain JSON bodies be read only as
+    far as the expressions look (``engine.rules.demand``). The two evaluators are
+    ``engine.rules.codegen.COMPILED`` and ``INTERPRETER``.
+    """
+
+    name: str
+    compile: Callable[[Mapping[str, Any]], Compiled] | None = dataclasses.field(
+        default=None, repr=False, compare=False
+    )
+    reads_in_part: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Expression:
+    """A compiled expression with its source text and where it stands."""
+
+    source: str
+    parsed: ParsedResult = dataclasses.field(repr=False, compare=False)
+    where: Location | None = None
+    #: lookups it reads with fetched('name'): the pipeline fetches them first
+    lookups: frozenset[str] = frozenset()
+    #: the expression as Python (engine.rules.codegen); None evaluates with the interpreter
+    compiled: Compiled | None = dataclasses.field(default=None, repr=False, compare=False)
+
+    def search(self, data: Any, options: jmespath.Options) -> Any:
+        if self.compiled is not None and options.dict_cls is None:
+            found = options.custom_functions
+            return self.compiled(data, BUILTINS if found is None else found)
+        return self.parsed.search(data, options=options)
+
+
+@dataclasses.dataclass(frozen=True)
+class Table:
+    """A named lookup table: ``mapping`` keys are strings (see ``table_key``)."""
+
+    name: str
+    mapping: Mapping[str, Any]
+    default: Any = None
+    has_default: bool = False
+    strict: bool = False
+
+    def get(self, value: Any) -> Any:
+        key = table_key(value)
+        if key in self.mapping:
+            return self.mapping[key]
+        if self.strict:
+            raise UnknownLookupValue(self.name, value)
+        return self.default
+
+
+def table_key(value: Any) -> str:
+    """The string a value is looked up by: ``3`` and ``"3"`` find the same entry."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class Decode:
+    """How a rule set's bodies are decoded. ``unwrap``: paths of JSON-encoded strings
+    to parse in place, in order (Wix: ``data``, then ``data.data``, ``data.identity``)."""
+
+    format: Format = DEFAULT_FORMAT
+    unwrap: tuple[str, ...] = ()
+    #: reads only what the rule set's expressions can observe of a plain JSON body
+    #: (engine.rules.demand); None reads it whole
+    reader: Callable[[bytes], Any] | None = dataclasses.field(
+        default=None, repr=False, compare=False
+    )
+
+
+#: ``{name}`` in a lookup's URL template
+PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def template_host(url: str) -> str | None:
+    """The host of a URL template, or None when a placeholder sits in the host part."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or "{" in parts.netloc:
+        return None
+    return parts.hostname
+
+
+@dataclasses.dataclass(frozen=True)
+class LookupSpec:
+    """A named HTTP GET (``lookups:``); ``engine.lookups`` makes it."""
+
+    name: str
+    url: str  # template, ${ENV} already resolved
+    args: tuple[tuple[str, Expression], ...]
+    headers: tuple[tuple[str, str], ...] = dataclasses.field(repr=False, default=())
+    timeout: float = DEFAULT_TIMEOUT
+    retries: int = DEFAULT_RETRIES
+    cache_ttl: float = DEFAULT_CACHE_TTL
+    hosts: frozenset[str] = frozenset()
+    where: Location | None = None
+    #: environment variables its headers need that are not set (the server refuses)
+    missing_env: tuple[str, ...] = ()
+    not_found: NotFound = DEFAULT_NOT_FOUND
+
+    def build_url(self, values: Mapping[str, Any]) -> str:
+        """The URL with each ``{name}`` filled by its value, percent-encoded."""
+
+        def fill(match: re.Match[str]) -> str:
+            value = values.get(match[1])
+            if value is None:
+                raise LookupFailed(self.name, self.url, f"argument '{match[1]}' is null")
+            text = value if isinstance(value, str) else _plain(value)
+            return urllib.parse.quote(text, safe="")
+
+        url = PLACEHOLDER.sub(fill, self.url)
+        host = urllib.parse.urlsplit(url).hostname or ""
+        if host not in self.hosts:  # checked at load too; this guards the filled URL
+            raise LookupFailed(self.name, url, f"host '{host}' is not in the rule set's hosts")
+        return url
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,8 +204,8 @@ class ParamSpec:
     required: bool = False
     default: Any = None
     has_default: bool = False
-    on_null: Literal["omit", "error"] = "omit"
-    on_empty: Literal["keep", "omit", "error"] = "keep"
+    on_null: OnNull = DEFAULT_ON_NULL
+    on_empty: OnEmpty = DEFAULT_ON_EMPTY
     where: Location | None = None
 
     @property

@@ -12,182 +12,34 @@ Benthos declares each config field once in the same spirit.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
-from engine.decoders import FORMATS
-from engine.server.signatures import ALGORITHMS, ENCODINGS, SCHEMES, VERIFY_KEYS
-
-
-@dataclasses.dataclass(frozen=True)
-class Type:
-    """Base of the schema's types; ``label`` is how docs and errors name it."""
-
-    label: str = "any"
-
-    def json_schema(self) -> dict[str, Any]:
-        return {}
-
-
-@dataclasses.dataclass(frozen=True)
-class Str(Type):
-    label: str = "string"
-    pattern: str | None = None
-
-    def json_schema(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"type": "string"}
-        if self.pattern:
-            out["pattern"] = self.pattern
-        return out
-
-
-@dataclasses.dataclass(frozen=True)
-class Expr(Type):
-    """A JMESPath expression, compiled and checked at load."""
-
-    label: str = "expression"
-
-    def json_schema(self) -> dict[str, Any]:
-        return {"type": "string", "description": "JMESPath expression"}
-
-
-@dataclasses.dataclass(frozen=True)
-class Bool(Type):
-    label: str = "boolean"
-
-    def json_schema(self) -> dict[str, Any]:
-        return {"type": "boolean"}
-
-
-@dataclasses.dataclass(frozen=True)
-class Int(Type):
-    label: str = "integer"
-    minimum: int | None = None
-
-    def json_schema(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"type": "integer"}
-        if self.minimum is not None:
-            out["minimum"] = self.minimum
-        return out
-
-
-@dataclasses.dataclass(frozen=True)
-class Scalar(Type):
-    """Any YAML scalar: string, number, boolean or null."""
-
-    label: str = "scalar"
-
-    def json_schema(self) -> dict[str, Any]:
-        return {"type": ["string", "number", "boolean", "null"]}
-
-
-@dataclasses.dataclass(frozen=True)
-class AnyValue(Type):
-    """Any YAML value (scalars, lists, mappings)."""
-
-    label: str = "any"
-
-
-@dataclasses.dataclass(frozen=True)
-class Enum(Type):
-    values: tuple[str, ...] = ()
-    label: str = "enum"
-
-    def json_schema(self) -> dict[str, Any]:
-        return {"enum": list(self.values)}
-
-
-@dataclasses.dataclass(frozen=True)
-class ListOf(Type):
-    item: Type = dataclasses.field(default_factory=Type)
-    #: a lone item is accepted where a list is expected (``topics: orders/create``)
-    single_ok: bool = False
-    label: str = "list"
-
-    def json_schema(self) -> dict[str, Any]:
-        as_list: dict[str, Any] = {"type": "array", "items": self.item.json_schema()}
-        if self.single_ok:
-            return {"anyOf": [self.item.json_schema(), as_list]}
-        return as_list
-
-
-@dataclasses.dataclass(frozen=True)
-class MapOf(Type):
-    """A mapping with free keys (names the user chooses) and values of one type."""
-
-    value: Type = dataclasses.field(default_factory=Type)
-    key_doc: str = "name"
-    label: str = "mapping"
-
-    def json_schema(self) -> dict[str, Any]:
-        return {"type": "object", "additionalProperties": self.value.json_schema()}
-
-
-@dataclasses.dataclass(frozen=True)
-class Field:
-    name: str
-    type: Type
-    doc: str
-    required: bool = False
-    default: Any = None
-    example: str | None = None
-
-
-@dataclasses.dataclass(frozen=True)
-class Obj(Type):
-    """A mapping with declared keys; unknown keys are an error (E102)."""
-
-    title: str = ""
-    doc: str = ""
-    fields: tuple[Field, ...] = ()
-    #: at most one of these keys may be given
-    exclusive: tuple[tuple[str, ...], ...] = ()
-    #: exactly one of these keys must be given
-    one_of: tuple[tuple[str, ...], ...] = ()
-    label: str = "mapping"
-
-    def field(self, name: str) -> Field | None:
-        for f in self.fields:
-            if f.name == name:
-                return f
-        return None
-
-    def json_schema(self) -> dict[str, Any]:
-        return {"$ref": f"#/$defs/{self.title}"}
-
-    def definition(self) -> dict[str, Any]:
-        props: dict[str, Any] = {}
-        for f in self.fields:
-            prop = dict(f.type.json_schema())
-            prop["description"] = f.doc
-            if f.default is not None:
-                prop["default"] = f.default
-            props[f.name] = prop
-        out: dict[str, Any] = {
-            "type": "object",
-            "description": self.doc,
-            "properties": props,
-            "additionalProperties": False,
-        }
-        required = [f.name for f in self.fields if f.required]
-        if required:
-            out["required"] = required
-        if self.one_of:
-            out["allOf"] = [{"oneOf": [{"required": [k]} for k in keys]} for keys in self.one_of]
-        return out
-
-
-@dataclasses.dataclass(frozen=True)
-class OneOf(Type):
-    """One of several shapes, chosen by the YAML node's kind (scalar, list or mapping)."""
-
-    options: tuple[Type, ...] = ()
-    label: str = "one of"
-
-    def json_schema(self) -> dict[str, Any]:
-        return {"anyOf": [o.json_schema() for o in self.options]}
-
+from engine.rules.model import (
+    API_VERSIONS,
+    DEFAULT_API_VERSION,
+    DEFAULT_MATCH,
+    DEFAULT_ON_EMPTY,
+    DEFAULT_ON_NULL,
+    MATCHES,
+    ON_EMPTY,
+    ON_NULL,
+)
+from engine.rules.schema_intake import DECODE, DEDUPE, LOOKUP, VERIFY
+from engine.rules.schema_types import (
+    AnyValue,
+    Bool,
+    Enum,
+    Expr,
+    Field,
+    Int,
+    ListOf,
+    MapOf,
+    Obj,
+    OneOf,
+    Scalar,
+    Str,
+)
 
 # -- the format ---------------------------------------------------------------------
 
@@ -211,15 +63,15 @@ PARAM = Obj(
         Field("default", AnyValue(), "Value used when the expression gives null."),
         Field(
             "on_null",
-            Enum(values=("omit", "error")),
+            Enum(values=ON_NULL),
             "What a null or missing value does: leave the param out, or make it a problem.",
-            default="omit",
+            default=DEFAULT_ON_NULL,
         ),
         Field(
             "on_empty",
-            Enum(values=("keep", "omit", "error")),
+            Enum(values=ON_EMPTY),
             "What an empty string does: send it, leave the param out, or make it a problem.",
-            default="keep",
+            default=DEFAULT_ON_EMPTY,
         ),
         Field("doc", Str(), "A note for readers; ignored by the engine."),
     ),
@@ -372,11 +224,11 @@ EXPECT = Obj(
         ),
         Field(
             "match",
-            Enum(values=("exact", "subset")),
+            Enum(values=MATCHES),
             "`exact`: bodies equal. `subset`: "
             "each expected event's keys and params are found in the produced one (extra params "
             "allowed); counts still equal.",
-            default="exact",
+            default=DEFAULT_MATCH,
         ),
         Field(
             "dropped",
@@ -420,125 +272,6 @@ TEST = Obj(
     one_of=(("webhook", "body"),),
 )
 
-VERIFY = Obj(
-    title="Verify",
-    doc=(
-        "How the server checks that a request comes from the platform. A rule set with no "
-        "`verify` cannot be served; `scheme: none` says so explicitly."
-    ),
-    fields=(
-        Field(
-            "scheme", Enum(values=SCHEMES), VERIFY_KEYS["scheme"], required=True, example="shopify"
-        ),
-        Field(
-            "secret_env",
-            ListOf(item=Str(), single_ok=True),
-            VERIFY_KEYS["secret_env"],
-            example="SHOPIFY_WEBHOOK_SECRET",
-        ),
-        Field(
-            "public_key_env",
-            ListOf(item=Str(), single_ok=True),
-            VERIFY_KEYS["public_key_env"],
-            example="WIX_PUBLIC_KEY",
-        ),
-        Field("header", ListOf(item=Str(), single_ok=True), VERIFY_KEYS["header"]),
-        Field("algorithm", Enum(values=ALGORITHMS), VERIFY_KEYS["algorithm"]),
-        Field("encoding", Enum(values=ENCODINGS), VERIFY_KEYS["encoding"]),
-        Field("prefix", Str(), VERIFY_KEYS["prefix"]),
-        Field("tolerance", Int(minimum=1), VERIFY_KEYS["tolerance"], default=300),
-        # values as signatures.SIGNED (a test in tests/test_signatures.py keeps them equal)
-        Field(
-            "signed",
-            Enum(values=("body", "base64-body")),
-            VERIFY_KEYS["signed"],
-            default="base64-body",
-        ),
-    ),
-)
-
-DEDUPE = Obj(
-    title="Dedupe",
-    doc="Where the platform's delivery id is: a repeated id is acknowledged, not processed twice.",
-    fields=(
-        Field(
-            "header",
-            Str(),
-            "Request header holding the delivery id.",
-            example="X-Shopify-Webhook-Id",
-        ),
-        Field("expression", Expr(), "Expression over the body giving the id.", example="eventId"),
-    ),
-    one_of=(("header", "expression"),),
-)
-
-DECODE = Obj(
-    title="Decode",
-    doc="How request bodies are decoded before the rules read them.",
-    fields=(
-        Field(
-            "format",
-            Enum(values=FORMATS),
-            "`auto`: JSON, or form fields for a form body. "
-            "`jwt`: the body is a JWT, its claims are the data (the signature is checked "
-            "by `verify`). `pubsub`: a Pub/Sub push, the data is the JSON in base64 "
-            "`message.data`. `cloudevents`: the data is the event's `data`. The outer "
-            "document is `envelope()`.",
-            default="auto",
-        ),
-        Field(
-            "unwrap",
-            ListOf(item=Str(), single_ok=True),
-            "Dotted paths of JSON-encoded strings to parse in place, in order.",
-            example="[data, data.data]",
-        ),
-    ),
-)
-
-LOOKUP = Obj(
-    title="Lookup",
-    doc=(
-        "A named HTTP GET whose JSON answer expressions read with `fetched('name')`, for "
-        "platforms whose webhooks carry only ids. The host must be in `hosts`."
-    ),
-    fields=(
-        Field(
-            "url",
-            Str(),
-            "URL template: `{arg}` is filled from `args`, percent-encoded; "
-            "`${ENV}` is read at load.",
-            required=True,
-            example="https://api.bigcommerce.com/stores/${BC_STORE}/v2/orders/{id}",
-        ),
-        Field(
-            "args",
-            MapOf(value=Expr(), key_doc="placeholder"),
-            "Placeholder → expression "
-            "over the body (may use `fetched()` of a lookup declared before).",
-        ),
-        Field(
-            "headers",
-            MapOf(value=Str(), key_doc="header"),
-            "Request headers; `${ENV}` is read at load (tokens stay out of rule files).",
-        ),
-        Field("timeout", AnyValue(), "Seconds per attempt.", default=10),
-        Field(
-            "retries", Int(minimum=0), "Attempts after the first on errors, 429, 5xx.", default=2
-        ),
-        Field(
-            "cache_ttl", Int(minimum=0), "Seconds an answer is reused for the same URL.", default=0
-        ),
-        Field(
-            "not_found",
-            Enum(values=("retry", "null")),
-            "What a 404 means: `retry` (keep the webhook, try later) or `null` (the "
-            "resource is gone: `fetched()` gives null).",
-            default="retry",
-        ),
-        Field("doc", Str(), "A note for readers; ignored by the engine."),
-    ),
-)
-
 RULE_SET = Obj(
     title="RuleSet",
     doc=(
@@ -556,11 +289,11 @@ RULE_SET = Obj(
         Field("description", Str(), "What this rule set is for."),
         Field(
             "api_version",
-            Enum(values=("v1", "v2")),
+            Enum(values=API_VERSIONS),
             "`v1`: every param value a string, "
             "objects and arrays JSON-encoded. `v2`: objects and arrays as native JSON, "
             "scalars as strings (the v2 spec allows only those).",
-            default="v1",
+            default=DEFAULT_API_VERSION,
         ),
         Field(
             "topic",

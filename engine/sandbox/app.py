@@ -8,14 +8,15 @@ silently ignore is refused here with a 400 naming why. It also keeps the contact
 order resources hookmap's flows touch, and can be broken on purpose (500s, 429s,
 latency) to try retries. Everything accepted or refused can be read back::
 
-    from engine.sandbox.app import SandboxConfig, running
+    from engine.sandbox.run import running
+    from engine.sandbox.settings import SandboxConfig
     with running(SandboxConfig(api_key="test")) as box:
         # HOOKMAP_API_URL=box.url, HOOKMAP_API_KEY=test (or box.destination())
         ...
         box.sandbox.events()   # or GET {box.root}/sandbox/events
 
-From a shell, ``serve(SandboxConfig(api_key=...), port=8020)`` (the CLI's
-``hookmap sandbox``) runs until Ctrl-C, printing one line per accepted event.
+From a shell, ``engine.sandbox.run.serve(SandboxConfig(api_key=...), port=8020)`` (the
+CLI's ``hookmap sandbox``) runs until Ctrl-C, printing one line per accepted event.
 Control endpoints (no auth): ``GET /sandbox/events|contacts|orders|requests|config|
 health``, ``DELETE /sandbox/events`` (forget everything), ``POST /sandbox/config``
 (``{"fail_rate": 1}`` and back to ``0``, etc.: changes behaviour live).
@@ -24,27 +25,21 @@ health``, ``DELETE /sandbox/events`` (forget everything), ``POST /sandbox/config
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import datetime
 import json
 import random
-import socket
 import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
-
-import click
-import httpx
-import uvicorn
 
 from engine.events.catalogue import is_identifier
 from engine.events.checks import check_body_size
-from engine.events.destination import Destination, masked
 from engine.sandbox import checks
+from engine.sandbox.settings import SandboxConfig
 
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -54,34 +49,6 @@ Printer = Callable[[str], object]
 
 DUPLICATE_WINDOW = 60.0  # seconds: v1/contact answers 409 to a repeat within a minute
 MAX_READ = 1024 * 1024  # stop buffering a body here: it is far over every limit anyway
-
-
-@dataclasses.dataclass(frozen=True)
-class SandboxConfig:
-    """How the sandbox behaves; all but api_key and seed can change live (/sandbox/config)."""
-
-    api_key: str = dataclasses.field(repr=False)
-    rate_limit: int = 350  # requests per second, counted per path as the service does
-    strict_contacts: bool = False
-    fail_rate: float = 0.0
-    throttle_rate: float = 0.0
-    delay_seconds: float = 0.0
-    seed: int | None = None
-
-    def __post_init__(self) -> None:
-        if not self.api_key:
-            raise ValueError("api_key must not be empty")
-        if self.rate_limit < 1:
-            raise ValueError("rate_limit must be at least 1")
-        for name in ("fail_rate", "throttle_rate"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must be between 0 and 1")
-        if not 0.0 <= self.delay_seconds <= 60.0:
-            raise ValueError("delay_seconds must be between 0 and 60")
-
-    def public(self) -> dict[str, Any]:
-        """The settings without the key (what /sandbox/config shows)."""
-        return {name: getattr(self, name) for name in (*checks.LIVE_SETTINGS, "seed")}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -406,95 +373,3 @@ async def _lifespan(receive: Receive, send: Send) -> None:
         elif message["type"] == "lifespan.shutdown":
             await send({"type": "lifespan.shutdown.complete"})
             return
-
-
-# -- running it -------------------------------------------------------------------------
-
-
-def serve(
-    config: SandboxConfig,
-    host: str = "127.0.0.1",
-    port: int = 8020,
-    printer: Printer = click.echo,
-) -> None:
-    """Serve the sandbox in the foreground until interrupted, printing accepted events."""
-    sandbox = Sandbox(config, printer)
-    printer(
-        f"sandbox on http://{host}:{port}/api (API key {masked(config.api_key)}); "
-        f"events at http://{host}:{port}/sandbox/events"
-    )
-    uvicorn.Server(uvicorn.Config(sandbox.app(), host=host, port=port, log_level="warning")).run()
-
-
-@dataclasses.dataclass(frozen=True)
-class RunningSandbox:
-    """A sandbox served in the background: where it listens and its state."""
-
-    sandbox: Sandbox
-    host: str
-    port: int
-
-    @property
-    def root(self) -> str:
-        """Where /sandbox/* lives, e.g. ``http://127.0.0.1:54321``."""
-        return f"http://{self.host}:{self.port}"
-
-    @property
-    def url(self) -> str:
-        """The API base URL (what HOOKMAP_API_URL would be)."""
-        return f"{self.root}/api"
-
-    def destination(self) -> Destination:
-        """A Destination pointing at this sandbox with its API key."""
-        return Destination(self.url, self.sandbox.config.api_key)
-
-
-@contextlib.contextmanager
-def running(
-    config: SandboxConfig,
-    host: str = "127.0.0.1",
-    port: int = 0,
-    printer: Printer | None = None,
-    timeout: float = 5.0,
-) -> Iterator[RunningSandbox]:
-    """Serve a sandbox in a background thread (port 0: a free one) while the block runs."""
-    sandbox = Sandbox(config, printer)
-    # Binding here, not in uvicorn, tells us the free port before the server starts.
-    # IPPROTO_TCP spelled out: asyncio sets TCP_NODELAY only on sockets that say so, and
-    # without it every response waits 40 ms for a delayed ACK (Nagle).
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    handle = RunningSandbox(sandbox, host, sock.getsockname()[1])
-    # log_config=None: leave the host process's logging (pytest's, the CLI's) alone.
-    server = uvicorn.Server(
-        uvicorn.Config(
-            sandbox.app(), host=host, port=handle.port, log_level="warning", log_config=None
-        )
-    )
-    thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [sock]}, name="hookmap-sandbox", daemon=True
-    )
-    thread.start()
-    try:
-        _wait_healthy(handle, thread, timeout)
-        yield handle
-    finally:
-        server.should_exit = True
-        thread.join(timeout)
-        sock.close()
-
-
-def _wait_healthy(handle: RunningSandbox, thread: threading.Thread, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    # trust_env=False: a proxy from the environment must not sit before loopback.
-    with httpx.Client(trust_env=False, timeout=0.5) as client:
-        while time.monotonic() < deadline:
-            if not thread.is_alive():
-                raise RuntimeError("the sandbox server stopped while starting")
-            with contextlib.suppress(httpx.TransportError):
-                if client.get(f"{handle.root}/sandbox/health").status_code == 200:
-                    return
-            time.sleep(0.02)
-    raise RuntimeError(f"the sandbox did not answer on {handle.root} within {timeout} s")

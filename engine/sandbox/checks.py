@@ -17,6 +17,7 @@ from typing import Any
 
 from engine.events.catalogue import ORDER_STATUSES
 from engine.events.checks import check_event
+from engine.sandbox.settings import LIVE_SETTINGS
 
 ORDER_EVENTS = frozenset({"orderCreated", "orderUpdated", "orderDelivered", "orderCancelled"})
 #: check_event codes that are the service's own limits (length, forbidden characters,
@@ -25,13 +26,6 @@ LIMIT_CODES = frozenset({"V108", "V109", "V113"})
 #: What v1/orders lists in failedOrders when absent.
 ORDER_REQUIRED = ("externalOrderId", "totalCost", "status", "date")
 #: Settings POST /sandbox/config may change, with their JSON type.
-LIVE_SETTINGS: dict[str, type] = {
-    "fail_rate": float,
-    "throttle_rate": float,
-    "delay_seconds": float,
-    "strict_contacts": bool,
-    "rate_limit": int,
-}
 
 
 def json_object(raw: bytes) -> tuple[dict[str, Any], str | None]:

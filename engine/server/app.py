@@ -21,13 +21,13 @@ import logging
 import re
 import time
 import urllib.parse
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from typing import Any, Protocol
 
-from engine.server.intake import is_woocommerce_ping, reason_label
-
-if TYPE_CHECKING:
-    from engine.server.service import Service
+from engine.errors import BodyTooLarge
+from engine.server.intake import Source, is_woocommerce_ping, reason_label
+from engine.server.metrics import Metrics
+from engine.server.store.rows import AddResult
 
 log = logging.getLogger("hookmap.server")
 
@@ -37,8 +37,35 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 
-class TooLarge(Exception):
-    """The body passed the limit while being read."""
+class Inbox(Protocol):
+    """Where accepted webhooks go: committed before the answer."""
+
+    def add_webhook(
+        self,
+        source: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        delivery_id: str | None,
+        received_at: float | None = None,
+    ) -> AddResult: ...
+
+
+class Receiver(Protocol):
+    """What the app serves (``engine.server.service.Service``): the sources it accepts,
+    the store it commits to, its metrics, its readiness, and its processor to wake."""
+
+    @property
+    def sources(self) -> Mapping[str, Source]: ...
+
+    @property
+    def store(self) -> Inbox: ...
+
+    @property
+    def metrics(self) -> Metrics: ...
+
+    def readiness(self) -> list[str]: ...
+
+    def wake_processor(self) -> None: ...
 
 
 async def read_body(receive: Receive, limit: int) -> bytes:
@@ -51,7 +78,7 @@ async def read_body(receive: Receive, limit: int) -> bytes:
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            raise TooLarge
+            raise BodyTooLarge
         chunks.append(chunk)
         if not message.get("more_body"):
             return b"".join(chunks)
@@ -78,7 +105,7 @@ async def respond(
     await send({"type": "http.response.body", "body": data})
 
 
-def make_app(service: Service) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
+def make_app(service: Receiver) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
     """The ASGI callable serving ``service`` (a plain coroutine function, as uvicorn wants)."""
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
@@ -135,7 +162,7 @@ async def answer_challenge(scope: Scope, send: Send) -> None:
 
 
 async def receive_webhook(
-    service: Service, scope: Scope, receive: Receive, send: Send, name: str
+    service: Receiver, scope: Scope, receive: Receive, send: Send, name: str
 ) -> None:
     source = service.sources.get(name)
     metrics = service.metrics
@@ -157,7 +184,7 @@ async def receive_webhook(
         return
     try:
         body = await read_body(receive, source.max_body)
-    except TooLarge:
+    except BodyTooLarge:
         metrics.count(metrics.rejected, source=name, reason="too_large")
         log.warning("rejected webhook for %s: body over %d bytes", name, source.max_body)
         await respond(send, 413, {"error": f"body over {source.max_body} bytes"})

@@ -1,25 +1,15 @@
 """Dispatch stage: send queued events to the CDP, retrying what may succeed later.
 
-Each event is POSTed to ``Destination.event_url(api_version)`` with its stored body:
+Each event is POSTed to ``Destination.event_url(api_version)`` with its stored body;
+what its answer means is ``engine.server.delivery.classify``: sent, retried after the
+next delay of the schedule (± jitter; dead when the schedule is used up), or dead at
+once, with the status and response text. An operator can re-queue dead events
+(``Store.retry_dead``).
 
-* 2xx → sent.
-* 408, 429, 5xx, a timeout or a network error → retried after the next delay of the
-  schedule (± jitter); when the schedule is used up → dead.
-* any other status (400 validation, 401 key, 404, 413, a 3xx from a wrong URL) → dead
-  at once, with the status and response text, since sending the same body again
-  cannot help. An operator can re-queue dead events (``Store.retry_dead``).
-
-Sends share one pooled ``httpx.AsyncClient``, a token bucket (the CDP allows 350
-requests/s on the event endpoints) and a concurrency limit.
-
-New customers: the CDP accepts events only for contacts it knows. An event stored with
-a ``contact`` (the rule's ``contact:``) first gets its contact created through
-``POST v1/contact`` (same client, auth and bucket), unless the store remembers that
-contact's key (``contact_key``); a 2xx, or the 409 the CDP documents for a repeat
-within a minute, is remembered and the event follows. A 408/429/5xx or network error
-there retries the event on its own schedule; any other status kills it with
-"contact rejected: ...". One event per key at a time looks and creates, so two events
-for one new customer create it once.
+Sends share one pooled ``httpx.AsyncClient``, a token bucket (``engine.server.ratelimit``:
+the CDP allows 350 requests/s on the event endpoints) and a concurrency limit. An event
+for a new customer first gets its contact created (``engine.server.contact_calls``),
+through the same client, auth and bucket.
 
 At least once, never knowingly twice: an event is marked sent only when the CDP's
 status line says 2xx and that is committed; claiming an event leases it, so a second
@@ -37,23 +27,22 @@ includes headers or the URL.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import dataclasses
-import json
 import logging
 import random
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import Any
 
 import httpx
 
-from engine.events.destination import Destination
-from engine.server.queries import OutboxEvent
-from engine.server.store import RESPONSE_LIMIT, Outcome, Store
+from engine.events.destination import RATE_LIMIT, Destination
+from engine.server.contact_calls import ContactCalls
+from engine.server.delivery import Call, classify, describe, read_text
+from engine.server.ratelimit import TokenBucket
+from engine.server.store.rows import OutboxEvent, Outcome
+from engine.server.store.sqlite import Store
 
 log = logging.getLogger("hookmap.dispatch")
 
@@ -61,100 +50,15 @@ log = logging.getLogger("hookmap.dispatch")
 DEFAULT_SCHEDULE: tuple[float, ...] = (
     10, 30, 120, 300, 900, 1800, 3600, 7200, 4 * 3600, 8 * 3600, 8 * 3600,
 )  # fmt: skip
-#: statuses worth trying again besides 5xx
-RETRY_STATUSES = frozenset({408, 429})
+
+#: sends in flight at once; seconds httpx gives each phase of a request; seconds the sends
+#: in flight get to finish on shutdown
+DEFAULT_CONCURRENCY = 8
+DEFAULT_TIMEOUT = 10.0
+DEFAULT_GRACE = 10.0
 
 #: ``on_result(event_type, outcome, status, latency_seconds)``, for metrics
 OnResult = Callable[[str, Outcome, int | None, float], None]
-
-
-def classify(status: int) -> Outcome:
-    """What a response status means for the event (before the schedule is consulted)."""
-    if 200 <= status < 300:
-        return "sent"
-    if status in RETRY_STATUSES or status >= 500:
-        return "retry"
-    return "dead"
-
-
-def describe(exc: BaseException) -> str:
-    """A connection error as text: its class and message (httpx puts no headers in it)."""
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def contact_key(contact: Mapping[str, Any]) -> str | None:
-    """The key a v1/contact body is remembered by, or None when nothing identifies it.
-
-    ``email:`` + the lower-cased email, else ``sms:`` + the phone's digits, else
-    ``ext:`` + the externalCustomerId: the CDP matches emails in any case and phones
-    by their digits, so spellings of one contact share a key.
-    """
-    channels = [c for c in contact.get("channels") or () if isinstance(c, Mapping)]
-    for kind in ("email", "sms"):
-        for channel in channels:
-            if channel.get("type") != kind or channel.get("value") in (None, ""):
-                continue
-            value = str(channel["value"])
-            if kind == "email":
-                ident = value.strip().lower()
-            else:
-                ident = "".join(ch for ch in value if ch.isdigit())
-            if ident:
-                return f"{kind}:{ident}"
-    external = contact.get("externalCustomerId")
-    return None if external in (None, "") else f"ext:{external}"
-
-
-@dataclasses.dataclass(frozen=True)
-class _Call:
-    """One POST: the status (None when no answer came) or the error, and its timing."""
-
-    status: int | None
-    error: str | None
-    text: str | None
-    started: float
-    duration_ms: float
-
-
-#: what stops an event before it is sent: the verdict, the contact call, the error text
-_Blocked = tuple[Outcome, _Call, str]
-
-
-class _KeyLock:
-    """The lock of one contact key, who holds or waits for it, and a failure to share."""
-
-    def __init__(self) -> None:
-        self.lock = asyncio.Lock()
-        self.users = 0
-        self.failure: _Blocked | None = None
-
-
-class TokenBucket:
-    """An async token bucket: ``rate`` tokens a second, at most ``burst`` saved up.
-
-    Waiters queue on a lock, so they are served in arrival order.
-    """
-
-    def __init__(self, rate: float, burst: float) -> None:
-        if rate <= 0:
-            raise ValueError("rate must be positive")
-        self.rate = rate
-        self.burst = max(burst, 1.0)
-        self._tokens = self.burst
-        self._updated = time.monotonic()
-        self._lock = asyncio.Lock()
-
-    async def acquire(self) -> None:
-        async with self._lock:
-            while True:
-                now = time.monotonic()
-                self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.rate)
-                self._updated = now
-                if self._tokens >= 1:
-                    self._tokens -= 1
-                    return
-                await asyncio.sleep((1 - self._tokens) / self.rate)
 
 
 class Dispatcher:
@@ -170,15 +74,15 @@ class Dispatcher:
         destination: Destination,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
-        concurrency: int = 8,
-        rate_per_second: float = 350.0,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        rate_per_second: float = RATE_LIMIT,
         burst: float | None = None,
-        timeout: float = 10.0,
+        timeout: float = DEFAULT_TIMEOUT,
         schedule: Sequence[float] = DEFAULT_SCHEDULE,
         jitter: float = 0.2,
         clock: Callable[[], float] = time.time,
         on_result: OnResult | None = None,
-        grace_seconds: float = 10.0,
+        grace_seconds: float = DEFAULT_GRACE,
         poll_interval: float = 5.0,
         owner: str | None = None,
     ) -> None:
@@ -203,9 +107,9 @@ class Dispatcher:
         # longer than any send can take (waiting for another event's contact call, its
         # own contact call, the event), so no event is claimed twice while in flight
         self._lease = max(60.0, 3 * self._deadline)
-        self._contact_locks: dict[str, _KeyLock] = {}
         self._bucket = TokenBucket(rate_per_second, rate_per_second if burst is None else burst)
         self._slots = asyncio.Semaphore(concurrency)
+        self._contacts = ContactCalls(store, self._post, f"{destination.base_url}/v1/contact")
         limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
         # limits apply to httpx's own transport; an injected one brings its own
         self._client = httpx.AsyncClient(
@@ -325,7 +229,7 @@ class Dispatcher:
         Never raises for the HTTP side.
         """
         async with self._slots:
-            blocked = await self._ensure_contact(event) if event.contact is not None else None
+            blocked = await self._contacts.ensure(event) if event.contact is not None else None
             if blocked is None:
                 call = await self._post(
                     self._destination.event_url(event.api_version),
@@ -363,8 +267,8 @@ class Dispatcher:
                 log.exception("on_result callback failed")
         return outcome
 
-    async def _post(self, url: str, content: bytes, what: str) -> _Call:
-        """POST once (after a token from the bucket); errors become ``_Call.error``."""
+    async def _post(self, url: str, content: bytes, what: str) -> Call:
+        """POST once (after a token from the bucket); errors become ``Call.error``."""
         status: int | None = None
         error: str | None = None
         text: str | None = None
@@ -376,80 +280,13 @@ class Dispatcher:
                 async with self._client.stream("POST", url, content=content) as response:
                     # the status decides; the body is only kept for the record
                     status = response.status_code
-                    text = await _read_text(response)
+                    text = await read_text(response)
         except (httpx.RequestError, TimeoutError) as exc:
             error = describe(exc)
         except Exception as exc:  # a bug must not lose the event: retry it later
             log.exception("unexpected error sending %s", what)
             error = describe(exc)
-        return _Call(status, error, text, started, (time.monotonic() - t0) * 1000)
-
-    async def _ensure_contact(self, event: OutboxEvent) -> _Blocked | None:
-        """Make sure the CDP knows the event's contact; what stops the event, or None.
-
-        Under the key's lock: known (remembered) → nothing to do; else POST v1/contact,
-        and a 2xx or 409 is remembered. Events that waited for a call that failed
-        with a retryable answer share that answer instead of calling again, so a CDP
-        that is down costs one contact call per round, not one per waiting event.
-        """
-        assert event.contact is not None
-        key = contact_key(event.contact)
-        if key is None:  # nothing identifies it (the rule's checks warned): send as is
-            return None
-        async with self._contact_lock(key) as entry:
-            if entry.failure is not None:
-                return entry.failure
-            if await self._known(key):
-                return None
-            content = json.dumps(event.contact, ensure_ascii=False).encode("utf-8")
-            call = await self._post(
-                f"{self._destination.base_url}/v1/contact", content, f"contact of #{event.id}"
-            )
-            if call.status is not None and (200 <= call.status < 300 or call.status == 409):
-                await self._remember(key, call, event.id)
-                return None
-            blocked = _contact_failure(call)
-            if blocked[0] == "retry":
-                entry.failure = blocked
-            return blocked
-
-    @contextlib.asynccontextmanager
-    async def _contact_lock(self, key: str) -> AsyncIterator[_KeyLock]:
-        """Hold one contact key's lock; its entry goes once nobody holds or awaits it."""
-        entry = self._contact_locks.get(key)
-        if entry is None:
-            entry = self._contact_locks[key] = _KeyLock()
-        entry.users += 1
-        try:
-            async with entry.lock:
-                yield entry
-        finally:
-            entry.users -= 1
-            if entry.users == 0:
-                del self._contact_locks[key]
-
-    async def _known(self, key: str) -> bool:
-        try:
-            return await asyncio.to_thread(self._store.contact_known, key)
-        except sqlite3.Error:
-            # creating a known contact again only updates it: better than not sending
-            log.exception("cannot read the known contacts; creating the contact again")
-            return False
-
-    async def _remember(self, key: str, call: _Call, event_id: int) -> None:
-        contact_id = _contact_id(call.text) if call.status != 409 else None
-        try:
-            await asyncio.to_thread(self._store.remember_contact, key, contact_id)
-        except sqlite3.Error:
-            log.exception(
-                "cannot remember the contact of event #%d: it may be created again", event_id
-            )
-        log.info(
-            "contact of event #%d: HTTP %s%s",
-            event_id,
-            call.status,
-            "" if contact_id is None else f" (id {contact_id})",
-        )
+        return Call(status, error, text, started, (time.monotonic() - t0) * 1000)
 
     def _next_step(self, verdict: Outcome, attempts: int) -> tuple[Outcome, float | None]:
         """A retry verdict becomes a time for the next attempt, or dead when none is left."""
@@ -491,40 +328,6 @@ class Dispatcher:
                     log.exception("cannot record attempt of event #%d (%s)", event.id, outcome)
                     return
                 await asyncio.sleep(0.5)
-
-
-def _contact_failure(call: _Call) -> _Blocked:
-    """What a failed contact call means for its event: retry it later, or dead."""
-    if call.status is None:
-        return "retry", call, f"contact: {call.error}"
-    text = (call.text or "").strip()[:200]
-    answer = f"HTTP {call.status}: {text}" if text else f"HTTP {call.status}"
-    if classify(call.status) == "retry":
-        return "retry", call, f"contact: {answer}"
-    return "dead", call, f"contact rejected: {answer}"
-
-
-def _contact_id(text: str | None) -> int | None:
-    """The id in v1/contact's ``{"id": n}`` answer, when there is one."""
-    try:
-        value = json.loads(text or "")
-    except ValueError:
-        return None
-    found = value.get("id") if isinstance(value, dict) else None
-    return found if isinstance(found, int) and not isinstance(found, bool) else None
-
-
-async def _read_text(response: httpx.Response) -> str:
-    """The start of a response body as text (enough for the record), tolerating errors."""
-    data = b""
-    try:
-        async for chunk in response.aiter_bytes():
-            data += chunk
-            if len(data) >= RESPONSE_LIMIT * 4:  # up to 4 bytes a character
-                break
-    except httpx.RequestError:
-        pass  # the status is what counts
-    return data[: RESPONSE_LIMIT * 4].decode("utf-8", errors="replace")
 
 
 async def _wait_any(events: Sequence[asyncio.Event], timeout: float | None) -> None:

@@ -12,25 +12,18 @@ import re
 from collections.abc import Mapping, Sequence
 
 from engine.decoders import decode
-from engine.errors import HookmapError, PayloadError
+from engine.errors import PayloadError, SecretError, ServeRefused
 from engine.evaluate import EXPRESSION_ERRORS
 from engine.rules.functions import EvalContext, make_options
 from engine.rules.model import RuleSet
-from engine.server.signatures import SecretError, Verdict, resolve_secrets, verify
+from engine.server.secrets import resolve_secrets
+from engine.server.signatures import Verdict, verify
 from engine.webhook import Webhook
 
 DEFAULT_MAX_BODY = 1024 * 1024
 
 #: WooCommerce pings a new webhook with the form body ``webhook_id=N``: unsigned, no topic.
 _WC_PING = re.compile(rb"webhook_id=\d+")
-
-
-class ServeRefused(HookmapError):
-    """A rule set cannot be served as declared (no verify, no secret in the environment)."""
-
-    def __init__(self, problems: Sequence[str]) -> None:
-        self.problems = list(problems)
-        super().__init__("; ".join(self.problems))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,8 +106,4 @@ def is_woocommerce_ping(headers: Mapping[str, str], body: bytes) -> bool:
 
 def reason_label(verdict: Verdict) -> str:
     """A short, bounded label for metrics (the full reason goes to the log)."""
-    text = verdict.reason.lower()
-    for label in ("missing", "malformed", "timestamp", "future", "mismatch"):
-        if label in text:
-            return "signature_" + label
-    return "signature_invalid"
+    return f"signature_{verdict.problem or 'invalid'}"

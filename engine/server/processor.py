@@ -19,17 +19,36 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 
-from engine.errors import PayloadError
-from engine.lookups import Fetcher, LookupFailed
-from engine.pipeline import Result, process
+from engine.errors import LookupFailed, PayloadError
+from engine.lookups import Fetcher
+from engine.pipeline import process
+from engine.results import Result
 from engine.rules.model import RuleSet
-from engine.server.queries import StoredWebhook
-from engine.server.store import RecordStats, Store, new_events
+from engine.server.store.rows import NewEvent, RecordStats, StoredWebhook
+from engine.server.store.sqlite import Store
 
 log = logging.getLogger("hookmap.processor")
 
 #: delays before processing again a webhook whose lookup failed: about 16 h in all
 LOOKUP_SCHEDULE: tuple[float, ...] = (30, 120, 600, 1800, 3600, 7200, 4 * 3600, 8 * 3600)
+
+
+def new_events(result: Result) -> list[NewEvent]:
+    """The events of a pipeline ``Result``, as the store's ``record_result`` takes them."""
+    return [
+        NewEvent(
+            e.rule,
+            e.index,
+            e.event_type,
+            result.api_version,
+            e.body,
+            [p.as_dict() for p in e.problems],
+            e.ok and e.body is not None,
+            e.contact_request,
+            e.wire if e.body is not None else None,
+        )
+        for e in result.events
+    ]
 
 
 @dataclasses.dataclass(frozen=True)

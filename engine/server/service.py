@@ -31,21 +31,30 @@ import httpx
 import uvicorn
 
 from engine.errors import HookmapError, RuleLoadError
-from engine.events.destination import Destination
+from engine.events.destination import RATE_LIMIT, Destination
 from engine.lookups import Fetcher, HttpFetcher
 from engine.rules import compiler
-from engine.rules.codegen import Evaluator
-from engine.rules.model import RuleSet
+from engine.rules.codegen import COMPILED
+from engine.rules.model import Evaluator, RuleSet
 from engine.server import leases
 from engine.server.app import make_app
-from engine.server.dispatch import DEFAULT_SCHEDULE, Dispatcher
+from engine.server.dispatch import (
+    DEFAULT_CONCURRENCY,
+    DEFAULT_GRACE,
+    DEFAULT_SCHEDULE,
+    DEFAULT_TIMEOUT,
+    Dispatcher,
+)
 from engine.server.intake import DEFAULT_MAX_BODY, Source, build_sources
+from engine.server.metrics import Metrics
 from engine.server.processor import LOOKUP_SCHEDULE, process_stored
-from engine.server.store import Store
+from engine.server.store.sqlite import DB_NAME, Store
 
 log = logging.getLogger("hookmap.service")
 
-DB_NAME = "hookmap.sqlite3"
+#: where ``hookmap serve`` listens unless told
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,14 +62,14 @@ class ServiceConfig:
     rules: tuple[str, ...]
     data_dir: Path = Path("hookmap-data")
     max_body: int = DEFAULT_MAX_BODY
-    concurrency: int = 8
-    rate_per_second: float = 350.0
-    timeout: float = 10.0
+    concurrency: int = DEFAULT_CONCURRENCY
+    rate_per_second: float = RATE_LIMIT
+    timeout: float = DEFAULT_TIMEOUT
     schedule: tuple[float, ...] = DEFAULT_SCHEDULE
-    grace_seconds: float = 10.0
+    grace_seconds: float = DEFAULT_GRACE
     reload_watch: bool = False
-    #: "compiled" (default) or jmespath's "interpreter" (same results, slower)
-    evaluator: Evaluator = "compiled"
+    #: compiled expressions (default) or jmespath's interpreter (same results, slower)
+    evaluator: Evaluator = COMPILED
     #: delays before processing again a webhook whose lookup failed
     lookup_schedule: tuple[float, ...] = LOOKUP_SCHEDULE
 
@@ -85,8 +94,6 @@ class Service:
         transport: httpx.AsyncBaseTransport | None = None,
         fetcher: Fetcher | None = None,
     ) -> None:
-        from engine.server.metrics import Metrics
-
         self.config = config
         self.destination = destination
         self.env = os.environ if env is None else env
@@ -228,8 +235,8 @@ class Service:
 
     async def run(
         self,
-        host: str = "127.0.0.1",
-        port: int = 8000,
+        host: str = DEFAULT_HOST,
+        port: int = DEFAULT_PORT,
         sock: socket.socket | None = None,
         on_ready: Callable[[Any], None] | None = None,
     ) -> None:

@@ -1,13 +1,12 @@
-"""Read side of the store: the row types and the listings the dispatcher and operators use.
+"""Read side of the SQLite store: the listings the dispatcher and operators use.
 
-Nothing here writes. ``engine.server.store.Store`` inherits ``Queries`` and owns the
-connection, the schema and every write; this module only needs the connection and
-the lock that guards it.
+Nothing here writes. ``engine.server.store.sqlite.Store`` inherits ``Queries`` and owns
+the connection, the schema and every write; this module only needs the connection and
+the lock that guards it. The rows it returns are ``engine.server.store.rows``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sqlite3
 import threading
@@ -15,123 +14,22 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from engine.webhook import Webhook
-
-WEBHOOK_STATES = ("received", "processed", "failed")
-EVENT_STATES = ("pending", "sent", "dead", "invalid")
+from engine.server.store.rows import (
+    EVENT_STATES,
+    WEBHOOK_STATES,
+    AttemptRow,
+    EventRow,
+    Oldest,
+    OutboxEvent,
+    StoredWebhook,
+    WebhookDetail,
+)
 
 #: the outbox order: what fell due first goes first, then arrival order
 DUE_SQL = (
     "SELECT id, webhook_id, event_type, api_version, body, attempts, contact FROM events"
     " WHERE state = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?"
 )
-
-
-@dataclasses.dataclass(frozen=True)
-class StoredWebhook:
-    """A webhook as stored: the raw body and lower-cased headers exactly as received."""
-
-    id: int
-    source: str
-    received_at: float
-    headers: dict[str, str]
-    body: bytes
-    delivery_id: str | None
-    topic: str | None
-    state: str
-    summary: str | None
-    error: str | None
-    processed_at: float | None
-    #: times processing was tried and put off (a lookup failed)
-    process_attempts: int = 0
-    #: when a put-off webhook is processed again (None: as soon as possible)
-    next_process_at: float | None = None
-
-    def as_webhook(self) -> Webhook:
-        """The ``Webhook`` that ``engine.pipeline.process`` takes."""
-        return Webhook(self.body, dict(self.headers), origin=f"webhook #{self.id} ({self.source})")
-
-
-@dataclasses.dataclass(frozen=True)
-class OutboxEvent:
-    """A pending event, as the dispatcher needs it to send one request."""
-
-    id: int
-    webhook_id: int
-    event_type: str
-    api_version: str
-    #: the JSON request body, exactly as sent
-    body: str
-    #: attempts made so far (reset when an operator re-queues the event)
-    attempts: int
-    #: the v1/contact body to post first when the CDP may not know the contact yet
-    contact: dict[str, Any] | None = None
-
-
-@dataclasses.dataclass(frozen=True)
-class EventRow:
-    """Every column of one event (listings, ``get_webhook``)."""
-
-    id: int
-    webhook_id: int
-    rule: str
-    idx: int
-    event_type: str
-    api_version: str
-    body: str | None
-    state: str
-    problems: list[dict[str, Any]]
-    attempts: int
-    next_attempt_at: float | None
-    last_status: int | None
-    last_error: str | None
-    created_at: float
-    sent_at: float | None
-    contact: dict[str, Any] | None = None
-    #: the server instance sending it now (engine.server.leases); None when nobody is
-    leased_by: str | None = None
-
-
-@dataclasses.dataclass(frozen=True)
-class AttemptRow:
-    """One delivery attempt: what was sent when, and what came back."""
-
-    id: int
-    event_id: int
-    started_at: float
-    duration_ms: float
-    status: int | None
-    error: str | None
-    response: str | None
-    outcome: str
-
-
-@dataclasses.dataclass(frozen=True)
-class WebhookDetail:
-    """A webhook with the events it became and every attempt to send them."""
-
-    webhook: StoredWebhook
-    events: list[EventRow]
-    attempts: list[AttemptRow]
-
-
-@dataclasses.dataclass(frozen=True)
-class Oldest:
-    """When the oldest unfinished work arrived (health checks, alerts)."""
-
-    now: float
-    #: the oldest webhook still waiting to be processed
-    webhook_received_at: float | None
-    #: the oldest event still waiting to be sent
-    event_created_at: float | None
-
-    @property
-    def webhook_age(self) -> float | None:
-        return None if self.webhook_received_at is None else self.now - self.webhook_received_at
-
-    @property
-    def event_age(self) -> float | None:
-        return None if self.event_created_at is None else self.now - self.event_created_at
 
 
 #: Stored webhooks with their raw bodies: from webhook_bodies, or for a row stored before

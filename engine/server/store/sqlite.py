@@ -22,7 +22,8 @@ The contacts the dispatcher created at the CDP are remembered by key (``contact_
 Durability: WAL with ``synchronous=FULL`` syncs the log on every commit, so once a
 write method returns its change survives kill -9 and power loss.
 
-Read-only listings live in ``engine.server.queries``.
+Read-only listings live in ``engine.server.store.queries``, the schema and its upgrades
+in ``engine.server.store.migrations``, the row types in ``engine.server.store.rows``.
 """
 
 from __future__ import annotations
@@ -37,171 +38,26 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any
 
-from engine.errors import HookmapError
+from engine.errors import StoreError
 from engine.events.encode import body_bytes
-from engine.server.queries import DUE_SQL, OutboxEvent, Queries, outbox_event
-
-if TYPE_CHECKING:
-    from engine.pipeline import Result
-
-Outcome = Literal["sent", "retry", "dead"]
-OUTCOMES: tuple[Outcome, ...] = ("sent", "retry", "dead")
-#: how much of a response body an attempt keeps
-RESPONSE_LIMIT = 2000
-
-#: One entry per schema version; entry N (0-based) moves a file from version N to N + 1.
-#: Append new migrations, never edit a released one.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    (
-        """CREATE TABLE webhooks (
-            id INTEGER PRIMARY KEY,
-            source TEXT NOT NULL,
-            received_at REAL NOT NULL,
-            headers TEXT NOT NULL,
-            body BLOB NOT NULL,
-            delivery_id TEXT,
-            topic TEXT,
-            state TEXT NOT NULL DEFAULT 'received'
-                CHECK (state IN ('received', 'processed', 'failed')),
-            summary TEXT,
-            error TEXT,
-            processed_at REAL
-        )""",
-        # a plain UNIQUE would do too (SQLite lets NULLs repeat); partial says it plainly
-        """CREATE UNIQUE INDEX webhooks_delivery ON webhooks (source, delivery_id)
-            WHERE delivery_id IS NOT NULL""",
-        "CREATE INDEX webhooks_state ON webhooks (state, id)",
-        "CREATE INDEX webhooks_received ON webhooks (received_at)",
-        """CREATE TABLE events (
-            id INTEGER PRIMARY KEY,
-            webhook_id INTEGER NOT NULL REFERENCES webhooks (id) ON DELETE CASCADE,
-            rule TEXT NOT NULL,
-            idx INTEGER NOT NULL,
-            event_type TEXT NOT NULL,
-            api_version TEXT NOT NULL,
-            body TEXT,
-            state TEXT NOT NULL CHECK (state IN ('pending', 'sent', 'dead', 'invalid')),
-            problems TEXT NOT NULL DEFAULT '[]',
-            attempts INTEGER NOT NULL DEFAULT 0,
-            next_attempt_at REAL,
-            last_status INTEGER,
-            last_error TEXT,
-            created_at REAL NOT NULL,
-            sent_at REAL,
-            UNIQUE (webhook_id, rule, idx),
-            CHECK (state = 'invalid' OR body IS NOT NULL)
-        )""",
-        "CREATE INDEX events_due ON events (state, next_attempt_at)",
-        """CREATE TABLE attempts (
-            id INTEGER PRIMARY KEY,
-            event_id INTEGER NOT NULL REFERENCES events (id) ON DELETE CASCADE,
-            started_at REAL NOT NULL,
-            duration_ms REAL NOT NULL,
-            status INTEGER,
-            error TEXT,
-            response TEXT,
-            outcome TEXT NOT NULL CHECK (outcome IN ('sent', 'retry', 'dead'))
-        )""",
-        "CREATE INDEX attempts_event ON attempts (event_id)",
-    ),
-    (
-        # a webhook whose lookup failed waits for next_process_at, then is processed again
-        "ALTER TABLE webhooks ADD COLUMN process_attempts INTEGER NOT NULL DEFAULT 0",
-        "ALTER TABLE webhooks ADD COLUMN next_process_at REAL",
-        # the v1/contact body to post before the event (JSON), NULL when none is declared
-        "ALTER TABLE events ADD COLUMN contact TEXT",
-        # contacts the CDP knows because we created them: "email:a@b.c", "sms:380…", "ext:42"
-        """CREATE TABLE contacts (
-            key TEXT PRIMARY KEY,
-            contact_id INTEGER,
-            created_at REAL NOT NULL
-        )""",
-    ),
-    (
-        # the server instance whose dispatcher claimed a pending event (engine.server.leases):
-        # a restart releases at once what a server that died was sending
-        "ALTER TABLE events ADD COLUMN leased_by TEXT",
-    ),
-    (
-        # The raw body in a table of its own, written once. In the webhooks row, the
-        # change of state after processing (received → processed) rewrote the whole
-        # row, 16 KB body and all, since SQLite rewrites a row whose size changes.
-        # Nothing is moved: rows stored before keep their body where it is (copying
-        # every body would double a large file on upgrade, for rows whose state rarely
-        # changes again); new rows store an empty blob there. Readers take the body
-        # from webhook_bodies, else from webhooks.body (store_queries._WEBHOOKS).
-        """CREATE TABLE webhook_bodies (
-            webhook_id INTEGER PRIMARY KEY REFERENCES webhooks (id) ON DELETE CASCADE,
-            body BLOB NOT NULL
-        )""",
-    ),
+from engine.server.store.migrations import migrate
+from engine.server.store.queries import DUE_SQL, Queries, outbox_event
+from engine.server.store.rows import (
+    OUTCOMES,
+    RESPONSE_LIMIT,
+    AddResult,
+    NewEvent,
+    OutboxEvent,
+    Outcome,
+    RecordStats,
 )
-SCHEMA_VERSION = len(MIGRATIONS)
 
-
-class StoreError(HookmapError):
-    """The store cannot do what was asked (unknown webhook, schema newer than the code)."""
-
-
-@dataclasses.dataclass(frozen=True)
-class AddResult:
-    """The stored webhook's id; ``duplicate`` when its delivery id was already stored."""
-
-    id: int
-    duplicate: bool
-
-
-@dataclasses.dataclass(frozen=True)
-class NewEvent:
-    """One event produced by processing a webhook, ready to store."""
-
-    rule: str
-    idx: int
-    event_type: str
-    api_version: str
-    body: dict[str, Any] | None
-    problems: list[dict[str, Any]] = dataclasses.field(default_factory=list)
-    #: False when the checks dropped it: stored as 'invalid', never sent
-    valid: bool = True
-    #: the v1/contact body the dispatcher posts before the event (new customers)
-    contact: dict[str, Any] | None = None
-    #: ``body`` as ``encode.body_bytes`` writes it, when already encoded (not stored twice)
-    wire: bytes | None = dataclasses.field(default=None, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        if self.valid and self.body is None:
-            raise ValueError(f"event {self.rule}[{self.idx}] is valid but has no body")
-
+#: the store's file in a data folder (``hookmap serve --data DIR``)
+DB_NAME = "hookmap.sqlite3"
 
 _NEW_EVENT_FIELDS = dataclasses.fields(NewEvent)
-
-
-def new_events(result: Result) -> list[NewEvent]:
-    """The events of a pipeline ``Result``, as ``record_result`` takes them."""
-    return [
-        NewEvent(
-            e.rule,
-            e.index,
-            e.event_type,
-            result.api_version,
-            e.body,
-            [p.as_dict() for p in e.problems],
-            e.ok and e.body is not None,
-            e.contact_request,
-            e.wire if e.body is not None else None,
-        )
-        for e in result.events
-    ]
-
-
-@dataclasses.dataclass(frozen=True)
-class RecordStats:
-    """What ``record_result`` changed: events inserted, existing events re-queued."""
-
-    inserted: int
-    requeued: int
 
 
 def _wire_text(event: NewEvent) -> str | None:
@@ -213,31 +69,6 @@ def _wire_text(event: NewEvent) -> str | None:
 
 def _json_or_none(value: Any) -> str | None:
     return None if value is None else json.dumps(value, ensure_ascii=False)
-
-
-def migrate(conn: sqlite3.Connection) -> int:
-    """Bring the schema to ``SCHEMA_VERSION`` in one transaction; return the version found.
-
-    The version is read inside the write transaction, so two processes opening a new
-    file at once cannot both create the tables.
-    """
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        found = int(conn.execute("PRAGMA user_version").fetchone()[0])
-        if found > SCHEMA_VERSION:
-            raise StoreError(
-                f"the database has schema version {found}; this hookmap knows {SCHEMA_VERSION}"
-            )
-        for statements in MIGRATIONS[found:]:
-            for statement in statements:
-                conn.execute(statement)
-        # PRAGMA takes no parameters; the value is our own int
-        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-    return found
 
 
 class Store(Queries):

@@ -1,4 +1,4 @@
-"""The ``hookmap`` command: a thin layer over the stages; exit codes live on the errors."""
+"""The rule commands: validate, dry-run, test, schema, docs."""
 
 from __future__ import annotations
 
@@ -12,79 +12,30 @@ import click
 
 from engine import ruletests
 from engine.cli import report
-from engine.cli.ops import evaluator_from_context, rules_option
-from engine.errors import Diagnostic, HookmapError, UsageError, did_you_mean
+from engine.cli.options import (
+    diagnostic_order,
+    load_clean,
+    pick_ruleset,
+    print_diagnostics,
+    rules_option,
+)
+from engine.errors import LookupFailed, UsageError
 from engine.events.destination import Destination
-from engine.lookups import Fetcher, HttpFetcher, LookupFailed, MockFetcher
+from engine.lookups import Fetcher, HttpFetcher, MockFetcher
 from engine.pipeline import process
 from engine.rules import compiler, docs
-from engine.rules.model import RuleSet
 from engine.rules.schema import json_schema
 from engine.webhook import Webhook, parse_header_lines, read_webhook_file
 
 
-def _print_diagnostics(diagnostics: Sequence[Diagnostic], stream: Any = None) -> None:
-    for d in diagnostics:
-        click.echo(d.render(), file=stream or sys.stderr)
-
-
-def _order(d: Diagnostic) -> tuple[str, int, int]:
-    loc = d.location
-    return (loc.file, loc.line, loc.col) if loc else ("", 0, 0)
-
-
-def _load(paths: Sequence[str]) -> compiler.LoadResult:
-    """Load rules for a command that needs them clean (dry-run, test)."""
-    result = compiler.load(list(paths), evaluator=evaluator_from_context())
-    if not result.ok:
-        _print_diagnostics(result.diagnostics)
-        errors = sum(1 for d in result.diagnostics if d.severity == "error")
-        raise UsageError(f"the rules have {errors} error(s): run 'hookmap validate' for details")
-    return result
-
-
-class HookmapGroup(click.Group):
-    """Turns ``HookmapError`` into its exit code and suggests commands for typos."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except HookmapError as exc:
-            click.echo(f"error: {exc}", err=True)
-            ctx.exit(exc.exit_code)
-
-    def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
-        name = args[0] if args else ""
-        if name and not name.startswith("-") and self.get_command(ctx, name) is None:
-            hint = did_you_mean(name, self.list_commands(ctx))
-            raise click.UsageError(f"no such command '{name}'" + (f"; {hint}" if hint else ""))
-        return super().resolve_command(ctx, args)
-
-
-@click.group(cls=HookmapGroup)
-@click.version_option(package_name="hookmap")
-@click.option(
-    "--interpreter",
-    is_flag=True,
-    help=(
-        "The reference path: bodies read whole and expressions run by jmespath's "
-        "interpreter, not compiled (same results, slower)."
-    ),
-)
-@click.pass_context
-def main(ctx: click.Context, interpreter: bool) -> None:
-    """Map shop webhooks to eSputnik (Yespo) events with declarative YAML rules."""
-    ctx.ensure_object(dict)["evaluator"] = "interpreter" if interpreter else "compiled"
-
-
-@main.command()
+@click.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("--json", "as_json", is_flag=True, help="Print diagnostics as JSON.")
 @click.option("--strict", is_flag=True, help="Treat warnings as errors.")
 def validate(paths: tuple[str, ...], as_json: bool, strict: bool) -> None:
     """Check rule files: every problem with file:line:col, a code and a caret."""
     result = compiler.load(list(paths))
-    diagnostics = sorted(result.diagnostics, key=_order)
+    diagnostics = sorted(result.diagnostics, key=diagnostic_order)
     errors = [d for d in diagnostics if d.severity == "error" or strict]
     if as_json:
         click.echo(
@@ -97,7 +48,7 @@ def validate(paths: tuple[str, ...], as_json: bool, strict: bool) -> None:
             )
         )
     else:
-        _print_diagnostics(diagnostics, sys.stdout)
+        print_diagnostics(diagnostics, sys.stdout)
         warnings = len(diagnostics) - sum(1 for d in diagnostics if d.severity == "error")
         names = ", ".join(r.name for r in result.rulesets) or "none"
         click.echo(
@@ -107,29 +58,7 @@ def validate(paths: tuple[str, ...], as_json: bool, strict: bool) -> None:
     sys.exit(1 if errors else 0)
 
 
-def pick_ruleset(rulesets: Sequence[RuleSet], source: str | None, webhook: Webhook) -> RuleSet:
-    """The rule set named by --source, the only one, or the one whose topic header is present."""
-    names = [r.name for r in rulesets]
-    if source is not None:
-        for ruleset in rulesets:
-            if ruleset.name == source:
-                return ruleset
-        hint = did_you_mean(source, names)
-        raise UsageError(
-            f"no rule set named '{source}' (have: {', '.join(names) or 'none'})"
-            + (f"; {hint}" if hint else "")
-        )
-    if len(rulesets) == 1:
-        return rulesets[0]
-    if not rulesets:
-        raise UsageError("no rule sets found")
-    by_header = [r for r in rulesets if r.topic_header and r.topic_header in webhook.headers]
-    if len(by_header) == 1:
-        return by_header[0]
-    raise UsageError(f"several rule sets ({', '.join(names)}): choose one with --source")
-
-
-@main.command("dry-run")
+@click.command("dry-run")
 @rules_option
 @click.option("--source", help="Rule set name (the /hooks/{source} of the server).")
 @click.option("--topic", help="Use this topic instead of the one in the headers/body.")
@@ -174,7 +103,7 @@ def dry_run(
     Headers come from PAYLOAD's .headers file beside it (NAME.json → NAME.headers)
     and from -H. Exit 0 when every produced event is valid, 1 when one is dropped.
     """
-    loaded = _load(rules_paths)
+    loaded = load_clean(rules_paths)
     extra = parse_header_lines(headers, "-H")
     destination = Destination.from_env()
     fetcher: Fetcher = MockFetcher(_read_mocks(mocks)) if mocks else HttpFetcher()
@@ -221,13 +150,13 @@ def _read_mocks(specs: Sequence[str]) -> dict[str, Any]:
     return out
 
 
-@main.command("test")
+@click.command("test")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("-k", "select", help="Run only tests whose 'ruleset::name' contains this.")
 @click.option("-v", "--verbose", is_flag=True, help="List passing tests too.")
 def test_command(paths: tuple[str, ...], select: str | None, verbose: bool) -> None:
     """Run the rule tests declared with the rules."""
-    loaded = _load(paths)
+    loaded = load_clean(paths)
     outcomes = ruletests.run_all(loaded.rulesets)
     if select:
         outcomes = [o for o in outcomes if select in o.id]
@@ -246,13 +175,13 @@ def test_command(paths: tuple[str, ...], select: str | None, verbose: bool) -> N
     sys.exit(1 if failed or not outcomes else 0)
 
 
-@main.command()
+@click.command()
 def schema() -> None:
     """Print the JSON Schema of rule files (for editors)."""
     click.echo(json.dumps(json_schema(), indent=2))
 
 
-@main.command("docs")
+@click.command("docs")
 @click.option("--output", type=click.Path(), default="docs/rules.md", show_default=True)
 @click.option("--check", is_flag=True, help="Exit 1 if the file is not up to date.")
 def docs_command(output: str, check: bool) -> None:
@@ -269,12 +198,3 @@ def docs_command(output: str, check: bool) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     click.echo(f"wrote {output}")
-
-
-def _register_operations() -> None:
-    from engine.cli import ops as cli_ops
-
-    cli_ops.register(main)
-
-
-_register_operations()

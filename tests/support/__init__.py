@@ -1,0 +1,1 @@
+"""Helpers the tests share (not collected: no test_ prefix)."""
