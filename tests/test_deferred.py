@@ -8,10 +8,8 @@ that is down, then comes back.
 
 from __future__ import annotations
 
-import http.server
 import json
 import sqlite3
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,6 +28,7 @@ from engine.server.store.migrations import MIGRATIONS, SCHEMA_VERSION
 from engine.server.store.rows import StoredWebhook
 from engine.server.store.sqlite import Store
 from tests.helpers_server import serving, wait_until
+from tests.support.http_stub import HttpStub, Reply
 
 T0 = 1_700_000_000.0
 TOKEN = "shop-api-token-never-stored"
@@ -294,39 +293,12 @@ def test_a_version_1_database_upgrades_in_place_keeping_its_rows(tmp_path: Path)
 # -- through the server -----------------------------------------------------------------
 
 
-class ShopApi:
+class ShopApi(HttpStub):
     """A loopback stand-in of the platform's API: 503 while ``down``, else the order."""
 
     def __init__(self) -> None:
         self.down = True
-        self.requests: list[tuple[str, str | None]] = []
-        api = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                api.requests.append((self.path, self.headers.get("Authorization")))
-                status, body = (503, b"down") if api.down else (200, json.dumps(ORDER).encode())
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> ShopApi:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
+        super().__init__(lambda _call: Reply(503, b"down") if self.down else Reply(200, ORDER))
 
 
 def test_the_server_defers_a_webhook_while_the_platform_api_is_down_then_sends_it(
@@ -359,5 +331,5 @@ def test_the_server_defers_a_webhook_while_the_platform_api_is_down_then_sends_i
         wait_until(lambda: box.sandbox.events(), what="the event at the sandbox")
         w = current(served.store, wid)
         assert (w.state, w.error) == ("processed", None)
-    assert all(auth == f"Bearer {TOKEN}" for _, auth in api.requests)
-    assert {path for path, _ in api.requests} == {"/orders/5"}
+    assert all(call.header("Authorization") == f"Bearer {TOKEN}" for call in api.calls)
+    assert {call.target for call in api.calls} == {"/orders/5"}

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import http.server
 import json
 import logging
 import socket
-import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -27,6 +25,7 @@ from engine.server.delivery import classify
 from engine.server.dispatch import DEFAULT_SCHEDULE, Dispatcher
 from engine.server.store.rows import AttemptRow, EventRow, NewEvent
 from engine.server.store.sqlite import Store
+from tests.support.http_stub import Call, HttpStub, Reply
 
 KEY = "secret-api-key-123"
 DEST = Destination("http://cdp.test/api", KEY)
@@ -394,48 +393,26 @@ def test_stop_cuts_sends_short_after_the_grace_period_and_they_stay_pending(
 # -- a real HTTP server on loopback -------------------------------------------------------
 
 
-class StubServer(http.server.ThreadingHTTPServer):
+class StubServer(HttpStub):
     """Answers POSTs with the queued statuses (then 200) and keeps what it received."""
 
     def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), StubHandler)
         self.statuses: list[int] = []
-        self.requests: list[tuple[str, dict[str, str], bytes]] = []
-        self.lock = threading.Lock()
+        super().__init__(self._answer)
+
+    def _answer(self, _call: Call) -> Reply:
+        status = self.statuses.pop(0) if self.statuses else 200
+        return Reply(status, b"" if status == 200 else b"try later")
 
     @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/api"
-
-
-class StubHandler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: StubServer
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        with self.server.lock:
-            self.server.requests.append((self.path, dict(self.headers), body))
-            status = self.server.statuses.pop(0) if self.server.statuses else 200
-        reply = b"" if status == 200 else b"try later"
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(reply)))
-        self.end_headers()
-        self.wfile.write(reply)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+    def api(self) -> str:
+        return f"{self.url}/api"
 
 
 @pytest.fixture
 def server() -> Iterator[StubServer]:
-    stub = StubServer()
-    thread = threading.Thread(target=stub.serve_forever, daemon=True)
-    thread.start()
-    yield stub
-    stub.shutdown()
-    stub.server_close()
-    thread.join(5)
+    with StubServer() as stub:
+        yield stub
 
 
 def test_real_server_receives_body_and_auth_and_a_503_is_retried(
@@ -443,15 +420,15 @@ def test_real_server_receives_body_and_auth_and_a_503_is_retried(
 ) -> None:
     ids = queue(store, 3)
     server.statuses = [503]
-    outcomes = drain(store, None, destination=Destination(server.url, KEY))
+    outcomes = drain(store, None, destination=Destination(server.api, KEY))
     assert outcomes == {"retry": 1, "sent": 3}
-    assert {path for path, _, _ in server.requests} == {"/api/v2/event"}
-    assert len(server.requests) == 4
-    _, headers, _ = server.requests[-1]
-    token = base64.b64decode(headers["Authorization"].split()[1]).decode()
+    assert {call.path for call in server.calls} == {"/api/v2/event"}
+    assert len(server.calls) == 4
+    authorization = server.calls[-1].header("Authorization") or ""
+    token = base64.b64decode(authorization.split()[1]).decode()
     assert token == f"hookmap:{KEY}"
     bodies = {e.body for e in events(store)}
-    assert {body.decode() for _, _, body in server.requests} == bodies
+    assert {call.body.decode() for call in server.calls} == bodies
     assert [e.state for e in events(store)] == ["sent"] * len(ids)
     retried = [a for a in attempts(store) if a.outcome == "retry"]
     assert [(a.status, a.response) for a in retried] == [(503, "try later")]

@@ -12,12 +12,8 @@ every accepted order event also proves that its contact was created first.
 
 from __future__ import annotations
 
-import dataclasses
-import http.server
 import json
-import threading
 import time
-import urllib.parse
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -44,6 +40,7 @@ from tests.helpers_server import (
     settled,
     wait_until,
 )
+from tests.support.http_stub import Call, HttpStub, Reply
 
 PLATFORMS = ("bigcommerce", "ecwid", "stripe")
 RULES = tuple(str(ROOT / "rules" / name) for name in PLATFORMS)
@@ -92,52 +89,27 @@ CREDENTIALS = {
 }
 
 
-@dataclasses.dataclass(frozen=True)
-class Call:
-    """One request the stand-in answered."""
-
-    path: str
-    query: dict[str, list[str]]
-    status: int
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    server: _StandIn
-
-    def do_GET(self) -> None:
-        parts = urllib.parse.urlsplit(self.path)
-        header, wanted = next(
-            (cred for prefix, cred in CREDENTIALS.items() if parts.path.startswith(prefix)),
-            ("authorization", None),
-        )
-        if wanted is None or self.headers.get(header) != wanted:
-            status, answer = 401, {"status": 401, "title": "Unauthorized"}
-        elif parts.path in ROUTES:
-            status, answer = 200, ROUTES[parts.path]
-        else:
-            status, answer = 404, {"status": 404, "title": "Not Found"}
-        self.server.calls.append(Call(parts.path, urllib.parse.parse_qs(parts.query), status))
-        raw = json.dumps(answer).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(raw)))
-        self.end_headers()
-        self.wfile.write(raw)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: the calls are recorded instead."""
+def _answer(call: Call) -> Reply:
+    header, wanted = next(
+        (cred for prefix, cred in CREDENTIALS.items() if call.path.startswith(prefix)),
+        ("authorization", None),
+    )
+    if wanted is None or call.header(header) != wanted:
+        return Reply(401, {"status": 401, "title": "Unauthorized"})
+    if call.path in ROUTES:
+        return Reply(200, ROUTES[call.path])
+    return Reply(404, {"status": 404, "title": "Not Found"})
 
 
-class _StandIn(http.server.ThreadingHTTPServer):
-    daemon_threads = True
+class _StandIn(HttpStub):
+    """The three platforms' APIs on loopback: the fixture answers, behind their keys."""
 
     def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.calls: list[Call] = []
+        super().__init__(_answer)
 
     @property
     def base(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
+        return self.url
 
     def paths(self) -> list[str]:
         return [c.path for c in self.calls]
@@ -145,15 +117,8 @@ class _StandIn(http.server.ThreadingHTTPServer):
 
 @pytest.fixture
 def api() -> Iterator[_StandIn]:
-    stand_in = _StandIn()
-    thread = threading.Thread(target=stand_in.serve_forever, name="platform-api", daemon=True)
-    thread.start()
-    try:
+    with _StandIn() as stand_in:
         yield stand_in
-    finally:
-        stand_in.shutdown()
-        stand_in.server_close()
-        thread.join(5)
 
 
 def _env(api: _StandIn, **override: str) -> dict[str, str]:

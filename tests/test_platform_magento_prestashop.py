@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import http.server
 import json
 import threading
 import urllib.parse
@@ -32,6 +31,7 @@ from engine.sandbox.settings import SandboxConfig
 from engine.webhook import read_webhook_file
 from tests.conftest import ROOT
 from tests.helpers_server import API_KEY, ServedService, param, serving, settled, wait_until
+from tests.support.http_stub import Call, HttpStub, Reply
 
 EXAMPLES = ROOT / "examples"
 MAGENTO_RULES = str(ROOT / "rules" / "magento")
@@ -267,52 +267,37 @@ def test_magento_commerce_webhook_tampered_or_signed_over_the_raw_body_is_401(
 # -- PrestaShop ------------------------------------------------------------------------
 
 
-class Webservice:
+class Webservice(HttpStub):
     """PrestaShop's webservice on loopback: the fixture files, behind the Basic key.
 
     ``fail_first`` answers that many requests with 503 first (the shop overloaded).
     """
 
     def __init__(self, fail_first: int = 0) -> None:
-        self.requests: list[tuple[str, str | None]] = []  # (path?query, Authorization)
         self.fail_first = fail_first
-        self._lock = threading.Lock()
-        owner = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                status, body = owner.answer(self.path, self.headers.get("Authorization"))
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._failing = threading.Lock()
+        super().__init__(self._answer)
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+        return self.url
 
-    def answer(self, target: str, authorization: str | None) -> tuple[int, Any]:
-        with self._lock:
-            self.requests.append((target, authorization))
+    @property
+    def requests(self) -> list[tuple[str, str | None]]:
+        """(path?query, Authorization) of every request, in order."""
+        return [(c.target, c.header("Authorization")) for c in self.calls]
+
+    def _answer(self, call: Call) -> Reply:
+        with self._failing:
             if self.fail_first > 0:
                 self.fail_first -= 1
-                return 503, {"errors": [{"code": 0, "message": "Service unavailable"}]}
-        if authorization != f"Basic {WS_AUTH}":
-            return 401, {"errors": [{"code": 17, "message": "Authentication key is empty"}]}
-        url = urllib.parse.urlsplit(target)
-        query = urllib.parse.parse_qs(url.query)
+                return Reply(503, {"errors": [{"code": 0, "message": "Service unavailable"}]})
+        if call.header("Authorization") != f"Basic {WS_AUTH}":
+            return Reply(401, {"errors": [{"code": 17, "message": "Authentication key is empty"}]})
+        query = call.query
         if query.get("output_format") != ["JSON"]:
-            return 400, {"errors": [{"code": 0, "message": "XML, not asked for"}]}
-        parts = url.path.strip("/").split("/")  # api, resource[, id]
+            return Reply(400, {"errors": [{"code": 0, "message": "XML, not asked for"}]})
+        parts = call.path.strip("/").split("/")  # api, resource[, id]
         if len(parts) == 3:
             name = f"{parts[1]}-{parts[2]}.json"
         else:  # a list filtered by id: ?filter[id]=[7]
@@ -320,17 +305,8 @@ class Webservice:
         path = FIXTURES / name
         if not path.is_file():
             # PrestaShop answers [] for a list that found nothing, 404 for a missing id
-            return (200, []) if len(parts) == 2 else (404, {"errors": [{"code": 0}]})
-        return 200, json.loads(path.read_text(encoding="utf-8"))
-
-    def __enter__(self) -> Webservice:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
+            return Reply(200, []) if len(parts) == 2 else Reply(404, {"errors": [{"code": 0}]})
+        return Reply(200, json.loads(path.read_text(encoding="utf-8")))
 
 
 def prestashop_env(webservice: Webservice) -> dict[str, str]:

@@ -2,7 +2,7 @@
 
 Expected signatures in the known-answer tests are computed here with ``hmac``/``hashlib``
 or ``cryptography`` directly (or taken from a published vector), not with
-``engine.server.signatures.sign``, so a wrong formula cannot pass by agreeing with itself. RSA
+``engine.server.signing.sign``, so a wrong formula cannot pass by agreeing with itself. RSA
 key pairs are generated at import: no key file is committed.
 """
 

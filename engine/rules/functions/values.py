@@ -55,7 +55,8 @@ class ValueFunctions:
     )
     @signature({"types": [], "variadic": True})
     def _func_coalesce(self, *values: Any) -> Any:
-        # compiled rules inline this test (engine.rules.codegen._coalesce): keep them alike
+        # compiled rules inline this test (engine.rules.codegen_calls.CallEmitter._coalesce):
+        # keep them alike
         for value in values:  # a plain loop: next() over a generator costs five times more
             if value is None or value == "":
                 continue
@@ -77,7 +78,8 @@ class ValueFunctions:
         # A projection such as line_items[].{...} keeps every key, null or not; the CDP
         # would store "null" strings, so rules drop them here.
         # (_missing inlined: this runs for every key of every line item; compiled rules
-        # build compact(list[].{...}) objects compacted already, engine.rules.codegen._compact_dict)
+        # build compact(list[].{...}) objects compacted already,
+        # engine.rules.codegen._Generator._compact_dict)
         if isinstance(value, dict):
             return {k: v for k, v in value.items() if not (v is None or v == "")}
         if isinstance(value, list):

@@ -95,7 +95,7 @@ def _since(since: float, source: str | None) -> tuple[str, list[Any]]:
 
 
 class Queries:
-    """The read-only half of ``Store`` (see engine/server/store.py for the connection)."""
+    """The read-only half of ``Store`` (see engine/server/store/sqlite.py for the connection)."""
 
     _conn: sqlite3.Connection
     _lock: threading.RLock
