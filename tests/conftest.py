@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+#: Real servers (PostgreSQL, headless Chromium) as fixtures; tests/support/ says how.
+pytest_plugins = ["tests.support.postgres", "tests.support.browser"]
+
 ROOT = Path(__file__).resolve().parents[1]
 #: ../shared beside the checkout (CI lays a copy there); HOOKMAP_SHARED overrides it.
 SHARED = Path(os.environ.get("HOOKMAP_SHARED", ROOT.parent / "shared"))
