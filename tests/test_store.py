@@ -18,7 +18,7 @@ import pytest
 
 from engine.errors import Problem, StoreError
 from engine.results import EventResult, Result
-from engine.server.processor import new_events
+from engine.server.processor import as_webhook, new_events
 from engine.server.store.migrations import MIGRATIONS, SCHEMA_VERSION
 from engine.server.store.rows import RESPONSE_LIMIT, NewEvent, Outcome
 from engine.server.store.sqlite import Store
@@ -74,7 +74,7 @@ def test_add_webhook_keeps_raw_body_and_lowercases_header_names(store: Store) ->
         {"x-shopify-topic": "orders/create"},
     )
     assert (stored.state, stored.received_at, stored.delivery_id) == ("received", T0, "d-1")
-    assert stored.as_webhook().headers == {"x-shopify-topic": "orders/create"}
+    assert as_webhook(stored).headers == {"x-shopify-topic": "orders/create"}
 
 
 def test_duplicate_delivery_id_returns_the_existing_id_and_stores_nothing(store: Store) -> None:

@@ -309,6 +309,9 @@ class RuleSet:
     #: in declaration order: a lookup's arguments may read the ones before it
     lookups: tuple[LookupSpec, ...] = ()
     hosts: frozenset[str] = frozenset()
+    #: the path it was loaded from (its folder, or its file): loading it again (for a
+    #: shop that reads other variables) starts there
+    root: str = ""
     # per topic a rule names: whether each rule matches it (see ``matching``)
     _matching: Mapping[str, tuple[bool, ...]] = dataclasses.field(
         init=False, repr=False, compare=False
