@@ -24,7 +24,7 @@ from engine.events.destination import Destination
 from engine.lookups import Fetcher, HttpFetcher, MockFetcher
 from engine.pipeline import process
 from engine.rules import compiler, docs
-from engine.rules.schema import json_schema
+from engine.rules.schema import json_schema, shops_json_schema
 from engine.webhook import Webhook, parse_header_lines, read_webhook_file
 
 
@@ -176,9 +176,10 @@ def test_command(paths: tuple[str, ...], select: str | None, verbose: bool) -> N
 
 
 @click.command()
-def schema() -> None:
+@click.option("--shops", "shops", is_flag=True, help="The shops file's schema instead.")
+def schema(shops: bool) -> None:
     """Print the JSON Schema of rule files (for editors)."""
-    click.echo(json.dumps(json_schema(), indent=2))
+    click.echo(json.dumps(shops_json_schema() if shops else json_schema(), indent=2))
 
 
 @click.command("docs")

@@ -26,6 +26,7 @@ from engine.rules.model import (
     ON_NULL,
 )
 from engine.rules.schema_intake import DECODE, DEDUPE, LOOKUP, VERIFY
+from engine.rules.schema_shops import SHOP, SHOPS_FILE
 from engine.rules.schema_types import (
     AnyValue,
     Bool,
@@ -362,6 +363,17 @@ OBJECTS: Sequence[Obj] = (
     TEST,
     EXPECT,
 )
+
+
+def shops_json_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of a shops file, for editors."""
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://hookmap.dev/schema/shops.json",
+        "title": "hookmap shops file",
+        **SHOPS_FILE.definition(),
+        "$defs": {SHOP.title: SHOP.definition()},
+    }
 
 
 def json_schema() -> dict[str, Any]:
