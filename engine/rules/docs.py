@@ -12,9 +12,8 @@ from typing import Any
 
 from engine.errors import CODES
 from engine.events import catalogue
-from engine.rules import functions
+from engine.rules import functions, schema_shops
 from engine.rules import schema as s
-from engine.rules import schema_shops
 from engine.rules import schema_types as t
 
 INTRO = """\
