@@ -86,6 +86,8 @@ def test_the_store_remembers_the_last_values_per_shop_and_entity_until_they_expi
         assert store.last_change(change.entity, shop="other") is None
         now[0] = T0 + 30 * 86400 + 1
         assert store.last_change(change.entity, shop="acme") is None
+        assert store.forget_expired_changes() == 1
+        assert store.forget_expired_changes() == 0
 
 
 def test_changes_needs_values_and_says_where(tmp_path: Path) -> None:

@@ -169,6 +169,9 @@ class Store(Protocol):
 
     def remember_contact(self, key: str, contact_id: int | None, *, shop: str = "") -> None: ...
 
+    def forget_expired_changes(self, now: float | None = None) -> int:
+        """Drop the remembered values (``changes:``) that expired; how many."""
+
     # -- operators ----------------------------------------------------------------------
 
     def retry(self, event_id: int) -> int: ...
