@@ -77,6 +77,8 @@ CODES: dict[str, str] = {
     # W: warnings
     "W401": "param name looks like a misspelled standard param",
     "W402": "param is not part of the standard event type",
+    # W5xx: receiving
+    "W501": "the dedupe header is not covered by the signature (the signed body is used)",
     # V: problems with a produced event (it is not sent)
     "V101": "required param is missing (null, absent or empty)",
     "V102": "param value is not a number",

@@ -385,6 +385,29 @@ def test_prestashop_order_is_completed_from_the_webservice_and_delivered(
     assert len(box.sandbox.contacts()) == 1
 
 
+def test_prestashop_webhook_posted_again_unchanged_is_a_duplicate_and_stored_without_the_password(
+    prestashop: ServedService, box: RunningSandbox, client: httpx.Client, tmp_path: Path
+) -> None:
+    """Basic signs nothing and the module sends no delivery id: a request posted again
+    as it was is recognised by its body (issue 14.3); the credential is not stored
+    (issue 14.6)."""
+    first = module_post(client, prestashop, "prestashop/order-add", WEBHOOK_CREDENTIALS)
+    again = module_post(client, prestashop, "prestashop/order-add", WEBHOOK_CREDENTIALS)
+    assert (first.json()["status"], again.json()["status"]) == ("accepted", "duplicate")
+    wait_until(lambda: settled(prestashop.store), what="the store to settle")
+    assert len(sent_events(box)) == 1
+    (stored,) = prestashop.store.list_webhooks()
+    detail = prestashop.store.get_webhook(stored.id)
+    assert detail is not None
+    assert detail.webhook.headers["authorization"] == "[removed: a credential]"
+    password = WEBHOOK_CREDENTIALS.split(":", 1)[1]
+    # the database and its write-ahead log, as a copy of the folder would take them
+    raw = b"".join(p.read_bytes() for p in (tmp_path / "data").glob("hookmap.sqlite3*"))
+    assert raw
+    assert password.encode() not in raw
+    assert base64.b64encode(WEBHOOK_CREDENTIALS.encode()) not in raw
+
+
 def test_prestashop_webhook_without_the_right_basic_credentials_is_401(
     prestashop: ServedService, webservice: Webservice, box: RunningSandbox, client: httpx.Client
 ) -> None:

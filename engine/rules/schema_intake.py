@@ -94,7 +94,12 @@ VERIFY = Obj(
 
 DEDUPE = Obj(
     title="Dedupe",
-    doc="Where the platform's delivery id is: a repeated id is acknowledged, not processed twice.",
+    doc=(
+        "Where the platform's delivery id is: a repeated id is acknowledged, not processed "
+        "twice. A header the signature does not cover is not trusted (W501): repeats are "
+        "then recognised by the digest of the topic and signed body, as when no id is "
+        'declared (docs/server.md, "Repeats and replayed requests").'
+    ),
     fields=(
         Field(
             "header",

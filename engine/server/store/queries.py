@@ -41,11 +41,13 @@ _WEBHOOKS = (
     " coalesce(webhook_bodies.body, webhooks.body) AS raw_body FROM webhooks"
     " LEFT JOIN webhook_bodies ON webhook_bodies.webhook_id = webhooks.id"
 )
+_DUE = "state = 'received' AND (next_process_at IS NULL OR next_process_at <= ?)"
 #: webhooks due for processing, oldest first (``?``: now; a LIMIT follows)
-WEBHOOKS_DUE = (
-    f"{_WEBHOOKS} WHERE state = 'received'"
-    " AND (next_process_at IS NULL OR next_process_at <= ?) ORDER BY webhooks.id"
-)
+WEBHOOKS_DUE = f"{_WEBHOOKS} WHERE {_DUE} ORDER BY webhooks.id"
+#: the same, of one lane (``?``: now, source, shop; a LIMIT follows)
+LANE_DUE = f"{_WEBHOOKS} WHERE {_DUE} AND source = ? AND shop = ? ORDER BY webhooks.id"
+#: the lanes (source, shop) with webhooks due, the one whose oldest waited longest first
+LANES_DUE = f"SELECT source, shop FROM webhooks WHERE {_DUE} GROUP BY source, shop ORDER BY min(id)"
 
 
 def webhook_from_row(row: sqlite3.Row) -> StoredWebhook:
