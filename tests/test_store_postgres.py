@@ -459,3 +459,30 @@ def test_a_limiter_whose_database_is_unreachable_limits_locally(
     warnings = [r.getMessage() for r in caplog.records if r.name == "hookmap.ratelimit"]
     assert len(warnings) == 1 and "limiting in this process alone" in warnings[0]
     assert "sekrit" not in warnings[0]
+
+
+def test_a_request_that_wakes_too_late_for_its_slot_takes_the_next_one(
+    postgres_database: str,
+) -> None:
+    """A busy process wakes after its slot; sending then could crowd the second after it.
+    The request gives the slot up and waits for a fresh one instead."""
+    Store(postgres_database).close()
+    limiter = SharedLimiter(postgres_database, 10.0)
+
+    async def main() -> None:
+        try:
+            await limiter.acquire("account")  # the first slot: now
+            second = asyncio.create_task(limiter.acquire("account"))  # about 0.1 s on
+            await asyncio.sleep(0.02)
+            time.sleep(0.3)  # the event loop is held up past the second's slot
+            await second
+        finally:
+            await limiter.aclose()
+
+    started = time.time()
+    asyncio.run(main())
+    assert limiter.late == 1
+    # three slots reserved: the first, the one given up (about 0.1 s on), and one after
+    # the hold-up (0.3 s): the next one would come 0.1 s after that
+    ((tat,),) = query(postgres_database, "SELECT tat FROM rate_limits")
+    assert tat - started >= 0.3 + limiter.interval - 0.05
