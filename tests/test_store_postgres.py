@@ -486,3 +486,32 @@ def test_a_request_that_wakes_too_late_for_its_slot_takes_the_next_one(
     # the hold-up (0.3 s): the next one would come 0.1 s after that
     ((tat,),) = query(postgres_database, "SELECT tat FROM rate_limits")
     assert tat - started >= 0.3 + limiter.interval - 0.05
+
+
+def test_without_a_server_the_postgresql_tests_skip_and_say_why() -> None:
+    """With no PostgreSQL to be had, the store tests of the postgresql backend are reported
+    skipped with the reason, never passed, and SQLite's still run."""
+    env = {key: value for key, value in os.environ.items() if key != "HOOKMAP_TEST_DATABASE_URL"}
+    env |= {"HOOKMAP_TEST_PG_BINDIR": "/nonexistent/pg/bin", "COLUMNS": "1000"}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-rs",
+            "-p",
+            "no:cacheprovider",
+            "tests/test_store.py::test_claim_due_leases_events_so_they_are_not_claimed_twice",
+            f"{__file__}::test_two_stores_claiming_at_once_never_get_the_same_event",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 passed, 2 skipped" in done.stdout, done.stdout
+    assert "PostgreSQL server binaries (initdb, pg_ctl) not found" in done.stdout

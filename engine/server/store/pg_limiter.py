@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 from engine.server.ratelimit import LocalLimiter
 
 if TYPE_CHECKING:
+    import psycopg
     from psycopg_pool import AsyncConnectionPool
 
 log = logging.getLogger("hookmap.ratelimit")
@@ -66,6 +67,12 @@ ON CONFLICT (account) DO UPDATE
 SET tat = greatest(r.tat, extract(epoch FROM clock_timestamp())::float8) + %(interval)s
 RETURNING r.tat - %(interval)s - %(tolerance)s - extract(epoch FROM clock_timestamp())::float8
 """
+
+
+async def _no_flush_wait(conn: psycopg.AsyncConnection[Any]) -> None:
+    """A reservation need not wait for a disk flush: losing the last ones in a crash only
+    restarts the spacing, while waiting would hold the account's row for a flush each."""
+    await conn.execute("SET synchronous_commit = off")
 
 
 class SharedLimiter:
@@ -161,6 +168,7 @@ class SharedLimiter:
                     min_size=1,
                     max_size=self._pool_size,
                     kwargs={"autocommit": True},
+                    configure=_no_flush_wait,
                     name="hookmap-rate-limit",
                     timeout=self._timeout,
                 )

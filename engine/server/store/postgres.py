@@ -32,11 +32,12 @@ from contextlib import contextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from engine.errors import StoreError, UsageError
+from engine.errors import StoreError
 from engine.events.encode import body_bytes
 from engine.server.ratelimit import RateLimiter
 from engine.server.store import base, pg_servers
 from engine.server.store.base import Instance
+from engine.server.store.pg_connect import POOL_MAX, POOL_MIN, connect, redacted
 from engine.server.store.pg_limiter import SharedLimiter
 from engine.server.store.pg_outbox import OutboxWrites, clean_text
 from engine.server.store.pg_queries import (
@@ -45,23 +46,11 @@ from engine.server.store.pg_queries import (
     Queries,
     rows,
 )
-from engine.server.store.pg_schema import migrate
 from engine.server.store.queries import webhook_from_row
 from engine.server.store.rows import AddResult, NewEvent, RecordStats, StoredWebhook
 
 if TYPE_CHECKING:
     import psycopg
-    from psycopg_pool import ConnectionPool
-
-EXTRA_MISSING = "PostgreSQL stores need the postgresql extra: pip install 'hookmap[postgresql]'"
-#: connections each process keeps open at least, and at most (intake, processing and
-#: sends take one per call, for a few milliseconds)
-POOL_MIN = 1
-POOL_MAX = 10
-#: seconds a call waits for a connection before failing (the caller retries or answers 5xx)
-POOL_TIMEOUT = 30.0
-#: seconds to wait for the database when the store is opened
-CONNECT_TIMEOUT = 10
 
 _NEW_EVENT_FIELDS = dataclasses.fields(NewEvent)
 
@@ -106,27 +95,6 @@ def _json_or_none(value: Any) -> str | None:
     return None if value is None else json.dumps(value, ensure_ascii=False)
 
 
-def redacted(conninfo: str) -> str:
-    """Where a database is, for messages: ``postgresql://user@host:port/db``, never a
-    password (whether the URL or a ``key=value`` string held one)."""
-    from psycopg.conninfo import conninfo_to_dict
-
-    try:
-        parts = conninfo_to_dict(conninfo)
-    except Exception:  # unparsable: say nothing of what it holds
-        return "postgresql://(unreadable connection string)"
-    user = f"{parts['user']}@" if parts.get("user") else ""
-    port = f":{parts['port']}" if parts.get("port") else ""
-    return f"postgresql://{user}{parts.get('host') or ''}{port}/{parts.get('dbname') or ''}"
-
-
-def _durable(conn: psycopg.Connection[Any]) -> None:
-    """Each pooled connection commits durably, whatever the database's default."""
-    row = conn.execute("SELECT current_setting('synchronous_commit')").fetchone()
-    if row is not None and row[0] == "off":
-        conn.execute("SET synchronous_commit = on")
-
-
 class _Batch(threading.local):
     """The connection of the batch this thread has open (None: none is)."""
 
@@ -145,37 +113,15 @@ class Store(OutboxWrites, Queries):
         pool_min: int = POOL_MIN,
         pool_max: int = POOL_MAX,
     ) -> None:
-        """Open the pool and bring the schema up to date. ``create=False``: a database
+        """Bring the schema up to date and open the pool. ``create=False``: a database
         without hookmap's tables is refused (``StoreError``) rather than set up."""
-        try:
-            import psycopg
-            from psycopg_pool import ConnectionPool
-        except ImportError as exc:
-            raise UsageError(f"{EXTRA_MISSING} ({exc})") from None
         self.conninfo = conninfo
+        self._pool = connect(conninfo, create=create, pool_min=pool_min, pool_max=pool_max)
+        import psycopg  # there: connect() checked
+
         self.errors: tuple[type[Exception], ...] = (psycopg.Error,)
         self._clock = clock
         self._batch = _Batch()
-        try:
-            with psycopg.connect(conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT) as c:
-                migrate(c, create=create)
-        except psycopg.Error as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise StoreError(f"{redacted(conninfo)}: {first}") from None
-        except StoreError as exc:
-            raise StoreError(f"{redacted(conninfo)}: {exc}") from None
-        self._pool: ConnectionPool[Any] = ConnectionPool(
-            conninfo,
-            open=False,
-            min_size=pool_min,
-            max_size=pool_max,
-            kwargs={"autocommit": True},
-            configure=_durable,
-            check=ConnectionPool.check_connection,
-            name="hookmap",
-            timeout=POOL_TIMEOUT,
-        )
-        self._pool.open(wait=True, timeout=CONNECT_TIMEOUT)
 
     def close(self) -> None:
         self._pool.close()
