@@ -269,9 +269,9 @@ def test_a_version_1_database_upgrades_in_place_keeping_its_rows(tmp_path: Path)
     )
     db.commit()
     db.close()
-    assert SCHEMA_VERSION == 5
+    assert SCHEMA_VERSION == 6
     with Store(path, clock=Clock()) as store:
-        assert store._conn.execute("PRAGMA user_version").fetchone()[0] == 5
+        assert store._conn.execute("PRAGMA user_version").fetchone()[0] == 6
         (webhook,) = store.webhooks_to_process(10)
         assert (webhook.id, webhook.process_attempts, webhook.next_process_at) == (1, 0, None)
         assert webhook.body == b"{}"
@@ -288,6 +288,8 @@ def test_a_version_1_database_upgrades_in_place_keeping_its_rows(tmp_path: Path)
         # version 5: rows stored before belong to the one shop, ""
         assert (webhook.shop, event.shop) == ("", "")
         assert not store.contact_known("email:a@b.c", shop="acme")
+        # version 6: the values last sent per entity (changes:), none yet
+        assert store.last_change("checkout-cart/cartUpdated/t") is None
     # opening the upgraded file again migrates nothing and keeps what was written
     with Store(path, clock=Clock(T0 + 30)) as store:
         assert [w.process_attempts for w in store.webhooks_to_process(10)] == [1]

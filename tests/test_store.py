@@ -10,6 +10,7 @@ comes from a settable clock.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import signal
 import sqlite3
@@ -20,13 +21,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
+from engine.cli import main
 from engine.errors import Problem, StoreError
 from engine.results import EventResult, Result
 from engine.server.processor import as_webhook, new_events
 from engine.server.store.base import Store
 from engine.server.store.migrations import MIGRATIONS, SCHEMA_VERSION
 from engine.server.store.rows import RESPONSE_LIMIT, NewEvent, Outcome
+from engine.server.store.sqlite import DB_NAME
 from engine.server.store.sqlite import Store as SqliteStore
 from tests.conftest import ROOT
 from tests.support.stores import Backend
@@ -655,3 +659,60 @@ def test_claim_webhooks_leases_them_to_one_server_until_released(
     assert [w.id for w in store.webhooks_to_process(10, now=T0 + 1)] == [second]
     # a lease that ends by itself: due again for anyone
     assert [w.id for w in store.claim_webhooks(T0 + 65, 10, 60.0)] == [second, third]
+
+
+# -- damaged files (SQLite only) -----------------------------------------------------------
+
+
+def _truncated(path: Path) -> None:
+    with SqliteStore(path) as store:
+        for n in range(50):
+            store.add_webhook("shop", {}, b"x" * 2000, f"d-{n}")
+    with path.open("r+b") as handle:
+        handle.truncate(path.stat().st_size // 3)
+
+
+@pytest.mark.parametrize(
+    ("damage", "why"),
+    [
+        (lambda p: p.write_bytes(bytes(range(256)) * 20), "it is not a SQLite database"),
+        (_truncated, "it is damaged (truncated or corrupt)"),
+    ],
+    ids=["garbage", "truncated"],
+)
+def test_a_damaged_store_file_is_a_located_error_not_a_traceback(
+    tmp_path: Path, damage: Any, why: str
+) -> None:
+    path = tmp_path / DB_NAME
+    damage(path)
+    with pytest.raises(StoreError) as caught:
+        SqliteStore(path).close()
+    assert str(caught.value).startswith(f"{path}: cannot use this file as hookmap's store: {why}")
+    result = CliRunner().invoke(main, ["status", "--data", str(tmp_path)])
+    assert result.exit_code == 2
+    assert result.output.startswith(f"error: {path}: cannot use this file as hookmap's store")
+    assert "Traceback" not in result.output
+
+
+def test_the_values_sent_are_remembered_per_shop_and_entity_until_they_expire(
+    store: Store, clock: Clock
+) -> None:
+    """``changes:``: recording an event remembers its fingerprint with it (a replay that
+    re-queues the event too); an event already stored remembers nothing new."""
+    wid = webhook(store, shop="acme")
+    cart = NewEvent("cart", 0, "cartUpdated", "v2", {"a": 1}, change=("cart-1", "f1", 100.0))
+    store.record_result(wid, "t", "s", [cart])
+    assert store.last_change("cart-1", shop="acme") == "f1"
+    assert store.last_change("cart-1", shop="other") is None
+    assert store.last_change("cart-1", shop="acme", now=T0 + 100) is None
+    again = dataclasses.replace(cart, change=("cart-1", "f2", 100.0))
+    store.record_result(wid, "t", "s", [again])  # the same event: stored already
+    assert store.last_change("cart-1", shop="acme") == "f1"
+    _send_all(store, "dead")
+    store.record_result(wid, "t", "s", [again], replay=True)  # re-queued: its values go
+    assert store.last_change("cart-1", shop="acme") == "f2"
+    clock.now = T0 + 99
+    assert store.forget_expired_changes() == 0
+    clock.now = T0 + 100
+    assert store.forget_expired_changes() == 1
+    assert store.forget_expired_changes() == 0

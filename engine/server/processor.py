@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from engine.errors import LookupFailed, PayloadError
 from engine.lookups import Fetcher
 from engine.pipeline import process
-from engine.results import Result
+from engine.results import EventResult, Result
 from engine.rules.model import RuleSet
 from engine.server.store.base import Store
 from engine.server.store.rows import NewEvent, RecordStats, StoredWebhook
@@ -52,9 +52,29 @@ def new_events(result: Result) -> list[NewEvent]:
             e.ok and e.body is not None,
             e.contact_request,
             e.wire if e.body is not None else None,
+            _change_of(e),
         )
         for e in result.events
+        if e.held is None  # held back: nothing is stored, nothing is sent
     ]
+
+
+def _change_of(event: EventResult) -> tuple[str, str, float] | None:
+    change = event.change
+    if change is None or not event.ok:
+        return None
+    return change.entity, change.fingerprint, change.expire
+
+
+class StoredChanges:
+    """The store's memory of the values last sent (``changes:``), for one shop."""
+
+    def __init__(self, store: Store, shop: str) -> None:
+        self._store = store
+        self._shop = shop
+
+    def last(self, entity: str) -> str | None:
+        return self._store.last_change(entity, shop=self._shop)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,7 +124,8 @@ def process_stored(
         )
     else:
         try:
-            result = process(ruleset, as_webhook(webhook), fetcher=fetcher)
+            changes = StoredChanges(store, webhook.shop)
+            result = process(ruleset, as_webhook(webhook), fetcher=fetcher, changes=changes)
         except LookupFailed as exc:
             return _lookup_failed(store, webhook, exc, replay, schedule, clock)
         except PayloadError as exc:

@@ -61,6 +61,8 @@ log = logging.getLogger("hookmap.service")
 PROCESS_LEASE = 600.0
 #: seconds between looks for servers that died (their claims are released)
 SERVERS_CHECK = 5.0
+#: seconds between purges of the expired values remembered for ``changes:``
+CHANGES_PURGE = 3600.0
 
 #: where ``hookmap serve`` listens unless told
 DEFAULT_HOST = "127.0.0.1"
@@ -116,6 +118,7 @@ class Service:
         self.store: Store = open_store(config.data_dir)
         #: this process as a running server (while ``run`` runs): what it claims is its
         self.instance: Instance | None = None
+        self._next_purge = 0.0
         #: the send rate per CDP account: shared by every server on a shared store
         self.limiter: RateLimiter = self.store.rate_limiter(config.rate_per_second)
         # one client for the service's life: its connections and cache serve every webhook
@@ -389,6 +392,9 @@ class Service:
                 return
             try:
                 await asyncio.to_thread(self._release_gone, instance)
+                if time.monotonic() >= self._next_purge:
+                    self._next_purge = time.monotonic() + CHANGES_PURGE
+                    await asyncio.to_thread(self.store.forget_expired_changes)
             except self.store.errors:
                 log.warning("cannot look for servers that stopped; trying again later")
 

@@ -164,7 +164,14 @@ class Store(Protocol):
 
     def contact_known(self, key: str, *, shop: str = "") -> bool: ...
 
+    def last_change(self, entity: str, *, shop: str = "", now: float | None = None) -> str | None:
+        """The fingerprint of the values last sent for ``entity`` (``changes:``), None when
+        none is remembered or it expired. ``record_result`` remembers it with the event."""
+
     def remember_contact(self, key: str, contact_id: int | None, *, shop: str = "") -> None: ...
+
+    def forget_expired_changes(self, now: float | None = None) -> int:
+        """Drop the remembered values (``changes:``) that expired; how many."""
 
     # -- operators ----------------------------------------------------------------------
 

@@ -120,6 +120,17 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "DROP TABLE contacts",
         "ALTER TABLE contacts_by_shop RENAME TO contacts",
     ),
+    (
+        # changes: the fingerprint of the values last sent per shop and entity (a cart),
+        # so an event whose values did not change is held back; forgotten at expires_at
+        """CREATE TABLE changes (
+            shop TEXT NOT NULL,
+            entity TEXT NOT NULL,
+            fingerprint TEXT NOT NULL,
+            expires_at REAL NOT NULL,
+            PRIMARY KEY (shop, entity)
+        )""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -161,6 +161,11 @@ class OutboxWrites:
             return self._requeue_dead("", ())
         return self._requeue_dead("AND shop = %s", (shop,))
 
+    def forget_expired_changes(self, now: float | None = None) -> int:
+        """Drop the remembered values (``changes:``) that expired; how many."""
+        now = self._clock() if now is None else now
+        return self._execute("DELETE FROM changes WHERE expires_at <= %s", (now,))
+
     def _requeue_dead(self, extra: str, args: tuple[Any, ...]) -> int:
         return self._execute(
             "UPDATE events SET state = 'pending', attempts = 0, next_attempt_at = %s"

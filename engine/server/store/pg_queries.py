@@ -195,6 +195,18 @@ class Queries:
             ).fetchone()
         return row is not None
 
+    def last_change(self, entity: str, *, shop: str = "", now: float | None = None) -> str | None:
+        """The fingerprint of the values last sent for ``entity`` of ``shop`` (``changes:``),
+        None when none is remembered or it expired."""
+        now = self._clock() if now is None else now
+        with self._read() as db:
+            row = db.execute(
+                "SELECT fingerprint FROM changes WHERE shop = %s AND entity = %s"
+                " AND expires_at > %s",
+                (shop, entity, now),
+            ).fetchone()
+        return None if row is None else str(row[0])
+
     def next_due_at(self) -> float | None:
         """When the earliest pending event falls due (None when nothing is pending)."""
         with self._read() as db:

@@ -1,7 +1,7 @@
 """The PostgreSQL store's schema, version by version, and the step that brings a database up
 to date.
 
-The tables hold what SQLite's schema version 5 holds (``engine.server.store.migrations``),
+The tables hold what SQLite's schema version 6 holds (``engine.server.store.migrations``),
 typed for PostgreSQL: bodies are ``bytea``; times are ``double precision`` unix seconds,
 as the store's interface speaks them, so a time comes back as exactly the float stored;
 headers, problems and contact requests are the same JSON text SQLite keeps (``jsonb``
@@ -109,6 +109,16 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             created_at double precision NOT NULL,
             PRIMARY KEY (shop, key)
         )""",
+        # changes: the fingerprint of the values last sent per shop and entity (a cart),
+        # so an event whose values did not change is held back; forgotten at expires_at
+        """CREATE TABLE changes (
+            shop text NOT NULL,
+            entity text NOT NULL,
+            fingerprint text NOT NULL,
+            expires_at double precision NOT NULL,
+            PRIMARY KEY (shop, entity)
+        )""",
+        "CREATE INDEX changes_expiry ON changes (expires_at)",
         # The servers running on this database. Each holds the session advisory lock
         # (LOCK_SPACE, lock_key) on a connection of its own while it runs; the lock dies
         # with its connection, however the process ends.

@@ -91,6 +91,21 @@ def _wire_text(event: NewEvent) -> str | None:
     return (event.wire if event.wire is not None else body_bytes(event.body)).decode()
 
 
+def _remember_change(
+    db: psycopg.Connection[Any], shop: str, change: tuple[str, str, float] | None, now: float
+) -> None:
+    """The values last sent for an entity (``changes:``), with the event that sends them."""
+    if change is None:
+        return
+    entity, fingerprint, expire = change
+    db.execute(
+        "INSERT INTO changes (shop, entity, fingerprint, expires_at) VALUES (%s, %s, %s, %s)"
+        " ON CONFLICT (shop, entity) DO UPDATE SET fingerprint = excluded.fingerprint,"
+        " expires_at = excluded.expires_at",
+        (shop, entity, fingerprint, now + expire),
+    )
+
+
 def _json_or_none(value: Any) -> str | None:
     return None if value is None else json.dumps(value, ensure_ascii=False)
 
@@ -292,6 +307,7 @@ class Store(OutboxWrites, Queries):
                 )
                 if cursor.rowcount:
                     inserted += 1
+                    _remember_change(db, found[0], event.change, now)
                 elif refresh:
                     cursor = db.execute(
                         "UPDATE events SET event_type = %(event_type)s,"
@@ -303,6 +319,8 @@ class Store(OutboxWrites, Queries):
                         row,
                     )
                     requeued += cursor.rowcount
+                    if cursor.rowcount:
+                        _remember_change(db, found[0], event.change, now)
             state = "processed" if error is None else "failed"
             db.execute(
                 "UPDATE webhooks SET state = %s, topic = %s, summary = %s, error = %s,"

@@ -160,6 +160,8 @@ class NewEvent:
     contact: dict[str, Any] | None = None
     #: ``body`` as ``encode.body_bytes`` writes it, when already encoded (not stored twice)
     wire: bytes | None = dataclasses.field(default=None, repr=False, compare=False)
+    #: ``changes:``: (entity, fingerprint, seconds to remember it) to record with the event
+    change: tuple[str, str, float] | None = None
 
     def __post_init__(self) -> None:
         if self.valid and self.body is None:

@@ -73,6 +73,37 @@ def _wire_text(event: NewEvent) -> str | None:
     return (event.wire if event.wire is not None else body_bytes(event.body)).decode()
 
 
+def _remember_change(
+    db: sqlite3.Connection, shop: str, change: tuple[str, str, float] | None, now: float
+) -> None:
+    """The values last sent for an entity (``changes:``), with the event that sends them."""
+    if change is None:
+        return
+    entity, fingerprint, expire = change
+    db.execute(
+        "INSERT INTO changes (shop, entity, fingerprint, expires_at) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT (shop, entity) DO UPDATE SET fingerprint = excluded.fingerprint,"
+        " expires_at = excluded.expires_at",
+        (shop, entity, fingerprint, now + expire),
+    )
+
+
+def _unusable(path: Path, exc: sqlite3.Error) -> str:
+    """Why the file at ``path`` cannot be the store, and what to do, in one line."""
+    text = str(exc)
+    if "not a database" in text:
+        why = "it is not a SQLite database (another file is in the way)"
+    elif "malformed" in text or "corrupt" in text:
+        why = "it is damaged (truncated or corrupt): restore a backup, or move it aside"
+    elif "readonly" in text or "read-only" in text:
+        why = "it is read-only, and the server writes to it"
+    elif "unable to open" in text:
+        why = "it cannot be opened (check the folder's permissions, or a folder in the way)"
+    else:
+        why = text
+    return f"{path}: cannot use this file as hookmap's store: {why} (SQLite: {text})"
+
+
 def _json_or_none(value: Any) -> str | None:
     return None if value is None else json.dumps(value, ensure_ascii=False)
 
@@ -100,10 +131,13 @@ class Store(OutboxWrites, Queries):
         # re-entrant: a batch() holds it while the writes inside take it again
         self._lock = threading.RLock()
         self._batch_depth = 0
-        # isolation_level=None: no implicit transactions, every write says BEGIN itself
-        self._conn = sqlite3.connect(
-            self.path, timeout=30.0, isolation_level=None, check_same_thread=False
-        )
+        try:
+            # isolation_level=None: no implicit transactions, every write says BEGIN itself
+            self._conn = sqlite3.connect(
+                self.path, timeout=30.0, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(_unusable(self.path, exc)) from None
         self._conn.row_factory = sqlite3.Row
         try:
             mode = self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
@@ -113,6 +147,9 @@ class Store(OutboxWrites, Queries):
             self._conn.execute("PRAGMA synchronous = FULL")
             self._conn.execute("PRAGMA foreign_keys = ON")
             migrate(self._conn)
+        except sqlite3.Error as exc:
+            self._conn.close()
+            raise StoreError(_unusable(self.path, exc)) from None
         except BaseException:
             self._conn.close()
             raise
@@ -271,6 +308,7 @@ class Store(OutboxWrites, Queries):
                 )
                 if cursor.rowcount:
                     inserted += 1
+                    _remember_change(db, row["shop"], event.change, now)
                 elif refresh:
                     cursor = db.execute(
                         "UPDATE events SET event_type = :event_type, api_version = :api_version,"
@@ -281,6 +319,8 @@ class Store(OutboxWrites, Queries):
                         row,
                     )
                     requeued += cursor.rowcount
+                    if cursor.rowcount:
+                        _remember_change(db, row["shop"], event.change, now)
             state = "processed" if error is None else "failed"
             db.execute(
                 "UPDATE webhooks SET state = ?, topic = ?, summary = ?, error = ?,"

@@ -136,3 +136,10 @@ class OutboxWrites:
                 (self._clock(), *args),
             )
         return cursor.rowcount
+
+    def forget_expired_changes(self, now: float | None = None) -> int:
+        """Drop the remembered values (``changes:``) that expired; how many."""
+        now = self._clock() if now is None else now
+        with self._write() as db:
+            cursor = db.execute("DELETE FROM changes WHERE expires_at <= ?", (now,))
+        return cursor.rowcount
