@@ -360,6 +360,7 @@ class Service:
         started = time.monotonic()
         await asyncio.gather(*tasks, return_exceptions=True)
         await dispatcher.aclose()
+        await self.limiter.aclose()
         # sends cut short at shutdown: due again for whichever server starts next
         self.store.release_leases(instance.id)
         self.store.release_webhooks(instance.id)

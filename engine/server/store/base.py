@@ -83,8 +83,9 @@ class Store(Protocol):
         """Register this process as a running server instance."""
 
     def servers(self) -> tuple[list[tuple[str, str]], list[str]]:
-        """(id, pid) of the servers running, and the ids of those that stopped without
-        finishing (their claims are taken back by the next server that looks)."""
+        """(id, pid) of the servers running (``pid@host`` where they run on several
+        machines), and the ids of those that stopped without finishing (their claims are
+        taken back by the next server that looks)."""
 
     def describe(self) -> str:
         """Where the store is, for messages (never a password)."""
