@@ -96,6 +96,7 @@ CODES: dict[str, str] = {
     "W103": "an optional param is absent and the service reads a default (cartUpdated: empty cart)",
     "W104": "an item lacks a key the event docs ask for (url, imageUrl)",
     "W105": "the declared contact has no email, phone or externalCustomerId on this webhook",
+    "W106": "a function dropped a value it cannot use (phone(): not a valid number); left out",
 }
 
 

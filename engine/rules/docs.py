@@ -163,7 +163,8 @@ def _functions_section() -> list[str]:
             if example.data is not None:
                 data = f"  (on {_code(json.dumps(example.data, ensure_ascii=False))})"
             result = json.dumps(example.result, ensure_ascii=False)
-            lines.append(f"* {_code(example.expression)} → {_code(result)}{data}")
+            dropped = f", warning W106: {example.dropped}" if example.dropped else ""
+            lines.append(f"* {_code(example.expression)} → {_code(result)}{dropped}{data}")
         lines.append("")
     return lines
 

@@ -9,6 +9,7 @@ prefixes each country uses is data that changes every month, not code to write h
 How a value is read:
 
 * None, ``""`` or blanks: absent, no reason (a field left empty is not an error).
+* Text without a digit (``"n/a"``, ``"-"``): not a phone number.
 * ``+`` (or a leading ``00``) and digits: international; the regions play no part. A string
   that is already E.164 (``"+380501234567"``) is checked as it stands, without parsing.
 * Otherwise a national number, read in each region of ``regions`` in turn (the payload's
@@ -168,6 +169,8 @@ def _normalize(text: str, regions: tuple[str | None, ...], spoken: bool) -> Norm
     if len(text) > _MAX_LENGTH:
         return Normalized(None, "too long to be a phone number")
     core = _EXTENSION.sub("", text)
+    if not phonenumbers.normalize_digits_only(core):  # "n/a", "none", "-"
+        return _NOT_A_NUMBER
     if _LETTER_INSIDE.search(core):
         return Normalized(None, _letters(core, regions))
     if _INTERNATIONAL.match(core):
