@@ -41,7 +41,12 @@ def fetch_lookups(
     context: EvalContext,
     fetcher: Fetcher | None,
 ) -> tuple[dict[str, Any], list[LookupTrace]]:
-    """Fetch the ``needed`` lookups in declaration order; raises ``LookupFailed``."""
+    """Fetch the ``needed`` lookups in declaration order; raises ``LookupFailed``.
+
+    A lookup whose argument is null or ``""`` on this webhook is not made: it cannot
+    apply (a Stripe charge without a payment intent has no Checkout session to find,
+    and asking again later would find none either). ``fetched()`` gives null for it,
+    the rules' `when` and `ignore` say what that means, and the trace says why."""
     fetched: dict[str, Any] = {}
     traces: list[LookupTrace] = []
     for spec in ruleset.lookups:
@@ -56,6 +61,13 @@ def fetch_lookups(
                 raise LookupFailed(
                     spec.name, spec.url, f"argument '{arg}': {describe_error(exc)}"
                 ) from exc
+        missing = next((arg for arg, value in values.items() if value in (None, "")), None)
+        if missing is not None:
+            why = "null" if values[missing] is None else "empty"
+            fetched[spec.name] = None
+            reason = f"argument '{missing}' is {why}"
+            traces.append(LookupTrace(spec.name, spec.url, None, reason))
+            continue
         url = spec.build_url(values)
         if fetcher is None:
             raise LookupFailed(spec.name, url, "no way to fetch here (give a mock)")

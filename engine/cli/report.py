@@ -62,7 +62,12 @@ def result_json(result: Result, origin: str, explain: bool = False) -> dict[str,
             }
             for e in result.events
         ],
-        "lookups": [{"name": lk.name, "url": lk.url, "answer": lk.answer} for lk in result.lookups],
+        "lookups": [
+            {"name": lk.name, "url": lk.url, "answer": lk.answer}
+            if lk.skipped is None
+            else {"name": lk.name, "url": lk.url, "skipped": lk.skipped}
+            for lk in result.lookups
+        ],
     }
     if explain:
         doc["explain"] = {
@@ -107,6 +112,9 @@ def result_text(
         f"topic {result.topic or '(none)'}"
     ]
     for lk in result.lookups:
+        if lk.skipped is not None:
+            lines.append(f"  lookup {lk.name}: not made: {lk.skipped}")
+            continue
         lines.append(f"  lookup {lk.name}: GET {lk.url}")
         if explain:
             answer = json.dumps(lk.answer, ensure_ascii=False)
