@@ -212,10 +212,13 @@ class InvalidArgument(EvaluationError, ValueError):
     """A function got a value of the right type that it cannot use.
 
     A ValueError too, as jmespath's own errors are, so callers catching either see it.
+    ``code`` is the problem it makes of a param: V111 (an expression failed), or a more
+    precise one (V102 for text that is not a number).
     """
 
-    def __init__(self, function: str, message: str) -> None:
+    def __init__(self, function: str, message: str, code: str = "V111") -> None:
         self.function = function
+        self.code = code
         super().__init__(f"{function}(): {message}")
 
 

@@ -15,7 +15,7 @@ import jmespath
 from jmespath import exceptions as jp_exc
 from jmespath import functions as jp_functions
 
-from engine.errors import EvaluationError, Location, Problem, UnknownLookupValue
+from engine.errors import EvaluationError, InvalidArgument, Location, Problem, UnknownLookupValue
 from engine.records import fast_init
 from engine.rules.functions.common import Dropped
 from engine.rules.model import BUILTINS, EventSpec, Expression, ParamSpec, Rule
@@ -201,7 +201,8 @@ def _produce(
                 problems.append(Problem("V112", str(exc), param.name, where=param.where))
             except EXPRESSION_ERRORS as exc:
                 value, outcome = None, "problem"
-                problems.append(Problem("V111", describe_error(exc), param.name, where=param.where))
+                code = exc.code if isinstance(exc, InvalidArgument) else "V111"
+                problems.append(Problem(code, describe_error(exc), param.name, where=param.where))
             else:
                 if value is None or value == "":
                     value, outcome, problem = _settle(param, expr, value)

@@ -19,7 +19,7 @@ from engine.evaluate import (
     evaluate_rule,
     truthy,
 )
-from engine.events import checks
+from engine.events import checks, money
 from engine.events.contacts import contact_request
 from engine.events.encode import as_text, encode_request
 from engine.lookups import Fetcher
@@ -208,13 +208,14 @@ def finish(item: Produced, version: Any) -> EventResult:
             item,
             item.spec.where,
         )
-    result = checks.check_event(item.spec.type, key_value, item.params, item.spec.identify_by)
+    params = money.normalize(item.spec.type, item.params)  # every amount in one form
+    result = checks.check_event(item.spec.type, key_value, params, item.spec.identify_by)
     if result.problems:
-        problems.extend(_locate(result.problems, item))
+        problems.extend(_locate(_not_again(result.problems, problems), item))
     body: dict[str, Any] | None
     raw: bytes | None = None
     try:
-        body, raw = encode_request(item.spec.type, key_value, item.params, version)
+        body, raw = encode_request(item.spec.type, key_value, params, version)
         size = checks.check_body_size(raw)
     except ValueError:  # a computed NaN or infinity: JSON cannot carry it
         body = None
@@ -245,6 +246,15 @@ def finish(item: Produced, version: Any) -> EventResult:
         request,
         raw,
     )
+
+
+def _not_again(found: tuple[Problem, ...], evaluated: list[Problem]) -> tuple[Problem, ...]:
+    """The checks' problems without "'date' is missing" for a param whose expression
+    already failed: the failure says why, once (a bad date was reported twice)."""
+    failed = {p.param for p in evaluated if p.severity == "error" and p.param}
+    if not failed:
+        return found
+    return tuple(p for p in found if not (p.code == "V101" and p.param in failed))
 
 
 def _locate(problems: tuple[Problem, ...], item: Produced) -> list[Problem]:

@@ -418,15 +418,20 @@ def test_round_and_format_number_reject_bad_digits(digits: str) -> None:
         (0, 0),
         (21.6, 21.6),
         ("", None),
-        ("1,234.50", None),
-        ("1e3", None),
-        ("€88.80", None),
-        ("NaN", None),
+        ("   ", None),
     ],
 )
 def test_number_reads_plain_decimals_only(value: Any, expected: Any) -> None:
-    """number() parses plain decimal strings, passes numbers, and gives null for the rest."""
+    """number() parses plain decimal strings and passes numbers; blank text is no value."""
     assert same(search("number(v)", {"v": value}), expected)
+
+
+@pytest.mark.parametrize("value", ["n/a", "1,234.50", "1e3", "€88.80", "NaN", "12 50"])
+def test_number_of_other_text_is_not_a_number_not_a_missing_value(value: str) -> None:
+    """Text that is there but no number fails with V102, not null (which reads as absent)."""
+    with pytest.raises(InvalidArgument, match="is not a number") as caught:
+        search("number(v)", {"v": value})
+    assert caught.value.code == "V102"
 
 
 _DECIMAL_TEXT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
@@ -436,14 +441,18 @@ _DECIMAL_TEXT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
 @given(st.text(alphabet="0123456789.+- \t\n٣²e_,", max_size=8))
 def test_number_is_the_plain_decimal_grammar(text: str) -> None:
     """number() of text: Decimal's value of what the plain-decimal grammar accepts
-    (after trimming whitespace), a float when written with a dot; null for the rest."""
+    (after trimming whitespace), a float when written with a dot; null when blank; V102
+    for the rest."""
     trimmed = text.strip()
-    if _DECIMAL_TEXT.fullmatch(trimmed) is None:
-        expected: Any = None
+    if not trimmed:
+        assert search("number(v)", {"v": text}) is None
+    elif _DECIMAL_TEXT.fullmatch(trimmed) is None:
+        with pytest.raises(InvalidArgument, match="is not a number"):
+            search("number(v)", {"v": text})
     else:
         exact = Decimal(trimmed)
         expected = float(exact) if "." in trimmed else int(exact)
-    assert same(search("number(v)", {"v": text}), expected)
+        assert same(search("number(v)", {"v": text}), expected)
 
 
 @pytest.mark.parametrize(

@@ -83,6 +83,21 @@ def test_a_broken_expectation_fails_with_a_readable_diff() -> None:
     assert '+  "keyValue": "olivia.bennett@example.com"' in text
 
 
+def test_expected_warnings_are_held_to_what_the_events_carry() -> None:
+    """`warnings:` fails for a warning the events do not carry, and `[]` for one they do."""
+    ruleset = LOADED.get("woocommerce")
+    assert ruleset is not None
+    case = next(c for c in ruleset.tests if "(555) 555-5555" in c.name)
+    assert ruletests.run_case(ruleset, case).passed
+    for wrong in ([{"code": "W106", "param": "email"}], ["W105"], []):
+        expect = {**case.expect, "warnings": wrong}
+        outcome = ruletests.run_case(ruleset, dataclasses.replace(case, expect=expect))
+        assert not outcome.passed, wrong
+        assert "phone() dropped '(555) 555-5555': not a valid number for US" in "".join(
+            outcome.failures
+        )
+
+
 @pytest.mark.parametrize(("ruleset", "case"), _cases())
 def test_each_event_is_encoded_once_as_it_is_stored(ruleset: Any, case: Any) -> None:
     """The bytes encoded while checking an event are what body_bytes writes (the store

@@ -236,6 +236,12 @@ EXPECT = Obj(
             "Events expected to be dropped: "
             "`{eventTypeKey, rule, problems: [code or {code, param}]}` (subset match).",
         ),
+        Field(
+            "warnings",
+            ListOf(item=AnyValue()),
+            "Warnings the events sent must carry: `[code or {code, param}]`, each found on "
+            "one of them (others allowed); `[]`: they carry none.",
+        ),
         Field("unmatched", Bool(), "Expect that no rule matches the webhook."),
         Field("ignored", Bool(), "Expect that a rule with `ignore` takes the webhook."),
     ),
