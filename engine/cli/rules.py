@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from collections.abc import Sequence
@@ -15,6 +16,7 @@ from engine.cli import report
 from engine.cli.options import (
     diagnostic_order,
     load_clean,
+    open_store,
     pick_ruleset,
     print_diagnostics,
     rules_option,
@@ -22,9 +24,11 @@ from engine.cli.options import (
 from engine.errors import LookupFailed, UsageError
 from engine.events.destination import Destination
 from engine.lookups import HttpFetcher, OfflineFetcher
-from engine.pipeline import process
+from engine.pipeline import ChangeMemory, process
 from engine.rules import compiler, docs
-from engine.rules.schema import json_schema
+from engine.rules.schema import json_schema, shops_json_schema
+from engine.ruletests import SentChanges
+from engine.server.processor import StoredChanges
 from engine.webhook import Webhook, parse_header_lines, read_webhook_file
 
 
@@ -86,6 +90,15 @@ def validate(paths: tuple[str, ...], as_json: bool, strict: bool) -> None:
     help="Answer a lookup from a JSON file instead of the network (repeatable).",
 )
 @click.option(
+    "--data",
+    "data_dir",
+    help=(
+        "A server's data folder or database: `changes:` compares with the values it last "
+        "sent (read only). Without it, with the payloads given before in this run."
+    ),
+)
+@click.option("--shop", help="With --data: the shop whose last sent values count.")
+@click.option(
     "--live",
     is_flag=True,
     help="Call the platform's API for lookups without a --mock, with the credentials in "
@@ -102,6 +115,8 @@ def dry_run(
     explain: bool,
     curl: bool,
     mocks: tuple[str, ...],
+    data_dir: str | None,
+    shop: str | None,
     live: bool,
     payloads: tuple[str, ...],
 ) -> None:
@@ -109,10 +124,47 @@ def dry_run(
 
     Headers come from PAYLOAD's .headers file beside it (NAME.json → NAME.headers)
     and from -H. Lookups are answered by --mock files; no platform API is called unless
-    --live says so. Exit 0 when every produced event is valid, 1 when one is dropped
-    or a lookup has no answer.
+    --live says so. Exit 0 when every produced event is valid, 1 when one is dropped or
+    a lookup has no answer. PAYLOADS are taken in order: an event held back by `changes:`
+    is one whose values a payload before it sent already (or, with --data, the server
+    sent last).
     """
     loaded = load_clean(rules_paths)
+    with contextlib.ExitStack() as stack:
+        changes: ChangeMemory = SentChanges()
+        if data_dir is not None:
+            store = stack.enter_context(open_store(data_dir))
+            changes = StoredChanges(store, shop or "")
+        _dry_run(
+            loaded,
+            headers,
+            no_headers_file,
+            as_json,
+            explain,
+            curl,
+            mocks,
+            payloads,
+            source,
+            topic,
+            changes,
+            live,
+        )
+
+
+def _dry_run(
+    loaded: compiler.LoadResult,
+    headers: tuple[str, ...],
+    no_headers_file: bool,
+    as_json: bool,
+    explain: bool,
+    curl: bool,
+    mocks: tuple[str, ...],
+    payloads: tuple[str, ...],
+    source: str | None,
+    topic: str | None,
+    changes: ChangeMemory,
+    live: bool,
+) -> None:
     extra = parse_header_lines(headers, "-H")
     destination = Destination.from_env()
     fetcher = OfflineFetcher(_read_mocks(mocks), HttpFetcher() if live else None)
@@ -130,7 +182,7 @@ def dry_run(
             if index and not as_json:
                 click.echo()
             try:
-                result = process(ruleset, webhook, fetcher=fetcher)
+                result = process(ruleset, webhook, fetcher=fetcher, changes=changes)
             except LookupFailed as exc:
                 # the server keeps such a webhook and tries again later
                 dropped = True
@@ -146,6 +198,8 @@ def dry_run(
                 else:
                     click.echo(report.missing_mocks_text(result, payload, fetcher.missing))
                 continue
+            if isinstance(changes, SentChanges):
+                changes.remember(result)
             dropped = dropped or bool(result.dropped)
             if as_json:
                 documents.append(report.result_json(result, payload, explain))
@@ -199,9 +253,10 @@ def test_command(paths: tuple[str, ...], select: str | None, verbose: bool) -> N
 
 
 @click.command()
-def schema() -> None:
+@click.option("--shops", "shops", is_flag=True, help="The shops file's schema instead.")
+def schema(shops: bool) -> None:
     """Print the JSON Schema of rule files (for editors)."""
-    click.echo(json.dumps(json_schema(), indent=2))
+    click.echo(json.dumps(shops_json_schema() if shops else json_schema(), indent=2))
 
 
 @click.command("docs")
