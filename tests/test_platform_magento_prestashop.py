@@ -371,7 +371,15 @@ def test_prestashop_order_is_completed_from_the_webservice_and_delivered(
     assert contact_emails(box) == ["camille.dubois@example.fr"]
     # every call carried the key, asked for JSON, and stayed on the declared host
     paths = sorted(urllib.parse.urlsplit(target).path for target, _ in webservice.requests)
-    assert paths == ["/api/addresses", "/api/currencies/1", "/api/customers", "/api/orders/24"]
+    assert paths == [
+        "/api/addresses",
+        "/api/countries/8",
+        "/api/currencies/1",
+        "/api/customers",
+        "/api/orders/24",
+    ]
+    # the phone is read in the address's country (France), the shop's default unset
+    assert param(event, "phone") == "33612345678"
     assert {auth for _, auth in webservice.requests} == {f"Basic {WS_AUTH}"}
 
     # the same order shipped: an orderDelivered, the known contact not created again
@@ -447,8 +455,8 @@ def test_prestashop_lookup_failure_keeps_the_webhook_and_retries_it(
             assert detail is not None
             assert detail.webhook.state == "processed"
             assert detail.webhook.process_attempts >= 1  # put off once
-            # 3 refused calls (the attempt and its retries), then the 4 lookups answered
-            assert len(webservice.requests) == 3 + 4
+            # 3 refused calls (the attempt and its retries), then the 5 lookups answered
+            assert len(webservice.requests) == 3 + 5
 
 
 # -- hookmap post with a test key ----------------------------------------------------------

@@ -154,7 +154,9 @@ LOOKUP = Obj(
             "args",
             MapOf(value=Expr(), key_doc="placeholder"),
             "Placeholder → expression "
-            "over the body (may use `fetched()` of a lookup declared before).",
+            "over the body (may use `fetched()` of a lookup declared before). An argument "
+            'null or `""` on a webhook: the lookup is not made and `fetched()` gives null '
+            "(see *Lookups that cannot apply*).",
         ),
         Field(
             "headers",
