@@ -7,7 +7,6 @@ topic, and prints; ``engine.server.backfill`` does the work.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import datetime
 import json
@@ -19,8 +18,8 @@ from typing import Any
 import click
 
 from engine.cli.options import (
+    Sender,
     data_option,
-    drain,
     load_tenancy,
     open_store,
     rules_option,
@@ -160,13 +159,13 @@ def backfill_command(
             if found.error is not None:
                 raise found.error
             return
-        with cursor.locked(), open_store(data_dir, must_exist=False) as store:
+        with (
+            cursor.locked(),
+            open_store(data_dir, must_exist=False) as store,
+            contextlib.nullcontext(None) if no_send else Sender(store, tenancy) as sender,
+        ):
             earlier = None if restart else cursor.load()
             progress.start_at = earlier.orders if earlier else 0
-
-            def send() -> dict[str, int]:
-                return asyncio.run(drain(store, tenancy))
-
             outcome = runner.run(
                 store,
                 job,
@@ -174,7 +173,7 @@ def backfill_command(
                 fetcher=fetcher,
                 restart=restart,
                 limit=limit,
-                send=None if no_send else send,
+                send=None if sender is None else sender.send,
                 on_page=lambda o: progress.update(o.earlier + o.tally.orders, o.total),
             )
             if outcome.tally.pages:

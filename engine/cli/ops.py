@@ -3,7 +3,6 @@ replay. They read the same data folder as the running server."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import datetime
 import json
@@ -14,8 +13,8 @@ from collections.abc import Iterable, Mapping
 import click
 
 from engine.cli.options import (
+    Sender,
     data_option,
-    drain,
     load_tenancy,
     open_store,
     parse_since,
@@ -276,7 +275,8 @@ def replay_command(
         click.echo(f"{replayed} webhook(s) replayed: {inserted} new event(s), {requeued} re-queued")
         if no_send or not (inserted or requeued):
             return
-        outcomes = asyncio.run(drain(store, tenancy))
+        with Sender(store, tenancy) as sender:
+            outcomes = sender.send()
         click.echo(
             "sent: " + (", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())) or "nothing due")
         )

@@ -3,6 +3,7 @@ how they send what they stored."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import os
 import re
@@ -133,13 +134,40 @@ def load_tenancy(
     return tenants.for_shops(rulesets, shops, env, default, DEFAULT_MAX_BODY, load, receive=False)
 
 
-async def drain(store: Store, tenancy: Tenancy) -> dict[str, int]:
-    """Send what is due in ``store`` to each shop's CDP account; the attempts' outcomes."""
-    single = tenancy.destinations.get("")
-    if single is not None and not single.api_key:
-        raise UsageError(f"{API_KEY_ENV} is not set: cannot send (use --no-send)")
-    async with Dispatcher(store, tenancy.destinations.get) as dispatcher:
-        return dict(await dispatcher.drain())
+class Sender:
+    """Sends what is due in a store to each shop's CDP account, as often as asked, through
+    one dispatcher (one pooled HTTP client) on one event loop: a backfill sends after
+    every page without setting up a client (and its TLS context) each time."""
+
+    def __init__(self, store: Store, tenancy: Tenancy) -> None:
+        single = tenancy.destinations.get("")
+        if single is not None and not single.api_key:
+            raise UsageError(f"{API_KEY_ENV} is not set: cannot send (use --no-send)")
+        self._store = store
+        self._tenancy = tenancy
+        self._loop: asyncio.Runner | None = None
+        self._dispatcher: Dispatcher | None = None
+
+    def __enter__(self) -> Sender:
+        self._loop = asyncio.Runner()
+        self._dispatcher = self._loop.run(self._open())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._loop is not None and self._dispatcher is not None
+        try:
+            self._loop.run(self._dispatcher.aclose())
+        finally:
+            self._loop.close()
+
+    async def _open(self) -> Dispatcher:
+        return Dispatcher(self._store, self._tenancy.destinations.get)
+
+    def send(self) -> dict[str, int]:
+        """Send every due event (and the retries due within the drain's wait); the
+        attempts' outcomes (sent / retry / dead)."""
+        assert self._loop is not None and self._dispatcher is not None
+        return dict(self._loop.run(self._dispatcher.drain()))
 
 
 def print_diagnostics(diagnostics: Sequence[Diagnostic], stream: Any = None) -> None:

@@ -70,6 +70,7 @@ class Options:
     page_size: int | None = None
     transport: httpx.BaseTransport | None = None
     sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.monotonic
     on_wait: OnWait | None = None
     backoff: tuple[float, ...] = BACKOFF
 
@@ -95,6 +96,7 @@ class Options:
             secrets=secrets,
             transport=self.transport,
             sleep=self.sleep,
+            clock=self.clock,
             on_wait=self.on_wait,
         )
 
