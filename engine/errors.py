@@ -20,6 +20,7 @@ defined here (``tests/test_layout.py`` holds every module to it)::
     ├── SecretError                   a verify spec names no usable secret or key
     ├── ServeRefused                  rule sets that cannot be served as declared
     ├── StoreError                    the store cannot do what was asked
+    ├── PlatformApiError              a shop platform's API stopped a backfill: it resumes
     └── UsageError                    exit 2: bad command line or unreadable input
         └── PayloadError              a webhook body is not valid JSON (with line/col)
 
@@ -258,6 +259,15 @@ class ServeRefused(HookmapError):
 
 class StoreError(HookmapError):
     """The store cannot do what was asked (unknown webhook, schema newer than the code)."""
+
+
+class PlatformApiError(HookmapError):
+    """A shop platform's API gave no usable answer to a backfill's listing (an error status,
+    retries used up): the run stops where it is, and running it again resumes there."""
+
+    def __init__(self, platform: str, target: str, reason: str) -> None:
+        self.platform, self.target, self.reason = platform, target, reason
+        super().__init__(f"{platform} API: GET {target}: {reason}")
 
 
 class Signal(Exception):
