@@ -10,8 +10,7 @@ from typing import Any
 
 import click
 
-from engine import ruletests
-from engine.cli import report
+from engine import report, ruletests
 from engine.cli.options import (
     diagnostic_order,
     load_clean,

@@ -322,13 +322,20 @@ def _compose(text: str) -> yaml.Node | None:
     return node
 
 
-def read_file(path: Path, display: str, diagnostics: Diagnostics) -> LocatedDict | None:
-    """Read one rule file against the rule-set schema; problems go to ``diagnostics``."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        diagnostics.report("E100", f"cannot read {display}: {exc}", None)
-        return None
+def read_file(
+    path: Path, display: str, diagnostics: Diagnostics, text: str | None = None
+) -> LocatedDict | None:
+    """Read one rule file against the rule-set schema; problems go to ``diagnostics``.
+
+    ``text`` is the file's content when the caller has it (edited, not saved); else the
+    file is read.
+    """
+    if text is None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            diagnostics.report("E100", f"cannot read {display}: {exc}", None)
+            return None
     source = SourceFile(display, text)
     reader = Reader(source, diagnostics)
     try:

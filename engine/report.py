@@ -1,4 +1,8 @@
-"""How results are shown: dry-run summaries, ``--explain``, ``--curl`` and JSON documents."""
+"""How results are shown: dry-run summaries, ``--explain``, ``--curl`` and JSON documents.
+
+Below the command line on purpose: ``hookmap dry-run`` prints these, and the playground
+page (``engine.playground``) shows the very same documents, so the two cannot disagree.
+"""
 
 from __future__ import annotations
 
