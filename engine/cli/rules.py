@@ -105,7 +105,7 @@ def dry_run(
     loaded = load_clean(rules_paths)
     extra = parse_header_lines(headers, "-H")
     destination = Destination.from_env()
-    fetcher: Fetcher = MockFetcher(_read_mocks(mocks)) if mocks else HttpFetcher()
+    fetcher: Fetcher = MockFetcher(read_mocks(mocks)) if mocks else HttpFetcher()
     documents: list[dict[str, Any]] = []
     dropped = False
     for index, payload in enumerate(payloads):
@@ -135,7 +135,7 @@ def dry_run(
     sys.exit(1 if dropped else 0)
 
 
-def _read_mocks(specs: Sequence[str]) -> dict[str, Any]:
+def read_mocks(specs: Sequence[str]) -> dict[str, Any]:
     """``--mock order=path.json`` → {"order": <the file's JSON>}."""
     out: dict[str, Any] = {}
     for spec in specs:

@@ -78,12 +78,15 @@ def load_groups(
     groups: Sequence[Group],
     env: Mapping[str, str] | None = None,
     evaluator: Evaluator = COMPILED,
+    with_tests: bool = True,
 ) -> LoadResult:
     """Like ``load``, for rule sets already grouped, whose texts may be given (``Group``):
-    the same checks and the same diagnostics, at the files' paths."""
+    the same checks and the same diagnostics, at the files' paths. ``with_tests=False``
+    leaves the rule tests out, fixtures unread (``hookmap diff`` compares events only,
+    and an old copy of a rule folder need not have its fixtures beside it)."""
     env = os.environ if env is None else env
     sink = Diagnostics()
-    ctx = CompileContext(env, sink, evaluator)
+    ctx = CompileContext(env, sink, evaluator, with_tests)
     rulesets: list[RuleSet] = []
     sources: list[Group] = []
     seen: dict[str, str] = {}
@@ -210,7 +213,8 @@ def _compile_group(group: Group, ctx: CompileContext) -> tuple[RuleSet, Group] |
                 continue
             rule_names[rule.name] = loc
             rules.append(rule)
-        tests.extend(compile_tests(ctx, doc))
+        if ctx.with_tests:
+            tests.extend(compile_tests(ctx, doc))
     test_names: set[str] = set()
     for test in tests:
         if test.name in test_names:

@@ -35,8 +35,9 @@ from engine.events.destination import RATE_LIMIT, Destination
 from engine.lookups import Fetcher, HttpFetcher
 from engine.rules import compiler
 from engine.rules.codegen import COMPILED
+from engine.rules.discovery import Group
 from engine.rules.model import Evaluator, RuleSet
-from engine.server import leases
+from engine.server import leases, running
 from engine.server.app import make_app
 from engine.server.dispatch import (
     DEFAULT_CONCURRENCY,
@@ -99,7 +100,9 @@ class Service:
         self.env = os.environ if env is None else env
         self.transport = transport
         self.metrics = Metrics()
-        self.sources, self.rulesets = self.load()
+        self.sources, self.rulesets, self.loaded_from = self.load()
+        #: this server's lock in the data folder while it runs (engine.server.leases)
+        self._instance: leases.Instance | None = None
         self.store = Store(config.data_dir / DB_NAME)
         # one client for the service's life: its connections and cache serve every webhook
         self._own_fetcher: HttpFetcher | None = None
@@ -121,18 +124,19 @@ class Service:
 
     # -- rules ---------------------------------------------------------------------
 
-    def load(self) -> tuple[dict[str, Source], dict[str, RuleSet]]:
-        """Load and check the rules; raises with every diagnostic when they cannot serve."""
+    def load(self) -> tuple[dict[str, Source], dict[str, RuleSet], tuple[Group, ...]]:
+        """Load and check the rules; raises with every diagnostic when they cannot serve.
+        Also gives the files and texts they were read from (``engine.server.running``)."""
         result = compiler.load(list(self.config.rules), self.env, evaluator=self.config.evaluator)
         if not result.ok:
             raise RuleLoadError(result.diagnostics)
         sources = build_sources(result.rulesets, self.env, self.config.max_body)
-        return sources, {r.name: r for r in result.rulesets}
+        return sources, {r.name: r for r in result.rulesets}, result.sources
 
     def reload(self) -> bool:
         """Swap in freshly loaded rules; on any problem keep the running ones."""
         try:
-            sources, rulesets = self.load()
+            sources, rulesets, loaded_from = self.load()
         except RuleLoadError as exc:
             for d in exc.diagnostics:
                 log.error("reload refused: %s", d.render())
@@ -141,10 +145,19 @@ class Service:
         except HookmapError as exc:
             log.error("reload refused: %s; the running rules keep serving", exc)
             return False
-        self.sources, self.rulesets = sources, rulesets
+        self.sources, self.rulesets, self.loaded_from = sources, rulesets, loaded_from
+        self._record_rules()
         log.info("rules reloaded: %s", ", ".join(sorted(sources)))
         self.wake_processor()
         return True
+
+    def _record_rules(self) -> None:
+        """Say in the data folder which rules this server runs (``hookmap diff
+        --against-running`` reads it)."""
+        if self._instance is not None:
+            running.record(
+                self._instance.folder, self._instance.id, self.config.rules, self.loaded_from
+            )
 
     def _rule_mtimes(self) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -261,8 +274,9 @@ class Service:
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             self._loop.add_signal_handler(signal.SIGHUP, self.reload)
         stop_work = asyncio.Event()
-        instance = leases.Instance(self.config.data_dir)
+        instance = self._instance = leases.Instance(self.config.data_dir)
         self._release_gone(instance)
+        self._record_rules()
         dispatcher = Dispatcher(
             self.store,
             self.destination,
@@ -304,6 +318,8 @@ class Service:
         await dispatcher.aclose()
         # sends cut short at shutdown: due again for whichever server starts next
         self.store.release_leases(instance.id)
+        running.forget(instance.folder, instance.id)
+        self._instance = None
         instance.close()
         if self._own_fetcher is not None:
             self._own_fetcher.close()
@@ -315,6 +331,7 @@ class Service:
         power cut) were cut short mid-send: due again now, not when their lease ends."""
         for other in instance.gone():
             released = self.store.release_leases(other)
+            running.forget(instance.folder, other)
             instance.forget(other)
             if released:
                 log.warning(
