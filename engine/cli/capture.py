@@ -22,8 +22,8 @@ from typing import Any
 
 import click
 
+from engine.cli.inputs import read_mocks
 from engine.cli.options import data_option, load_clean, open_store
-from engine.cli.rules import read_mocks
 from engine.decoders import decode
 from engine.errors import HookmapError, UsageError
 from engine.impact import SameAnswers

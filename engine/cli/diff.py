@@ -19,9 +19,8 @@ from typing import Any
 
 import click
 
-from engine.cli.ops import parse_since, when
+from engine.cli.inputs import parse_since, read_mocks, when
 from engine.cli.options import data_option, evaluator_from_context, open_store, print_diagnostics
-from engine.cli.rules import read_mocks
 from engine.errors import HookmapError, UsageError
 from engine.impact import SameAnswers, Side, Tally, fits, run_side
 from engine.lookups import Fetcher, HttpFetcher, MockFetcher

@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import json
 import re
 import sys
-import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import click
 
+from engine.cli.inputs import parse_since, when
 from engine.cli.options import data_option, evaluator_from_context, open_store, rules_option
 from engine.errors import LookupFailed, RuleLoadError, UsageError
 from engine.events.destination import API_KEY_ENV, Destination
@@ -34,12 +33,6 @@ _SECRET_HEADER = re.compile(
 )
 
 
-def when(ts: float | None) -> str:
-    if ts is None:
-        return "-"
-    return datetime.datetime.fromtimestamp(ts).astimezone().isoformat(timespec="seconds")
-
-
 def age(seconds: float | None) -> str:
     if seconds is None:
         return "none"
@@ -52,21 +45,6 @@ def age(seconds: float | None) -> str:
 def mask_headers(headers: dict[str, str]) -> dict[str, str]:
     """Headers with credential and signature values replaced."""
     return {k: ("****" if _SECRET_HEADER.search(k) else v) for k, v in headers.items()}
-
-
-def parse_since(text: str) -> float:
-    """``2h``, ``30m``, ``1d``, ``45s`` ago, or an ISO 8601 date-time / date."""
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd])", text.strip())
-    if match:
-        size = {"s": 1, "m": 60, "h": 3600, "d": 86400}[match[2]]
-        return time.time() - float(match[1]) * size
-    try:
-        moment = datetime.datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise UsageError(f"--since {text!r}: use 2h, 30m, 1d or an ISO date-time") from exc
-    if moment.tzinfo is None:
-        moment = moment.astimezone()
-    return moment.timestamp()
 
 
 @click.command("status")

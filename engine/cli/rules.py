@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import click
 
 from engine import report, ruletests
+from engine.cli.inputs import read_mocks
 from engine.cli.options import (
     diagnostic_order,
     load_clean,
@@ -133,20 +133,6 @@ def dry_run(
         doc: Any = documents[0] if len(documents) == 1 else {"results": documents}
         click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
     sys.exit(1 if dropped else 0)
-
-
-def read_mocks(specs: Sequence[str]) -> dict[str, Any]:
-    """``--mock order=path.json`` → {"order": <the file's JSON>}."""
-    out: dict[str, Any] = {}
-    for spec in specs:
-        name, sep, file = spec.partition("=")
-        if not sep or not name or not file:
-            raise UsageError(f"--mock {spec!r}: expected LOOKUP=FILE")
-        try:
-            out[name] = json.loads(Path(file).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise UsageError(f"--mock {name}: cannot read {file}: {exc}") from exc
-    return out
 
 
 @click.command("test")
