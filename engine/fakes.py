@@ -19,9 +19,11 @@ the rules read the fixture as they read the original:
 
 Deterministic within one ``Faker``: the same value always gets the same fake (a phone
 by its last seven digits, so ``+1 207-555-0123`` and ``(207) 555-0123`` agree), and
-distinct values get distinct fakes. Nothing is random: capturing the same webhook
-twice writes the same fixture. One ``Faker`` per captured webhook (body, headers and
-the API answers its lookups got).
+distinct values get distinct fakes. A fake is made from the order in which values are
+met, never from the value's own characters (beyond its shape and a phone's country
+code), so it cannot be turned back into the value; nothing is random either, and
+capturing the same webhook twice writes the same fixture. One ``Faker`` per captured
+webhook (body, headers and the API answers its lookups got).
 
 About 150 lines of our own rather than a faker package: such packages are large,
 generate free-form values rather than keep the shape of a given one, and change
@@ -93,6 +95,13 @@ def _like(model: str, word: str) -> str:
     if model.islower():
         return word.lower()
     return word
+
+
+def _number(n: int, width: int) -> str:
+    """The ``n``-th fake of ``width`` digits: distinct for the first 10**width ``n``, and
+    made from ``n`` alone, so nothing of the value it replaces can be read back from it
+    (7919 is prime: multiplying by it is a one-to-one shuffle modulo 10**width)."""
+    return str((n * 7919 + 4321) % 10**width).zfill(width)
 
 
 def _pick(pools: dict[str, str], kind: str, n: int) -> str:
@@ -173,8 +182,7 @@ class Faker:
 
     def digits(self, run: str) -> str:
         """A run of digits (a house number): the same length, other digits."""
-        n = int(self._once("digits", run, lambda n: str(n)))
-        return "".join(str((int(d) + n + i + 1) % 10) for i, d in enumerate(run))
+        return self._once("digits", run, lambda n: _number(n, len(run)), f"digits{len(run)}")
 
     def phone(self, value: str) -> str:
         digits = re.sub(r"\D", "", value)
@@ -207,16 +215,18 @@ class Faker:
         return self._once("city", value.lower(), lambda n: _pick(_CITY, kind, n))
 
     def postcode(self, value: str) -> str:
-        """Letters stay letters (and their case), digits stay digits."""
+        """Letters stay letters (and their case), digits stay digits, others as they are."""
 
         def make(n: int) -> str:
+            count = sum(c.isdigit() for c in value)
+            digits = iter(_number(n, count)) if count else iter(())
             out = []
             for i, char in enumerate(value):
                 if char.isdigit():
-                    out.append(str((int(char) + n + i + 1) % 10))
+                    out.append(next(digits))
                 elif "a" <= char.lower() <= "z":
-                    base = ord("A") if char.isupper() else ord("a")
-                    out.append(chr(base + (ord(char) - base + n + i + 1) % 26))
+                    letter = chr(ord("A") + (n * 11 + i * 7) % 26)
+                    out.append(letter if char.isupper() else letter.lower())
                 else:
                     out.append(char)
             return "".join(out)
