@@ -15,7 +15,8 @@ from engine.events.encode import body_bytes
 from engine.results import EventResult, Result
 
 
-def _problem_line(p: Problem) -> str:
+def problem_line(p: Problem) -> str:
+    """``error[V101] totalCost: message  (file:line:col)``."""
     param = f" {p.param}" if p.param else ""
     where = f"  ({p.where})" if p.where else ""
     return f"{p.severity}[{p.code}]{param}: {p.message}{where}"
@@ -132,7 +133,7 @@ def result_text(
             f"{f', {e.where}' if e.where else ''}) {contact_text(e)}"
         )
         for p in e.problems:
-            lines.append(f"    {_problem_line(p)}")
+            lines.append(f"    {problem_line(p)}")
         if explain:
             for t in e.traces:
                 value = json.dumps(t.value, ensure_ascii=False)

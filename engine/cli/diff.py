@@ -28,7 +28,7 @@ from engine.rules import compiler
 from engine.rules.discovery import Group, discover
 from engine.rules.model import RuleSet
 from engine.server.running import RunningRules, read_running
-from engine.webhook import Webhook, read_webhook_file, sidecar_headers
+from engine.webhook import Webhook, read_webhook_file, webhook_files
 
 #: why a lookup failed when neither --mock nor --live answers it
 UNANSWERED = "no answer for this lookup: give --mock NAME=FILE, or --live to ask the platform"
@@ -58,16 +58,6 @@ def _unchanged(old: compiler.LoadResult, new: compiler.LoadResult) -> set[str]:
         for r, g in zip(new.rulesets, new.sources, strict=True)
         if before.get(r.name) == _identity(g)
     }
-
-
-def _folder_webhooks(folder: Path) -> list[Path]:
-    """Every body file in ``folder`` (recursively) with a ``.headers`` file beside it: the
-    layout of examples/ and of ``hookmap capture``; lookup answers (api/) have none."""
-    found: list[Path] = []
-    for headers in sorted(folder.rglob("*.headers")):
-        bodies = [p for p in sorted(headers.parent.glob(f"{headers.stem}.*")) if p != headers]
-        found.extend(p for p in bodies if sidecar_headers(p) == headers)
-    return found
 
 
 def _pick(
@@ -315,7 +305,7 @@ def diff_command(
             tally.add(label, name, old_side, new_side)
 
         if webhooks_from is not None:
-            files = _folder_webhooks(Path(webhooks_from))
+            files = webhook_files(Path(webhooks_from))
             described = f"{len(files)} payload file(s) in {webhooks_from}"
             with _progress(len(files)) as bar:
                 for path in files:
