@@ -244,11 +244,11 @@ class Scrubber:
         return "".join(out)
 
     def _coordinate(self, token: str) -> str:
-        """A latitude or longitude: the same digits count, somewhere in the Atlantic."""
+        """A latitude or longitude: 0 with as many decimals, the point at 0°, 0° in the Gulf
+        of Guinea (a JSON number: no leading zeros)."""
         self.counts["coordinate"] += 1
-        whole, _, fraction = token.lstrip("-").partition(".")
-        sign = "-" if token.startswith("-") else ""
-        return sign + "1" * min(len(whole), 2) + ("." + "0" * len(fraction) if fraction else "")
+        _, _, fraction = token.partition(".")
+        return "0." + "0" * len(fraction) if fraction else "0"
 
     def body(self, raw: bytes, content_type: str) -> bytes:
         """The body with personal values replaced; ``PayloadError`` for a body of no form

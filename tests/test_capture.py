@@ -148,6 +148,12 @@ def test_json_inside_strings_and_base64_is_scrubbed_in_place() -> None:
     assert decoded["customer"]["email"] == json.loads(out["claims"])["customer"]["email"]
 
 
+def test_coordinates_go_to_sea_keeping_their_decimals() -> None:
+    body = b'{"shipping_address": {"latitude": 43.659, "longitude": "-70.25", "lat": 7}}'
+    out = Scrubber().body(body, "application/json")
+    assert out == b'{"shipping_address": {"latitude": 0.000, "longitude": "0.00", "lat": 0}}'
+
+
 def test_a_jwt_body_gets_its_claims_scrubbed_and_a_placeholder_signature() -> None:
     body = (ROOT / "examples" / "wix" / "order-created.txt").read_bytes()
     out = Scrubber().body(body, "text/plain").decode()
