@@ -188,12 +188,14 @@ def _describe_server(server: RunningRules, data_dir: str) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def _progress(total: int) -> Iterator[Any]:
-    """A progress bar on stderr with the count, the rate and the time left."""
+    """A progress bar on stderr (a terminal only) with the count, the rate, the time left."""
     started = time.monotonic()
+    made: list[Any] = []  # the bar, once made: click asks for the rate while making it
 
     def rate(_: Any) -> str:
         seconds = time.monotonic() - started
-        return f"{bar.pos / seconds:,.0f}/s" if seconds > 0 and bar.pos else ""
+        done = made[0].pos if made else 0
+        return f"{done / seconds:,.0f}/s" if seconds > 0 and done else ""
 
     with click.progressbar(
         length=total,
@@ -204,6 +206,7 @@ def _progress(total: int) -> Iterator[Any]:
         item_show_func=rate,
         hidden=not sys.stderr.isatty(),
     ) as bar:
+        made.append(bar)
         yield bar
 
 
