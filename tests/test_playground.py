@@ -219,3 +219,41 @@ def test_the_page_live_as_you_type(
     page.screenshot(path=str(OUTPUT / "playground.png"), full_page=True)
     assert (OUTPUT / "playground.png").stat().st_size > 10_000
     assert errors == [] and cdp.calls == []
+
+
+PASTED = """name: pasted
+topic: {header: X-Topic}
+rules:
+  - name: signup
+    topics: customer.created
+    events:
+      - type: customerSignedUp
+        key: email
+        params:
+          name: upper(first)
+"""
+
+
+def test_rules_and_a_webhook_pasted_in(playground: RunningPlayground, page: Page) -> None:
+    """Paste your own: a rule set of one file and a webhook typed in; a diagnostic clicked
+    puts the cursor at its line and column."""
+    page.goto(playground.url)
+    page.locator("#ruleset option").nth(1).wait_for(state="attached")
+    page.select_option("#ruleset", label="(paste your own)")
+    page.select_option("#example", label="(paste your own)")
+    page.locator("#rules").fill(PASTED.replace("upper(first)", "upper(first, last)"))
+    page.locator("#headers").fill("X-Topic: customer.created")
+    page.locator("#body").fill("")
+    page.locator("#body").press_sequentially('{"email": "ann@example.com", "first": "Ann"}')
+    _wait_status(page, "1 error(s) in the rules")
+    diagnostic = page.locator("#diagnostics .diagnostic").first
+    assert diagnostic.inner_text().startswith("playground.yaml:10:17: error[E202]")
+    diagnostic.click()
+    assert page.locator("#caret").inner_text() == "line 10, column 17"
+    page.locator("#rules").fill(PASTED)
+    _wait_status(page, "1 event(s) to send, 0 dropped")
+    card = page.locator("#events article").first
+    assert "customerSignedUp #0" in card.locator("h3").inner_text()
+    card.locator("details.trace summary").click()
+    row = card.locator("table.params tr").nth(1).inner_text().split("\t")
+    assert row == ["name", '"ANN"', "sent", "upper(first)", "playground.yaml:10:11"]
