@@ -286,6 +286,13 @@ def test_a_server_that_died_leaves_no_record_behind(tmp_path: Path) -> None:
         assert len(read_running(data)) == 1
 
 
+def test_against_running_on_a_database_says_there_is_no_record() -> None:
+    """Servers on a shared PostgreSQL store keep no rules record: the URL as given is
+    recognised (a ``Path`` would fold its ``//``) and the answer says what to do."""
+    with pytest.raises(UsageError, match="compare with --against OLD_RULES"):
+        read_running("postgresql://hookmap@db.example/hookmap")
+
+
 def view(rule: str, index: int, event_type: str) -> EventView:
     return EventView(rule, index, event_type, True, {"params": []}, (), None)
 

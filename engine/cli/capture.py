@@ -33,6 +33,7 @@ from engine.results import Result
 from engine.rules.model import RuleSet
 from engine.rules.testfile import add_cases, case_text, expectation
 from engine.scrub import Scrubber, header_lines
+from engine.server.processor import as_webhook
 from engine.server.store.rows import StoredWebhook
 from engine.webhook import Webhook
 
@@ -46,10 +47,10 @@ def topic_of(webhook: StoredWebhook, ruleset: RuleSet | None) -> str | None:
     if webhook.topic is not None or ruleset is None:
         return webhook.topic
     try:
-        decoded = decode(webhook.as_webhook(), ruleset.decode)
+        decoded = decode(as_webhook(webhook), ruleset.decode)
     except HookmapError:
         return None
-    return find_topic(ruleset, webhook.as_webhook(), decoded.data, decoded.envelope)
+    return find_topic(ruleset, as_webhook(webhook), decoded.data, decoded.envelope)
 
 
 def file_name(webhook: StoredWebhook, topic: str | None) -> str:
@@ -125,7 +126,7 @@ class _Capture:
         """The rule test: the original webhook fetches the lookups (their answers are
         scrubbed with the same fakes), then the fixture itself is run."""
         try:
-            original = process(ruleset, self.webhook.as_webhook(), fetcher=fetcher)
+            original = process(ruleset, as_webhook(self.webhook), fetcher=fetcher)
         except HookmapError as exc:
             self.test_error = str(exc)
             return

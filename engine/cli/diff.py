@@ -27,6 +27,7 @@ from engine.lookups import Fetcher, HttpFetcher, MockFetcher
 from engine.rules import compiler
 from engine.rules.discovery import Group, discover
 from engine.rules.model import RuleSet
+from engine.server.processor import as_webhook
 from engine.server.running import RunningRules, read_running
 from engine.webhook import Webhook, read_webhook_file, webhook_files
 
@@ -164,7 +165,7 @@ def _text_report(doc: dict[str, Any], examples: int) -> str:
 
 
 def _running_groups(data_dir: str) -> tuple[tuple[Group, ...], dict[str, Any]]:
-    servers = read_running(Path(data_dir))
+    servers = read_running(data_dir)
     first = servers[0]
     for other in servers[1:]:
         if other.groups != first.groups:
@@ -329,7 +330,7 @@ def diff_command(
             with _progress(total) as bar:
                 for page in store.iter_webhooks_since(moment, source=source):
                     for stored in page:
-                        one(f"#{stored.id}", stored.source, stored.as_webhook())
+                        one(f"#{stored.id}", stored.source, as_webhook(stored))
                         bar.update(1)
     doc: dict[str, Any] = {
         "old": old_doc,

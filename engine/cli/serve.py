@@ -11,7 +11,13 @@ from typing import Any
 import click
 import httpx
 
-from engine.cli.options import data_option, evaluator_from_context, pick_ruleset, rules_option
+from engine.cli.options import (
+    data_option,
+    evaluator_from_context,
+    pick_ruleset,
+    rules_option,
+    shops_option,
+)
 from engine.errors import RuleLoadError, SecretError, ServeRefused, UsageError
 from engine.events.destination import API_KEY_ENV, Destination
 from engine.rules import compiler
@@ -22,6 +28,7 @@ from engine.server.intake import DEFAULT_MAX_BODY, is_woocommerce_ping
 from engine.server.secrets import read_pem, resolve_secrets
 from engine.server.service import DEFAULT_HOST, DEFAULT_PORT, ServiceConfig, serve
 from engine.server.signing import resign_jwt, sign
+from engine.server.store.location import is_database_url
 from engine.webhook import read_webhook_file
 
 #: the defaults the commands show, as the service and the sandbox define them
@@ -116,6 +123,7 @@ def signed_request(
     show_default=True,
     type=click.Choice(["debug", "info", "warning", "error"]),
 )
+@shops_option
 def serve_command(
     rules_paths: tuple[str, ...],
     host: str,
@@ -127,12 +135,14 @@ def serve_command(
     grace: float,
     reload_watch: bool,
     log_level: str,
+    shops_path: str | None,
 ) -> None:
     """Receive webhooks at POST /hooks/{source} and deliver their events.
 
     The CDP is HOOKMAP_API_URL (default https://esputnik.com/api) with the key in
     HOOKMAP_API_KEY. Platform secrets come from the variables each rule set's
-    `verify.secret_env` names.
+    `verify.secret_env` names. With --shops, each shop listed is served at
+    POST /hooks/{source}/{shop} with its own secret and CDP account.
     """
     logging.basicConfig(
         level=log_level.upper(),
@@ -140,11 +150,12 @@ def serve_command(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     destination = Destination.from_env()
-    if not destination.api_key:
+    if not destination.api_key and shops_path is None:
         raise UsageError(f"{API_KEY_ENV} is not set: the CDP needs the API key")
     config = ServiceConfig(
         rules=rules_paths,
-        data_dir=Path(data_dir),
+        data_dir=data_dir if is_database_url(data_dir) else Path(data_dir),
+        shops=shops_path,
         max_body=max_body,
         concurrency=concurrency,
         rate_per_second=rate,

@@ -35,7 +35,7 @@ from engine.rules.model import (
     Table,
     table_key,
 )
-from engine.rules.schema import HEADER_KEYS
+from engine.rules.schema import HEADER_KEYS, RULE_SET
 from engine.rules.schemes import VerifySpec
 from engine.rules.source import LocatedDict, LocatedList
 from engine.rules.verify import check_verify
@@ -130,7 +130,7 @@ def _compile_group(group: Group, ctx: CompileContext) -> tuple[RuleSet, Group] |
     """The group's rule set, and the group with the texts it was compiled from."""
     docs: list[LocatedDict] = []
     for index, path in enumerate(group.files):
-        doc = read_file(path, display(path), ctx.diagnostics, group.text_of(index))
+        doc = read_file(path, display(path), ctx.diagnostics, RULE_SET, group.text_of(index))
         if doc is not None:
             docs.append(doc)
     if not docs:
@@ -247,6 +247,7 @@ def _compile_group(group: Group, ctx: CompileContext) -> tuple[RuleSet, Group] |
         decode=_compile_decode(head),
         lookups=tuple(lookups),
         hosts=hosts,
+        root=str(group.folder if group.folder is not None else group.files[0]),
     ), read
 
 

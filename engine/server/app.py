@@ -1,4 +1,4 @@
-"""The webhook receiver: ``POST /hooks/{source}`` plus health and metrics, as an ASGI app.
+"""The webhook receiver: ``POST /hooks/{source}[/{shop}]`` plus health and metrics (ASGI).
 
 What a request goes through, in order (each step answers before storing anything):
 
@@ -16,6 +16,7 @@ webhook is never answered with an error.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import re
@@ -47,6 +48,8 @@ class Inbox(Protocol):
         body: bytes,
         delivery_id: str | None,
         received_at: float | None = None,
+        *,
+        shop: str = "",
     ) -> AddResult: ...
 
 
@@ -55,7 +58,7 @@ class Receiver(Protocol):
     the store it commits to, its metrics, its readiness, and its processor to wake."""
 
     @property
-    def sources(self) -> Mapping[str, Source]: ...
+    def sources(self) -> Mapping[tuple[str, str], Source]: ...
 
     @property
     def store(self) -> Inbox: ...
@@ -120,13 +123,14 @@ def make_app(service: Receiver) -> Callable[[Scope, Receive, Send], Awaitable[No
             return
         path, method = scope["path"], scope["method"]
         if path.startswith("/hooks/"):
-            if method == "GET" and path[len("/hooks/") :] in service.sources:
+            key = source_key(path[len("/hooks/") :])
+            if method == "GET" and key in service.sources:
                 await answer_challenge(scope, send)
                 return
             if method != "POST":
                 await respond(send, 405, {"error": "use POST"})
                 return
-            await receive_webhook(service, scope, receive, send, path[len("/hooks/") :])
+            await receive_webhook(service, scope, receive, send, key)
         elif path == "/healthz":
             await respond(send, 200, {"status": "ok"})
         elif path == "/readyz":
@@ -162,21 +166,24 @@ async def answer_challenge(scope: Scope, send: Send) -> None:
 
 
 async def receive_webhook(
-    service: Receiver, scope: Scope, receive: Receive, send: Send, name: str
+    service: Receiver, scope: Scope, receive: Receive, send: Send, key: tuple[str, str] | None
 ) -> None:
-    source = service.sources.get(name)
+    source = service.sources.get(key) if key is not None else None
     metrics = service.metrics
     if source is None:
         # one series for every unknown name: a label from the path would let anyone
         # grow /metrics without bound
         metrics.count(metrics.rejected, source="(unknown)", reason="unknown_source")
-        log.warning("rejected webhook: unknown source %r", name[:80])
-        await respond(send, 404, {"error": f"unknown source '{name[:80]}'"})
+        shown = scope["path"][len("/hooks/") :][:80]
+        log.warning("rejected webhook: unknown source %r", shown)
+        await respond(send, 404, {"error": f"unknown source '{shown}'"})
         return
+    name = source.label
+    labels = {"source": source.name, **({"shop": source.shop} if source.shop else {})}
     headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
     declared = headers.get("content-length", "")
     if declared.isdigit() and int(declared) > source.max_body:
-        metrics.count(metrics.rejected, source=name, reason="too_large")
+        metrics.count(metrics.rejected, reason="too_large", **labels)
         log.warning(
             "rejected webhook for %s: body of %s bytes over %d", name, declared, source.max_body
         )
@@ -185,7 +192,7 @@ async def receive_webhook(
     try:
         body = await read_body(receive, source.max_body)
     except BodyTooLarge:
-        metrics.count(metrics.rejected, source=name, reason="too_large")
+        metrics.count(metrics.rejected, reason="too_large", **labels)
         log.warning("rejected webhook for %s: body over %d bytes", name, source.max_body)
         await respond(send, 413, {"error": f"body over {source.max_body} bytes"})
         return
@@ -197,22 +204,36 @@ async def receive_webhook(
         return
     verdict = source.verify(body, headers)
     if not verdict.ok:
-        metrics.count(metrics.rejected, source=name, reason=reason_label(verdict))
+        metrics.count(metrics.rejected, reason=reason_label(verdict), **labels)
         client = scope.get("client") or ("?", 0)
         log.warning("rejected webhook for %s from %s: %s", name, client[0], verdict.reason)
         await respond(send, 401, {"error": "signature verification failed"})
         return
     delivery_id = source.delivery_id(body, headers)
     added = await asyncio.to_thread(
-        service.store.add_webhook, name, headers, body, delivery_id, time.time()
+        functools.partial(service.store.add_webhook, shop=source.shop),
+        source.name,
+        headers,
+        body,
+        delivery_id,
+        time.time(),
     )
     if added.duplicate:
-        metrics.count(metrics.duplicates, source=name)
+        metrics.count(metrics.duplicates, **labels)
         log.info(
             "duplicate delivery %s for %s: webhook #%d already stored", delivery_id, name, added.id
         )
         await respond(send, 200, {"status": "duplicate", "id": added.id})
         return
-    metrics.count(metrics.received, source=name)
+    metrics.count(metrics.received, **labels)
     service.wake_processor()
     await respond(send, 200, {"status": "accepted", "id": added.id})
+
+
+def source_key(rest: str) -> tuple[str, str] | None:
+    """``shopify`` → ("shopify", ""), ``shopify/acme`` → ("shopify", "acme"); anything
+    else names no source."""
+    name, _, shop = rest.partition("/")
+    if not name or "/" in shop:
+        return None
+    return name, shop

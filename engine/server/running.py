@@ -25,6 +25,7 @@ from typing import Any
 from engine.errors import UsageError
 from engine.rules.discovery import Group
 from engine.server import leases
+from engine.server.store.location import is_database_url
 
 SUFFIX = ".rules.json"
 #: the version of the file's layout, for a reader of a file a newer hookmap wrote
@@ -42,6 +43,12 @@ class RunningRules:
     paths: tuple[str, ...]
     #: every rule set's files (absolute paths) and their texts as the server read them
     groups: tuple[Group, ...]
+
+
+def folder_of(data: Path | str) -> Path | None:
+    """Where a server on the store ``data`` keeps its record: beside its lock, in a data
+    folder's ``servers/``; None for a database shared by servers on other machines."""
+    return None if is_database_url(data) else Path(data) / leases.FOLDER
 
 
 def _path(folder: Path, server: str) -> Path:
@@ -74,8 +81,10 @@ def record(folder: Path, server: str, paths: Sequence[str], groups: Sequence[Gro
     os.replace(temporary, target)
 
 
-def forget(folder: Path, server: str) -> None:
+def forget(folder: Path | None, server: str) -> None:
     """Remove the record of a server that stopped (or is gone)."""
+    if folder is None:
+        return
     with contextlib.suppress(FileNotFoundError):
         _path(folder, server).unlink()
 
@@ -89,10 +98,19 @@ def _group(raw: Any) -> Group:
     return Group(tuple(Path(f["path"]) for f in files), folder, texts)
 
 
-def read_running(data_dir: Path) -> list[RunningRules]:
-    """The rules of every server running on ``data_dir`` now (lock held), oldest record
-    first. Raises ``UsageError`` when none runs, or one runs without a readable record
-    (started by a hookmap that did not write one)."""
+def read_running(data: Path | str) -> list[RunningRules]:
+    """The rules of every server running on the store ``data`` now (lock held), oldest
+    record first. Raises ``UsageError`` when none runs, or one runs without a readable
+    record (started by a hookmap that did not write one), or ``data`` is a database.
+
+    ``data`` as given (``str``): ``Path`` would fold a URL's ``//`` and hide the scheme.
+    """
+    if is_database_url(data):
+        raise UsageError(
+            "--against-running reads the rules a server records in its data folder; servers "
+            "on a shared database keep no such record: compare with --against OLD_RULES"
+        )
+    data_dir = Path(data)
     running, _ = leases.survey(data_dir)
     if not running:
         raise UsageError(

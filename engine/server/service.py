@@ -23,7 +23,7 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,8 @@ from engine.rules import compiler
 from engine.rules.codegen import COMPILED
 from engine.rules.discovery import Group
 from engine.rules.model import Evaluator, RuleSet
-from engine.server import leases, running
+from engine.rules.shops import load_shops_or_raise
+from engine.server import running, tenants
 from engine.server.app import make_app
 from engine.server.dispatch import (
     DEFAULT_CONCURRENCY,
@@ -46,12 +47,23 @@ from engine.server.dispatch import (
     DEFAULT_TIMEOUT,
     Dispatcher,
 )
-from engine.server.intake import DEFAULT_MAX_BODY, Source, build_sources
+from engine.server.intake import DEFAULT_MAX_BODY, Source
 from engine.server.metrics import Metrics
 from engine.server.processor import LOOKUP_SCHEDULE, process_stored
-from engine.server.store.sqlite import DB_NAME, Store
+from engine.server.ratelimit import RateLimiter
+from engine.server.store.base import Instance, Store
+from engine.server.store.location import open_store
+from engine.server.tenants import Tenancy
 
 log = logging.getLogger("hookmap.service")
+
+#: how long processing one webhook may take before another server may take it over (its
+#: lookups' timeouts and retries are far shorter); a server found gone frees it at once
+PROCESS_LEASE = 600.0
+#: seconds between looks for servers that died (their claims are released)
+SERVERS_CHECK = 5.0
+#: seconds between purges of the expired values remembered for ``changes:``
+CHANGES_PURGE = 3600.0
 
 #: where ``hookmap serve`` listens unless told
 DEFAULT_HOST = "127.0.0.1"
@@ -61,7 +73,10 @@ DEFAULT_PORT = 8000
 @dataclasses.dataclass(frozen=True)
 class ServiceConfig:
     rules: tuple[str, ...]
-    data_dir: Path = Path("hookmap-data")
+    #: the data folder (the SQLite store inside), or a PostgreSQL URL shared by servers
+    data_dir: Path | str = Path("hookmap-data")
+    #: the shops file (each shop its own secret and CDP account); None: one shop per set
+    shops: str | None = None
     max_body: int = DEFAULT_MAX_BODY
     concurrency: int = DEFAULT_CONCURRENCY
     rate_per_second: float = RATE_LIMIT
@@ -100,10 +115,13 @@ class Service:
         self.env = os.environ if env is None else env
         self.transport = transport
         self.metrics = Metrics()
-        self.sources, self.rulesets, self.loaded_from = self.load()
-        #: this server's lock in the data folder while it runs (engine.server.leases)
-        self._instance: leases.Instance | None = None
-        self.store = Store(config.data_dir / DB_NAME)
+        self.tenancy, self.loaded_from = self.load()
+        self.store: Store = open_store(config.data_dir)
+        #: this process as a running server (while ``run`` runs): what it claims is its
+        self.instance: Instance | None = None
+        self._next_purge = 0.0
+        #: the send rate per CDP account: shared by every server on a shared store
+        self.limiter: RateLimiter = self.store.rate_limiter(config.rate_per_second)
         # one client for the service's life: its connections and cache serve every webhook
         self._own_fetcher: HttpFetcher | None = None
         if fetcher is None:
@@ -124,19 +142,43 @@ class Service:
 
     # -- rules ---------------------------------------------------------------------
 
-    def load(self) -> tuple[dict[str, Source], dict[str, RuleSet], tuple[Group, ...]]:
-        """Load and check the rules; raises with every diagnostic when they cannot serve.
-        Also gives the files and texts they were read from (``engine.server.running``)."""
-        result = compiler.load(list(self.config.rules), self.env, evaluator=self.config.evaluator)
-        if not result.ok:
-            raise RuleLoadError(result.diagnostics)
-        sources = build_sources(result.rulesets, self.env, self.config.max_body)
-        return sources, {r.name: r for r in result.rulesets}, result.sources
+    def load(self) -> tuple[Tenancy, tuple[Group, ...]]:
+        """Load and check the rules (and the shops); raises with every diagnostic, or every
+        reason a rule set or a shop cannot be served. Also gives the files and texts the
+        rules were read from (``engine.server.running``)."""
+        loaded = compiler.load_or_raise(list(self.config.rules), self.env, self.config.evaluator)
+        rulesets = loaded.rulesets
+        if self.config.shops is None:
+            single = tenants.single(rulesets, self.env, self.destination, self.config.max_body)
+            return single, loaded.sources
+        shops = load_shops_or_raise(self.config.shops, [rs.name for rs in rulesets])
+        tenancy = tenants.for_shops(
+            rulesets, shops, self.env, self.destination, self.config.max_body, self._load_rules
+        )
+        return tenancy, loaded.sources
+
+    def _load_rules(
+        self, paths: Sequence[str | Path], env: Mapping[str, str]
+    ) -> tuple[RuleSet, ...]:
+        return compiler.load_or_raise(paths, env, self.config.evaluator).rulesets
+
+    @property
+    def sources(self) -> Mapping[tuple[str, str], Source]:
+        """What the app accepts, by (rule set name, shop id)."""
+        return self.tenancy.sources
+
+    @property
+    def rulesets(self) -> Mapping[tuple[str, str], RuleSet]:
+        return self.tenancy.rulesets
+
+    def destination_for(self, shop: str) -> Destination | None:
+        """The CDP account ``shop``'s events go to (None: no such shop is configured)."""
+        return self.tenancy.destinations.get(shop)
 
     def reload(self) -> bool:
         """Swap in freshly loaded rules; on any problem keep the running ones."""
         try:
-            sources, rulesets, loaded_from = self.load()
+            tenancy, loaded_from = self.load()
         except RuleLoadError as exc:
             for d in exc.diagnostics:
                 log.error("reload refused: %s", d.render())
@@ -145,23 +187,22 @@ class Service:
         except HookmapError as exc:
             log.error("reload refused: %s; the running rules keep serving", exc)
             return False
-        self.sources, self.rulesets, self.loaded_from = sources, rulesets, loaded_from
+        self.tenancy, self.loaded_from = tenancy, loaded_from
         self._record_rules()
-        log.info("rules reloaded: %s", ", ".join(sorted(sources)))
+        log.info("rules reloaded: %s", _served(tenancy))
         self.wake_processor()
         return True
 
     def _record_rules(self) -> None:
         """Say in the data folder which rules this server runs (``hookmap diff
         --against-running`` reads it)."""
-        if self._instance is not None:
-            running.record(
-                self._instance.folder, self._instance.id, self.config.rules, self.loaded_from
-            )
+        folder = running.folder_of(self.config.data_dir)
+        if self.instance is not None and folder is not None:
+            running.record(folder, self.instance.id, self.config.rules, self.loaded_from)
 
     def _rule_mtimes(self) -> dict[str, float]:
         out: dict[str, float] = {}
-        for root in self.config.rules:
+        for root in (*self.config.rules, *([self.config.shops] if self.config.shops else [])):
             path = Path(root)
             files = [path] if path.is_file() else list(path.rglob("*.y*ml"))
             for file in files:
@@ -198,23 +239,27 @@ class Service:
         here once due: the processor loop looks at least once a second.
         """
         done = 0
-        for webhook in self.store.webhooks_to_process(limit):
+        owner = self.instance.id if self.instance is not None else None
+        rulesets = self.rulesets
+        for webhook in self.store.claim_webhooks(time.time(), limit, PROCESS_LEASE, owner):
             outcome = process_stored(
                 self.store,
-                self.rulesets,
+                rulesets,
                 webhook,
                 fetcher=self.fetcher,
                 schedule=self.config.lookup_schedule,
             )
             state = outcome.state
-            self.metrics.count(self.metrics.processed, source=webhook.source, outcome=state)
+            labels = _shop_label(webhook.shop)
+            self.metrics.count(
+                self.metrics.processed, source=webhook.source, outcome=state, **labels
+            )
             if outcome.result is not None:
                 for event in outcome.result.dropped:
-                    self.metrics.count(self.metrics.dropped, event_type=event.event_type)
+                    self.metrics.count(self.metrics.dropped, event_type=event.event_type, **labels)
             if outcome.error:
-                log.warning(
-                    "webhook #%d (%s) %s: %s", webhook.id, webhook.source, state, outcome.error
-                )
+                where = f"{webhook.source}/{webhook.shop}" if webhook.shop else webhook.source
+                log.warning("webhook #%d (%s) %s: %s", webhook.id, where, state, outcome.error)
             done += 1
         return done
 
@@ -274,12 +319,12 @@ class Service:
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             self._loop.add_signal_handler(signal.SIGHUP, self.reload)
         stop_work = asyncio.Event()
-        instance = self._instance = leases.Instance(self.config.data_dir)
+        instance = self.instance = self.store.instance()
         self._release_gone(instance)
         self._record_rules()
         dispatcher = Dispatcher(
             self.store,
-            self.destination,
+            self.destination_for,
             transport=self.transport,
             concurrency=self.config.concurrency,
             rate_per_second=self.config.rate_per_second,
@@ -288,9 +333,11 @@ class Service:
             on_result=self._on_result,
             grace_seconds=self.config.grace_seconds,
             owner=instance.id,
+            limiter=self.limiter,
         )
         tasks = [
             asyncio.create_task(self._processor(stop_work), name="processor"),
+            asyncio.create_task(self._watch_servers(stop_work, instance), name="servers"),
             asyncio.create_task(
                 dispatcher.run(stop_work, self._dispatcher_wake), name="dispatcher"
             ),
@@ -303,10 +350,10 @@ class Service:
         if server.started:
             log.info(
                 "serving %s on %s:%s, data in %s",
-                ", ".join(sorted(self.sources)),
+                _served(self.tenancy),
                 host,
                 port,
-                self.config.data_dir,
+                self.store.describe(),
             )
             if on_ready is not None:
                 on_ready(self)
@@ -318,28 +365,53 @@ class Service:
         await dispatcher.aclose()
         # sends cut short at shutdown: due again for whichever server starts next
         self.store.release_leases(instance.id)
-        running.forget(instance.folder, instance.id)
-        self._instance = None
+        self.store.release_webhooks(instance.id)
+        running.forget(running.folder_of(self.config.data_dir), instance.id)
         instance.close()
+        self.instance = None
         if self._own_fetcher is not None:
             self._own_fetcher.close()
         self.store.close()
         log.info("stopped in %.1fs; pending events stay queued", time.monotonic() - started)
 
-    def _release_gone(self, instance: leases.Instance) -> None:
-        """Events claimed by servers on this data folder that died (kill -9, a crash, a
-        power cut) were cut short mid-send: due again now, not when their lease ends."""
+    def _release_gone(self, instance: Instance) -> None:
+        """What servers on this store that died (kill -9, a crash, a power cut) had claimed
+        was cut short mid-send or mid-processing: due again now, not when its lease ends."""
         for other in instance.gone():
-            released = self.store.release_leases(other)
-            running.forget(instance.folder, other)
+            events = self.store.release_leases(other)
+            webhooks = self.store.release_webhooks(other)
+            running.forget(running.folder_of(self.config.data_dir), other)
             instance.forget(other)
-            if released:
+            if events:
                 log.warning(
                     "%d event(s) claimed by a server that stopped without finishing "
                     "(instance %s) are due again",
-                    released,
+                    events,
                     other[:8],
                 )
+            if webhooks:
+                log.warning(
+                    "%d webhook(s) a server that stopped without finishing was processing "
+                    "(instance %s) are due again",
+                    webhooks,
+                    other[:8],
+                )
+
+    async def _watch_servers(self, stop: asyncio.Event, instance: Instance) -> None:
+        """Every few seconds, take back what a server that died had claimed: with several
+        servers on one store the others go on, and do not wait for a restart."""
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=SERVERS_CHECK)
+            if stop.is_set():
+                return
+            try:
+                await asyncio.to_thread(self._release_gone, instance)
+                if time.monotonic() >= self._next_purge:
+                    self._next_purge = time.monotonic() + CHANGES_PURGE
+                    await asyncio.to_thread(self.store.forget_expired_changes)
+            except self.store.errors:
+                log.warning("cannot look for servers that stopped; trying again later")
 
     def stop(self) -> None:
         """Begin a graceful shutdown (what SIGTERM does)."""
@@ -356,3 +428,13 @@ def serve(
     """Run ``hookmap serve`` in the foreground until SIGTERM/SIGINT."""
     service = Service(config, destination, env)
     asyncio.run(service.run(host, port))
+
+
+def _served(tenancy: Tenancy) -> str:
+    """What a log line says is served: ``shopify, woocommerce`` or ``shopify/acme, ...``."""
+    return ", ".join(sorted(f"{n}/{shop}" if shop else n for n, shop in tenancy.sources))
+
+
+def _shop_label(shop: str) -> dict[str, str]:
+    """The ``shop`` metrics label, for a server that serves named shops."""
+    return {"shop": shop} if shop else {}
