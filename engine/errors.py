@@ -77,6 +77,8 @@ CODES: dict[str, str] = {
     # W: warnings
     "W401": "param name looks like a misspelled standard param",
     "W402": "param is not part of the standard event type",
+    # W5xx: receiving
+    "W501": "the dedupe header is not covered by the signature (the signed body is used)",
     # V: problems with a produced event (it is not sent)
     "V101": "required param is missing (null, absent or empty)",
     "V102": "param value is not a number",
@@ -97,6 +99,7 @@ CODES: dict[str, str] = {
     "W103": "an optional param is absent and the service reads a default (cartUpdated: empty cart)",
     "W104": "an item lacks a key the event docs ask for (url, imageUrl)",
     "W105": "the declared contact has no email, phone or externalCustomerId on this webhook",
+    "W106": "a function dropped a value it cannot use (phone(): not a valid number); left out",
     "W107": "changes: the entity key is null on this webhook (the event is sent as usual)",
 }
 
@@ -213,10 +216,13 @@ class InvalidArgument(EvaluationError, ValueError):
     """A function got a value of the right type that it cannot use.
 
     A ValueError too, as jmespath's own errors are, so callers catching either see it.
+    ``code`` is the problem it makes of a param: V111 (an expression failed), or a more
+    precise one (V102 for text that is not a number).
     """
 
-    def __init__(self, function: str, message: str) -> None:
+    def __init__(self, function: str, message: str, code: str = "V111") -> None:
         self.function = function
+        self.code = code
         super().__init__(f"{function}(): {message}")
 
 

@@ -109,14 +109,14 @@ def test_a_changed_param_is_shown_old_beside_new_and_exits_1(tmp_path: Path) -> 
     (example,) = created["examples"]
     assert example["webhook"].endswith("a.json")
     assert example["fields"] == [
-        {"field": "params.totalCost", "old": "12.50", "new": "0", "in_old": True, "in_new": True}
+        {"field": "params.totalCost", "old": "12.5", "new": "0", "in_old": True, "in_new": True}
     ]
     assert group(doc, "orderUpdated")["unchanged"] == 1
     code, _, text = diff(*args)
     assert code == 1
     assert "shop · order.created · orderCreated: 1 changed, 0 unchanged" in text
     (row,) = [line for line in text.splitlines() if line.strip().startswith("params.totalCost")]
-    assert row.split() == ["params.totalCost", '"12.50"', '"0"']
+    assert row.split() == ["params.totalCost", '"12.5"', '"0"']
 
 
 def test_a_renamed_rule_pairs_its_events_by_type_and_index(tmp_path: Path) -> None:
@@ -257,7 +257,7 @@ def test_against_running_compares_with_the_rules_the_server_loaded(tmp_path: Pat
         assert code == 1, doc
         assert doc["old"]["server"]["id"] == record.server
         (example,) = group(doc, "orderCreated")["examples"]
-        assert example["fields"][0]["old"] == "3.00"
+        assert example["fields"][0]["old"] == "3"
         # a reload (SIGHUP) records the new rules: nothing differs any more
         assert served.service.reload()
         code, doc, _ = diff(*args, "--since", "1h", "--json")

@@ -22,7 +22,7 @@ from engine.cli.options import (
     shops_option,
 )
 from engine.errors import LookupFailed, UsageError
-from engine.events.destination import API_KEY_ENV
+from engine.events.destination import API_KEY_ENV, RATE_LIMIT
 from engine.lookups import HttpFetcher
 from engine.pipeline import process
 from engine.rules.model import RuleSet
@@ -284,8 +284,14 @@ async def _drain(store: Store, tenancy: Tenancy) -> dict[str, int]:
     single = tenancy.destinations.get("")
     if single is not None and not single.api_key:
         raise UsageError(f"{API_KEY_ENV} is not set: cannot send (use --no-send)")
-    async with Dispatcher(store, tenancy.destinations.get) as dispatcher:
-        return dict(await dispatcher.drain())
+    # the limit the servers use: on a shared database, a replay's sends count against
+    # each CDP account's rate together with theirs
+    limiter = store.rate_limiter(RATE_LIMIT)
+    try:
+        async with Dispatcher(store, tenancy.destinations.get, limiter=limiter) as dispatcher:
+            return dict(await dispatcher.drain())
+    finally:
+        await limiter.aclose()
 
 
 def _replay_preview(

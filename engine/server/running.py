@@ -45,7 +45,7 @@ class RunningRules:
     groups: tuple[Group, ...]
 
 
-def folder_of(data: Path | str) -> Path | None:
+def _folder(data: Path | str) -> Path | None:
     """Where a server on the store ``data`` keeps its record: beside its lock, in a data
     folder's ``servers/``; None for a database shared by servers on other machines."""
     return None if is_database_url(data) else Path(data) / leases.FOLDER
@@ -55,8 +55,12 @@ def _path(folder: Path, server: str) -> Path:
     return folder / f"{server}{SUFFIX}"
 
 
-def record(folder: Path, server: str, paths: Sequence[str], groups: Sequence[Group]) -> None:
-    """Write what server ``server`` loaded (atomically: a reader never sees half a file)."""
+def record(data: Path | str, server: str, paths: Sequence[str], groups: Sequence[Group]) -> None:
+    """Write what server ``server`` on the store ``data`` loaded (atomically: a reader
+    never sees half a file); nothing on a database."""
+    folder = _folder(data)
+    if folder is None:
+        return
     doc = {
         "format": FORMAT,
         "pid": os.getpid(),
@@ -81,8 +85,9 @@ def record(folder: Path, server: str, paths: Sequence[str], groups: Sequence[Gro
     os.replace(temporary, target)
 
 
-def forget(folder: Path | None, server: str) -> None:
-    """Remove the record of a server that stopped (or is gone)."""
+def forget(data: Path | str, server: str) -> None:
+    """Remove the record of a server on the store ``data`` that stopped (or is gone)."""
+    folder = _folder(data)
     if folder is None:
         return
     with contextlib.suppress(FileNotFoundError):

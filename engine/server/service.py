@@ -1,10 +1,10 @@
 """``hookmap serve``: the server, the processor and the dispatcher in one event loop.
 
 * The ASGI app (``engine.server.app``) stores each accepted webhook and wakes the processor.
-* The processor (``engine.server.processor``) turns stored webhooks into outbox events, in a
-  worker thread, and wakes the dispatcher; on start it picks up whatever a crash left.
-  Lookups go through one ``HttpFetcher``; a webhook whose lookup failed is put off and
-  picked up again when due.
+* The processor (``engine.server.processor``) turns stored webhooks into outbox events, in
+  lanes (``engine.server.lanes``: one per rule set and shop, each in a worker thread), and
+  wakes the dispatcher; on start it picks up whatever a crash left. Lookups go through one
+  ``HttpFetcher``; a webhook whose lookup failed is put off and picked up again when due.
 * The dispatcher (``engine.server.dispatch``) delivers the outbox.
 
 SIGTERM / SIGINT: uvicorn stops taking requests and finishes the ones in flight, then
@@ -48,6 +48,7 @@ from engine.server.dispatch import (
     Dispatcher,
 )
 from engine.server.intake import DEFAULT_MAX_BODY, Source
+from engine.server.lanes import DEFAULT_LANES, Lane, Lanes
 from engine.server.metrics import Metrics
 from engine.server.processor import LOOKUP_SCHEDULE, process_stored
 from engine.server.ratelimit import RateLimiter
@@ -60,6 +61,8 @@ log = logging.getLogger("hookmap.service")
 #: how long processing one webhook may take before another server may take it over (its
 #: lookups' timeouts and retries are far shorter); a server found gone frees it at once
 PROCESS_LEASE = 600.0
+#: webhooks a lane claims at once: it gives its worker back after them
+LANE_BATCH = 20
 #: seconds between looks for servers that died (their claims are released)
 SERVERS_CHECK = 5.0
 #: seconds between purges of the expired values remembered for ``changes:``
@@ -88,6 +91,8 @@ class ServiceConfig:
     evaluator: Evaluator = COMPILED
     #: delays before processing again a webhook whose lookup failed
     lookup_schedule: tuple[float, ...] = LOOKUP_SCHEDULE
+    #: (rule set, shop) lanes processed at once, each in a worker of its own
+    lanes: int = DEFAULT_LANES
 
 
 class _Server(uvicorn.Server):
@@ -189,16 +194,17 @@ class Service:
             return False
         self.tenancy, self.loaded_from = tenancy, loaded_from
         self._record_rules()
-        log.info("rules reloaded: %s", _served(tenancy))
+        log.info("rules reloaded: %s", tenancy.served())
         self.wake_processor()
         return True
 
     def _record_rules(self) -> None:
         """Say in the data folder which rules this server runs (``hookmap diff
         --against-running`` reads it)."""
-        folder = running.folder_of(self.config.data_dir)
-        if self.instance is not None and folder is not None:
-            running.record(folder, self.instance.id, self.config.rules, self.loaded_from)
+        if self.instance is not None:
+            running.record(
+                self.config.data_dir, self.instance.id, self.config.rules, self.loaded_from
+            )
 
     def _rule_mtimes(self) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -232,16 +238,21 @@ class Service:
 
     # -- the loops ----------------------------------------------------------------------
 
-    def process_pending(self, limit: int = 200) -> int:
-        """Process stored webhooks that are due (a worker thread runs this).
+    def process_lane(self, lane: Lane, stopping: Callable[[], bool] = bool) -> int:
+        """Process one batch of a lane's due webhooks, in order (a lane worker runs this).
 
         A webhook whose lookup failed is put off (``process_stored``) and comes back
-        here once due: the processor loop looks at least once a second.
+        once due: the lanes look at least once a second.
         """
         done = 0
         owner = self.instance.id if self.instance is not None else None
         rulesets = self.rulesets
-        for webhook in self.store.claim_webhooks(time.time(), limit, PROCESS_LEASE, owner):
+        claimed = self.store.claim_webhooks(
+            time.time(), LANE_BATCH, PROCESS_LEASE, owner, lane=lane
+        )
+        for webhook in claimed:
+            if stopping():
+                break  # the rest stays claimed by this server: released as it stops
             outcome = process_stored(
                 self.store,
                 rulesets,
@@ -261,21 +272,22 @@ class Service:
                 where = f"{webhook.source}/{webhook.shop}" if webhook.shop else webhook.source
                 log.warning("webhook #%d (%s) %s: %s", webhook.id, where, state, outcome.error)
             done += 1
+            self._wake_dispatcher()  # each event goes out as soon as it is stored
         return done
 
+    def _wake_dispatcher(self) -> None:
+        if self._loop is not None and self._dispatcher_wake is not None:
+            self._loop.call_soon_threadsafe(self._dispatcher_wake.set)
+
     async def _processor(self, stop: asyncio.Event) -> None:
-        assert self._processor_wake is not None and self._dispatcher_wake is not None
-        while not stop.is_set():
-            self._processor_wake.clear()
-            done = await asyncio.to_thread(self.process_pending)
-            if done:
-                self._dispatcher_wake.set()
-                continue
-            woken = asyncio.ensure_future(self._processor_wake.wait())
-            stopped = asyncio.ensure_future(stop.wait())
-            await asyncio.wait({woken, stopped}, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
-            woken.cancel()
-            stopped.cancel()
+        assert self._processor_wake is not None
+        lanes = Lanes(
+            lambda busy: [lane for lane in self.store.due_lanes(time.time()) if lane not in busy],
+            self.process_lane,
+            self.config.lanes,
+            errors=self.store.errors,
+        )
+        await lanes.run(stop, self._processor_wake, self.config.grace_seconds)
 
     async def _watch(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -350,7 +362,7 @@ class Service:
         if server.started:
             log.info(
                 "serving %s on %s:%s, data in %s",
-                _served(self.tenancy),
+                self.tenancy.served(),
                 host,
                 port,
                 self.store.describe(),
@@ -363,10 +375,11 @@ class Service:
         started = time.monotonic()
         await asyncio.gather(*tasks, return_exceptions=True)
         await dispatcher.aclose()
+        await self.limiter.aclose()
         # sends cut short at shutdown: due again for whichever server starts next
         self.store.release_leases(instance.id)
         self.store.release_webhooks(instance.id)
-        running.forget(running.folder_of(self.config.data_dir), instance.id)
+        running.forget(self.config.data_dir, instance.id)
         instance.close()
         self.instance = None
         if self._own_fetcher is not None:
@@ -380,7 +393,7 @@ class Service:
         for other in instance.gone():
             events = self.store.release_leases(other)
             webhooks = self.store.release_webhooks(other)
-            running.forget(running.folder_of(self.config.data_dir), other)
+            running.forget(self.config.data_dir, other)
             instance.forget(other)
             if events:
                 log.warning(
@@ -428,11 +441,6 @@ def serve(
     """Run ``hookmap serve`` in the foreground until SIGTERM/SIGINT."""
     service = Service(config, destination, env)
     asyncio.run(service.run(host, port))
-
-
-def _served(tenancy: Tenancy) -> str:
-    """What a log line says is served: ``shopify, woocommerce`` or ``shopify/acme, ...``."""
-    return ", ".join(sorted(f"{n}/{shop}" if shop else n for n, shop in tenancy.sources))
 
 
 def _shop_label(shop: str) -> dict[str, str]:
