@@ -2,10 +2,12 @@
 
 ``hookmap diff`` runs every webhook through ``engine.pipeline.process`` twice, once per
 side, and compares the two results here, event by event. An event is the same event on
-both sides when it has the same (rule, index), as the server identifies events; events
-left over on both sides are then paired by (event type, index), in order, so renaming a
-rule reads as a change of that rule's events rather than as every one of them
-disappearing and appearing again.
+both sides when it has the same (rule, index), as the server identifies events, and the
+same event type; events left over on both sides are then paired by (event type, index),
+in order, so renaming a rule reads as a change of that rule's events rather than as
+every one of them disappearing and appearing again. Events of different types are
+never paired: the report counts per event type, and an orderCancelled that becomes an
+orderUpdated is one fewer of the first and one more of the second.
 
 Two paired events are the same when the same request would be sent (the body's fields,
 params by name: their order is not compared) or, for events the checks drop, the same
@@ -146,17 +148,19 @@ def fits(ruleset: RuleSet, webhook: Webhook) -> bool:
 def pair(
     old: list[EventView], new: list[EventView]
 ) -> list[tuple[EventView | None, EventView | None]]:
-    """Old and new events paired: by (rule, index), then what is left by (type, index)."""
+    """Old and new events paired: by (rule, index, type), then what is left by (type,
+    index). Never two of different types: an event whose type changed disappeared from
+    its old type and appeared in its new one, so each type's counts add up."""
     pairs: list[tuple[EventView | None, EventView | None]] = []
-    by_rule = {(e.rule, e.index): e for e in new}
+    by_rule = {(e.rule, e.index, e.event_type): e for e in new}
     left_old = []
     for event in old:
-        match = by_rule.pop((event.rule, event.index), None)
+        match = by_rule.pop((event.rule, event.index, event.event_type), None)
         if match is None:
             left_old.append(event)
         else:
             pairs.append((event, match))
-    left_new = [e for e in new if (e.rule, e.index) in by_rule]
+    left_new = [e for e in new if (e.rule, e.index, e.event_type) in by_rule]
     for event in left_old:
         match = next(
             (e for e in left_new if (e.event_type, e.index) == (event.event_type, event.index)),

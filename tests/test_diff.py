@@ -307,3 +307,48 @@ def test_pairing_by_rule_then_by_type_and_index() -> None:
     ]
     assert pair([a0], []) == [(a0, None)]
     assert pair([], [a0]) == [(None, a0)]
+
+
+def test_an_event_whose_type_changed_disappears_from_one_type_and_appears_in_the_other(
+    tmp_path: Path,
+) -> None:
+    """Same rule, same index, another event type: counted per type, one fewer of the old
+    and one more of the new, never as a change inside the new type's group."""
+    old = write_rules(tmp_path / "old")
+    new = write_rules(
+        tmp_path / "new", RULES.replace("type: orderUpdated", "type: orderDelivered", 1)
+    )
+    write_payload(tmp_path / "in", "a", order(1), "order.paid")
+    args = ["--rules", str(new), "--against", str(old), "--webhooks-from", str(tmp_path / "in")]
+    code, doc, _ = diff(*args, "--json")
+    assert code == 1
+    assert group(doc, "orderUpdated")["disappeared"] == 1
+    assert group(doc, "orderDelivered")["appeared"] == 1
+    assert doc["totals"] == {"appeared": 1, "disappeared": 1, "changed": 0, "unchanged": 0}
+    assert pair([view("a", 0, "t")], [view("a", 0, "u")]) == [
+        (view("a", 0, "t"), None),
+        (None, view("a", 0, "u")),
+    ]
+
+
+def test_shop_compares_only_that_shops_stored_webhooks(tmp_path: Path) -> None:
+    """--shop (as every operator command has) picks one shop's webhooks out of a store
+    that serves several; it means nothing for a folder of payloads."""
+    old = write_rules(tmp_path / "old")
+    new = write_rules(tmp_path / "new", RULES.replace("totalCost: total", "totalCost: '`0`'", 1))
+    data = tmp_path / "data"
+    data.mkdir()
+    with Store(data / DB_NAME) as store:
+        store.add_webhook("shop", {"x-topic": "order.paid"}, order(1), "a", shop="acme")
+        store.add_webhook("shop", {"x-topic": "order.created"}, order(2), "b", shop="zeta")
+    args = ["--rules", str(new), "--against", str(old), "--data", str(data), "--since", "1h"]
+    code, doc, _ = diff(*args, "--shop", "zeta", "--json")
+    assert code == 1 and doc["input"]["shop"] == "zeta"
+    assert doc["webhooks"]["compared"] == 1
+    assert [g["eventTypeKey"] for g in doc["groups"]] == ["orderCreated"]
+    code, doc, _ = diff(*args, "--shop", "acme", "--json")
+    assert code == 0 and [g["eventTypeKey"] for g in doc["groups"]] == ["orderUpdated"]
+    code, _, out = diff(*args, "--shop", "nobody")
+    assert code == 0 and "0 stored in" in out and ", shop nobody" in out
+    code, _, out = diff(*args[:4], "--webhooks-from", str(tmp_path), "--shop", "acme")
+    assert code == 2 and "--shop picks stored webhooks" in out

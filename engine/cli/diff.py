@@ -20,7 +20,13 @@ from typing import Any
 import click
 
 from engine.cli.inputs import parse_since, read_mocks, when
-from engine.cli.options import data_option, evaluator_from_context, open_store, print_diagnostics
+from engine.cli.options import (
+    data_option,
+    evaluator_from_context,
+    open_store,
+    print_diagnostics,
+    shop_option,
+)
 from engine.errors import HookmapError, UsageError
 from engine.impact import SameAnswers, Side, Tally, fits, run_side
 from engine.lookups import Fetcher, HttpFetcher, MockFetcher
@@ -239,6 +245,7 @@ def _progress(total: int) -> Iterator[Any]:
     help="A folder of payloads instead: NAME.json (or .txt) beside NAME.headers.",
 )
 @click.option("--source", help="Only this rule set's webhooks (stored); the rule set (folder).")
+@shop_option
 @data_option
 @click.option(
     "--mock",
@@ -259,6 +266,7 @@ def diff_command(
     since: str | None,
     webhooks_from: str | None,
     source: str | None,
+    shop: str | None,
     data_dir: str,
     mocks: tuple[str, ...],
     live: bool,
@@ -277,6 +285,8 @@ def diff_command(
         raise UsageError("give the old rules: --against PATH or --against-running (one of them)")
     if (since is None) == (webhooks_from is None):
         raise UsageError("give the webhooks: --since TIME or --webhooks-from DIR (one of them)")
+    if shop is not None and webhooks_from is not None:
+        raise UsageError("--shop picks stored webhooks: use it with --since, not --webhooks-from")
     moment = None if since is None else parse_since(since)
     if against_running:
         old_groups, old_doc = _running_groups(data_dir)
@@ -323,12 +333,14 @@ def diff_command(
         else:
             assert moment is not None
             store = stack.enter_context(open_store(data_dir))
-            total = store.count_webhooks_since(moment, source=source)
-            described = f"{total} stored in {data_dir}/ since {when(moment)}" + (
-                f", source {source}" if source else ""
+            total = store.count_webhooks_since(moment, source=source, shop=shop)
+            described = (
+                f"{total} stored in {data_dir}/ since {when(moment)}"
+                + (f", source {source}" if source else "")
+                + (f", shop {shop}" if shop else "")
             )
             with _progress(total) as bar:
-                for page in store.iter_webhooks_since(moment, source=source):
+                for page in store.iter_webhooks_since(moment, source=source, shop=shop):
                     for stored in page:
                         one(f"#{stored.id}", stored.source, as_webhook(stored))
                         bar.update(1)
@@ -339,6 +351,7 @@ def diff_command(
             "since": None if moment is None else when(moment),
             "webhooks_from": webhooks_from,
             "source": source,
+            "shop": shop,
             "described": described,
         },
         "identical_rulesets": sorted(identical),
