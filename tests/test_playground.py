@@ -122,6 +122,52 @@ def test_bad_webhooks_and_mocks_are_said_where(playground: RunningPlayground) ->
     assert answer["error"].startswith("lookup answers (mocks): not JSON")
 
 
+LOOKUPS = """name: t
+topic: {header: X-T}
+hosts: [127.0.0.1]
+lookups:
+  order: {url: "http://127.0.0.1:${API_PORT}/orders/{id}", args: {id: id}, retries: 0}
+  customer: {url: "http://127.0.0.1:${API_PORT}/customers/{id}", args: {id: id}, retries: 0}
+rules:
+  - name: r
+    topics: a
+    events:
+      - type: custom
+        key: fetched('order').email
+        params: {total: fetched('order').total, name: fetched('customer').name}
+"""
+
+
+def test_lookups_without_an_answer_are_named_not_made_from_nulls(cdp: HttpStub) -> None:
+    """As dry-run without --mock: every lookup the webhook needs and has no answer for is
+    named with its URL and how to give it, in one run, and no events are shown; with
+    --live, the page's answers still come first and only the others reach the API."""
+    with HttpStub(lambda call: Reply(200, {"name": "Ada"})) as api:
+        env = {"HOOKMAP_API_URL": f"{cdp.url}/api", "API_PORT": str(api.port)}
+        files = [{"path": "t.yaml", "text": LOOKUPS}]
+        webhook = {"headers": "X-T: a", "body": '{"id": 7}', "mocks": ""}
+        with running(handlers(Settings(env=env))) as served:
+            answer = post(served, {"files": files, "webhook": webhook}).json()
+            assert "no answer for lookup(s) order (GET http://127.0.0.1:" in answer["error"]
+            assert '{"order": ..., "customer": ...}' in answer["error"]
+            needs = [n["lookup"] for n in answer["result"]["needs_mock"]]
+            assert needs == ["order", "customer"] and answer["cards"] == []
+            assert answer["result"]["explain"]["rules"][0]["matched"] is True
+            assert answer["result"]["summary"] == (
+                "not evaluated: no answer for lookup(s) order, customer under Lookup answers"
+            )
+            order = '{"order": {"email": "a@example.com", "total": 5}}'
+            answer = post(served, {"files": files, "webhook": {**webhook, "mocks": order}})
+            assert [n["lookup"] for n in answer.json()["result"]["needs_mock"]] == ["customer"]
+        assert api.calls == [], "no API is called without --live"
+        with running(handlers(Settings(env=env, live=True))) as served:
+            answer = post(served, {"files": files, "webhook": {**webhook, "mocks": order}}).json()
+        assert answer["error"] is None
+        params = {p["name"]: p["value"] for p in answer["cards"][0]["params"]}
+        assert params == {"total": 5, "name": "Ada"}
+        assert [c.path for c in api.calls] == ["/customers/7"]
+
+
 def test_credentials_in_the_environment_stay_out_of_the_rules(cdp: HttpStub) -> None:
     text = "name: t\ntopic: {header: X-T}\nvars:\n  k: ${SHOP_API_TOKEN:-withheld}\n"
     text += "  c: ${SHOP_COUNTRY:-none}\nrules:\n  - name: r\n    topics: a\n    events:\n"

@@ -30,11 +30,14 @@ EXAMPLES = "examples"
     help=f"Folders of NAME.json + NAME.headers to pick from (repeatable; default ./{EXAMPLES}).",
 )
 @click.option("--host", default=DEFAULT_HOST, show_default=True, help="Address to listen on.")
-@click.option("--port", default=PLAYGROUND_PORT, show_default=True, type=int)
+@click.option(
+    "--port", default=PLAYGROUND_PORT, show_default=True, type=int, help="Port to listen on."
+)
 @click.option(
     "--live",
     is_flag=True,
-    help="Let lookups call the platforms' APIs (with every variable, credentials too).",
+    help="Let lookups the page has no answer for call the platforms' APIs (with every "
+    "variable, credentials too).",
 )
 def playground_command(
     rules_paths: tuple[str, ...],
@@ -48,7 +51,8 @@ def playground_command(
     The page shows every located problem in the rules (as 'hookmap validate' does),
     the events with their checks, why each rule matched, each param's expression and
     value, and the requests as curl commands (as 'hookmap dry-run --explain --curl').
-    Nothing is sent to the CDP. Lookups are answered from the mocks on the page, and
+    Nothing is sent to the CDP. Lookups are answered from the mocks on the page (one
+    without an answer is named, with its URL, instead of events made from nulls), and
     variables whose names hold KEY, SECRET, TOKEN, PASS, AUTH... are left out of the
     rules, unless --live.
     """

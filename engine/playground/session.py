@@ -7,7 +7,9 @@ diagnostics, rendered the same, at their paths), the webhook goes through
 ``engine.pipeline.process``, and what comes back is ``engine.report``'s documents
 plus one card per event for the page to show. The rule tests declared in the texts
 run too. Nothing is sent: there is no client for the CDP here at all, and lookups are
-answered from the mocks given unless the playground was started with ``--live``.
+answered from the mocks given, as ``dry-run --mock`` answers them: one without an
+answer is named with its URL (every one the webhook needs, in one run) rather than
+shown made from a null answer, unless the playground was started with ``--live``.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any
 from engine import report, ruletests
 from engine.errors import Diagnostic, HookmapError, UsageError
 from engine.events.destination import Destination
-from engine.lookups import Fetcher, HttpFetcher, MockFetcher
+from engine.lookups import HttpFetcher, OfflineFetcher
 from engine.pipeline import process
 from engine.playground.app import Handlers
 from engine.results import EventResult, Result
@@ -178,16 +180,26 @@ def _tests(loaded: compiler.LoadResult) -> dict[str, Any]:
     }
 
 
-def _fetcher(settings: Settings, mocks_text: str) -> Fetcher:
-    if settings.live:
-        return HttpFetcher()
+def _fetcher(settings: Settings, mocks_text: str) -> OfflineFetcher:
+    """The page's mocks first (as dry-run's --mock), the APIs only with --live."""
     try:
         mocks = json.loads(mocks_text) if mocks_text.strip() else {}
     except ValueError as exc:
         raise UsageError(f"lookup answers (mocks): not JSON: {exc}") from exc
     if not isinstance(mocks, dict):
         raise UsageError("lookup answers (mocks): a JSON object of lookup name → answer")
-    return MockFetcher(mocks)
+    return OfflineFetcher(mocks, HttpFetcher() if settings.live else None)
+
+
+def _unanswered(missing: list[tuple[str, str]]) -> str:
+    """Why no events are shown: the lookups that had no answer, and how to give them."""
+    names = list(dict.fromkeys(name for name, _ in missing))
+    asked = "; ".join(f"{name} (GET {url})" for name, url in dict.fromkeys(missing))
+    shape = ", ".join(f'"{n}": ...' for n in names)
+    return (
+        f"no answer for lookup(s) {asked}: give each as JSON under Lookup answers, "
+        f"{{{shape}}} (the events would be made from null answers)"
+    )
 
 
 def handlers(settings: Settings) -> Handlers:
@@ -233,12 +245,27 @@ def run(settings: Settings, request: Mapping[str, Any]) -> dict[str, Any]:
         try:
             result = process(ruleset, webhook, fetcher=fetcher)
         finally:
-            if isinstance(fetcher, HttpFetcher):
-                fetcher.close()
+            fetcher.close()
     except HookmapError as exc:
         out["error"] = str(exc)
         return out
+    if fetcher.missing:
+        return {
+            **out,
+            "error": _unanswered(fetcher.missing),
+            **_unanswered_documents(result, fetcher.missing),
+        }
     return {**out, **_documents(result, settings.destination())}
+
+
+def _unanswered_documents(result: Result, missing: list[tuple[str, str]]) -> dict[str, Any]:
+    """A run whose lookups had no answer: which rules matched, what to give (``needs_mock``,
+    as dry-run --json has it), no events (they were made from null answers)."""
+    explain = report.result_json(result, "webhook", explain=True)["explain"]
+    doc = report.missing_mocks_json(result, "webhook", missing)
+    names = ", ".join(dict.fromkeys(name for name, _ in missing))
+    summary = f"not evaluated: no answer for lookup(s) {names} under Lookup answers"
+    return {"result": {**doc, "summary": summary, "explain": {**explain, "params": []}}}
 
 
 def _documents(result: Result, destination: Destination) -> dict[str, Any]:
