@@ -123,6 +123,16 @@ def sidecar_headers(body_path: Path) -> Path:
     return body_path.with_suffix(".headers")
 
 
+def webhook_files(folder: Path) -> list[Path]:
+    """Every body file in ``folder`` (recursively) with a ``.headers`` file beside it: the
+    layout of examples/ and of ``hookmap capture`` (lookup answers, under api/, have none)."""
+    found: list[Path] = []
+    for headers in sorted(folder.rglob("*.headers")):
+        bodies = sorted(headers.parent.glob(f"{headers.stem}.*"))
+        found.extend(p for p in bodies if p != headers and sidecar_headers(p) == headers)
+    return found
+
+
 def read_webhook_file(path: Path, use_sidecar: bool = True) -> Webhook:
     """A webhook from a body file, with headers from its ``.headers`` file if present."""
     try:

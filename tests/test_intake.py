@@ -1,6 +1,6 @@
 """Intake decisions without a socket (engine.server.intake), the metrics text format
 (engine.server.metrics) and the operator helpers mask_headers (engine.cli.ops) and
-parse_since (engine.cli.options)."""
+parse_since (engine.cli.inputs)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from engine.cli.inputs import parse_since
 from engine.cli.ops import mask_headers
-from engine.cli.options import parse_since
 from engine.errors import ServeRefused, UsageError
 from engine.rules import compiler
 from engine.rules.model import RuleSet

@@ -36,9 +36,13 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "engine.results",
             "engine.pipeline",
             "engine.ruletests",
+            "engine.report",
+            "engine.impact",
+            "engine.fakes",
+            "engine.scrub",
         ),
     ),
-    ("services", ("engine.server", "engine.sandbox")),
+    ("services", ("engine.server", "engine.sandbox", "engine.playground")),
     ("the command line", ("engine.cli",)),
 )
 #: Longest chain of imports between engine modules, counted in modules (httpx: 11).

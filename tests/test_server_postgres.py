@@ -1,8 +1,8 @@
 """The server and the operator commands on a PostgreSQL store, end to end: ``Service.run`` in
 a thread with ``--data postgresql://...``, the sandbox as the CDP, and ``hookmap status``,
-``webhooks``, ``events``, ``show``, ``retry`` and ``replay`` run as a user runs them
-(``--data URL`` or ``HOOKMAP_DATABASE_URL``). Skipped, with the reason, when no
-PostgreSQL server can be started."""
+``webhooks``, ``events``, ``show``, ``retry``, ``replay``, ``diff`` and ``capture`` run as
+a user runs them (``--data URL`` or ``HOOKMAP_DATABASE_URL``). Skipped, with the reason,
+when no PostgreSQL server can be started."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import logging
 import os
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -65,7 +66,7 @@ def cli(*args: str, env: dict[str, str | None] | None = None) -> tuple[int, str]
 
 
 def test_serve_and_operate_on_postgresql(
-    box: RunningSandbox, url: str, caplog: pytest.LogCaptureFixture
+    box: RunningSandbox, url: str, caplog: pytest.LogCaptureFixture, tmp_path: Path
 ) -> None:
     caplog.set_level(logging.INFO)
     with (
@@ -121,6 +122,21 @@ def test_serve_and_operate_on_postgresql(
         # the replay sends what it re-queued itself (through the shared rate limit)
         assert "sent: sent 1" in out, out
         assert len(box.sandbox.events()) == 2
+
+        # a rule change's tools (docs/tools.md) read the same database
+        diff = ("diff", "--rules", RULES[0], "--against", RULES[0], "--since", "1h")
+        code, out = cli(*diff, "--data", url, "--json", env=env)
+        assert code == 0, out
+        assert json.loads(out)["webhooks"]["compared"] == 1
+        code, out = cli("diff", "--rules", RULES[0], "--against-running", "--since", "1h",
+                        "--data", url)  # fmt: skip
+        assert code == 2 and "servers on a shared database keep no such record" in out, out
+        capture = ("capture", str(wid), "--data", url, "--to", str(tmp_path), "--rules", RULES[0])
+        code, out = cli(*capture, "--json", env=env)
+        assert code == 0, out
+        assert (tmp_path / f"orders-create-{wid}.json").is_file()
+        assert json.loads(out)["captured"][0]["test"]["expect"]["events"]
+        assert password_of(url) not in out
     said = "\n".join(r.getMessage() for r in caplog.records)
     assert "data in postgresql://" in said
     assert password_of(url) not in said

@@ -2,8 +2,9 @@
 
 One module per family of commands (``rules``: validate, dry-run, test, schema, docs;
 ``serve``: serve, sandbox, post; ``ops``: the data folder's status, listings, retry and
-replay; ``backfill``: a shop's order history), the options they share in ``options``,
-and the group that holds them here.
+replay; ``backfill``: a shop's order history; ``diff``: what a rule change does to real
+traffic; ``capture``: fixtures from it; ``playground``: a local page to try rules), the
+options they share in ``options``, and the group that holds them here.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 
 import click
 
-from engine.cli import backfill, ops, rules, serve
+from engine.cli import backfill, capture, diff, ops, playground, rules, serve
 from engine.cli.options import choose_evaluator
 from engine.errors import HookmapError, did_you_mean
 
@@ -67,6 +68,9 @@ for command in (
     ops.retry_command,
     ops.replay_command,
     backfill.backfill_command,
+    diff.diff_command,
+    capture.capture_command,
+    playground.playground_command,
 ):
     main.add_command(command)
 

@@ -4,7 +4,6 @@ replay. They read the same data folder as the running server."""
 from __future__ import annotations
 
 import contextlib
-import datetime
 import json
 import re
 import sys
@@ -12,12 +11,12 @@ from collections.abc import Iterable, Mapping
 
 import click
 
+from engine.cli.inputs import parse_since, when
 from engine.cli.options import (
     Sender,
     data_option,
     load_tenancy,
     open_store,
-    parse_since,
     rules_option,
     shop_option,
     shops_option,
@@ -34,12 +33,6 @@ from engine.server.store.rows import StoredWebhook
 _SECRET_HEADER = re.compile(
     r"signature|hmac|authorization|token|secret|cookie|api-key", re.IGNORECASE
 )
-
-
-def when(ts: float | None) -> str:
-    if ts is None:
-        return "-"
-    return datetime.datetime.fromtimestamp(ts).astimezone().isoformat(timespec="seconds")
 
 
 def age(seconds: float | None) -> str:

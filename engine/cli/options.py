@@ -4,11 +4,8 @@ how they send what they stored."""
 from __future__ import annotations
 
 import asyncio
-import datetime
 import os
-import re
 import sys
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -86,22 +83,6 @@ shop_option = click.option("--shop", help="Only this shop's (its id in the shops
 def open_store(data_dir: str, must_exist: bool = True) -> Store:
     """The store of ``--data`` (a folder or a PostgreSQL URL)."""
     return location.open_store(data_dir, must_exist=must_exist)
-
-
-def parse_since(text: str, option: str = "--since") -> float:
-    """``2h``, ``30m``, ``1d``, ``45s`` ago, or an ISO 8601 date-time / date (local time
-    when it names no offset)."""
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd])", text.strip())
-    if match:
-        size = {"s": 1, "m": 60, "h": 3600, "d": 86400}[match[2]]
-        return time.time() - float(match[1]) * size
-    try:
-        moment = datetime.datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise UsageError(f"{option} {text!r}: use 2h, 30m, 1d or an ISO date-time") from exc
-    if moment.tzinfo is None:
-        moment = moment.astimezone()
-    return moment.timestamp()
 
 
 def load_tenancy(

@@ -5,14 +5,13 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import click
 
-from engine import ruletests
-from engine.cli import report
+from engine import report, ruletests
+from engine.cli.inputs import read_mocks
 from engine.cli.options import (
     diagnostic_order,
     load_clean,
@@ -167,7 +166,7 @@ def _dry_run(
 ) -> None:
     extra = parse_header_lines(headers, "-H")
     destination = Destination.from_env()
-    fetcher = OfflineFetcher(_read_mocks(mocks), HttpFetcher() if live else None)
+    fetcher = OfflineFetcher(read_mocks(mocks), HttpFetcher() if live else None)
     documents: list[dict[str, Any]] = []
     dropped = False
     try:
@@ -211,20 +210,6 @@ def _dry_run(
         doc: Any = documents[0] if len(documents) == 1 else {"results": documents}
         click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
     sys.exit(1 if dropped else 0)
-
-
-def _read_mocks(specs: Sequence[str]) -> dict[str, Any]:
-    """``--mock order=path.json`` → {"order": <the file's JSON>}."""
-    out: dict[str, Any] = {}
-    for spec in specs:
-        name, sep, file = spec.partition("=")
-        if not sep or not name or not file:
-            raise UsageError(f"--mock {spec!r}: expected LOOKUP=FILE")
-        try:
-            out[name] = json.loads(Path(file).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise UsageError(f"--mock {name}: cannot read {file}: {exc}") from exc
-    return out
 
 
 @click.command("test")

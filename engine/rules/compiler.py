@@ -47,6 +47,9 @@ MERGED_KEYS = ("vars", "tables", "templates", "lookups")
 class LoadResult:
     rulesets: tuple[RuleSet, ...]
     diagnostics: tuple[Diagnostic, ...]
+    #: what each rule set was compiled from, one for one with ``rulesets``: its files and
+    #: their texts as read (what ``hookmap serve`` records of the rules it runs)
+    sources: tuple[Group, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -68,16 +71,31 @@ def load(
     reference path: bodies read whole and every expression walked by jmespath's own
     interpreter; same results, for comparison and debugging.
     """
+    return load_groups(discover(paths), env, evaluator)
+
+
+def load_groups(
+    groups: Sequence[Group],
+    env: Mapping[str, str] | None = None,
+    evaluator: Evaluator = COMPILED,
+    with_tests: bool = True,
+) -> LoadResult:
+    """Like ``load``, for rule sets already grouped, whose texts may be given (``Group``):
+    the same checks and the same diagnostics, at the files' paths. ``with_tests=False``
+    leaves the rule tests out, fixtures unread (``hookmap diff`` compares events only,
+    and an old copy of a rule folder need not have its fixtures beside it)."""
     env = os.environ if env is None else env
     sink = Diagnostics()
-    ctx = CompileContext(env, sink, evaluator)
+    ctx = CompileContext(env, sink, evaluator, with_tests)
     rulesets: list[RuleSet] = []
+    sources: list[Group] = []
     seen: dict[str, str] = {}
-    for group in discover(paths):
+    for group in groups:
         before = len(sink)
-        ruleset = _compile_group(group, ctx)
-        if ruleset is None or has_errors(sink.since(before)):
+        compiled = _compile_group(group, ctx)
+        if compiled is None or has_errors(sink.since(before)):
             continue
+        ruleset, read = compiled
         if evaluator.reads_in_part:
             ruleset = _with_reader(ruleset)
         if ruleset.name in seen:
@@ -91,8 +109,9 @@ def load(
             continue
         seen[ruleset.name] = ruleset.files[0]
         rulesets.append(ruleset)
+        sources.append(read)
     # a template's expression is compiled once per event extending it: say each once
-    return LoadResult(tuple(rulesets), tuple(dict.fromkeys(sink.items)))
+    return LoadResult(tuple(rulesets), tuple(dict.fromkeys(sink.items)), tuple(sources))
 
 
 def load_or_raise(
@@ -107,10 +126,11 @@ def load_or_raise(
     return result
 
 
-def _compile_group(group: Group, ctx: CompileContext) -> RuleSet | None:
+def _compile_group(group: Group, ctx: CompileContext) -> tuple[RuleSet, Group] | None:
+    """The group's rule set, and the group with the texts it was compiled from."""
     docs: list[LocatedDict] = []
-    for path in group.files:
-        doc = read_file(path, display(path), ctx.diagnostics, RULE_SET)
+    for index, path in enumerate(group.files):
+        doc = read_file(path, display(path), ctx.diagnostics, RULE_SET, group.text_of(index))
         if doc is not None:
             docs.append(doc)
     if not docs:
@@ -193,7 +213,8 @@ def _compile_group(group: Group, ctx: CompileContext) -> RuleSet | None:
                 continue
             rule_names[rule.name] = loc
             rules.append(rule)
-        tests.extend(compile_tests(ctx, doc))
+        if ctx.with_tests:
+            tests.extend(compile_tests(ctx, doc))
     test_names: set[str] = set()
     for test in tests:
         if test.name in test_names:
@@ -205,8 +226,9 @@ def _compile_group(group: Group, ctx: CompileContext) -> RuleSet | None:
     dedupe: dict[str, Any] = raw_dedupe if isinstance(raw_dedupe, LocatedDict) else {}
     dedupe_expr = expression(ctx, dedupe.get("expression"), names)
     _check_dedupe_header(ctx, verify, dedupe)
-    if not topic:
+    if not topic or len(docs) != len(group.files):
         return None  # reported above; everything else was still checked
+    read = dataclasses.replace(group, texts=tuple(d.source.text for d in docs))
     return RuleSet(
         name=str(name),
         api_version=head["api_version"],
@@ -227,7 +249,7 @@ def _compile_group(group: Group, ctx: CompileContext) -> RuleSet | None:
         lookups=tuple(lookups),
         hosts=hosts,
         root=str(group.folder if group.folder is not None else group.files[0]),
-    )
+    ), read
 
 
 def _with_reader(ruleset: RuleSet) -> RuleSet:

@@ -20,11 +20,17 @@ class CompileContext:
     """The environment, the diagnostics sink and the evaluator of one load."""
 
     def __init__(
-        self, env: Mapping[str, str], diagnostics: Diagnostics, evaluator: Evaluator
+        self,
+        env: Mapping[str, str],
+        diagnostics: Diagnostics,
+        evaluator: Evaluator,
+        with_tests: bool = True,
     ) -> None:
         self.env = env
         self.diagnostics = diagnostics
         self.evaluator = evaluator
+        #: whether the rule tests are compiled (their fixtures read) too
+        self.with_tests = with_tests
 
     def error(
         self,

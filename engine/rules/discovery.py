@@ -18,10 +18,24 @@ RULESET_FILE = "ruleset.yaml"
 
 @dataclasses.dataclass(frozen=True)
 class Group:
-    """The files of one rule set; ``folder`` is set for the folder form."""
+    """The files of one rule set; ``folder`` is set for the folder form.
+
+    ``texts``, when set, holds each file's text (same order as ``files``), read instead of
+    the file: rules edited in the playground, or the copy a server recorded of the rules
+    it runs. Locations, and the fixtures tests name, still go by the file's path.
+    """
 
     files: tuple[Path, ...]
     folder: Path | None = None
+    texts: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.texts is not None and len(self.texts) != len(self.files):
+            raise ValueError("a rule set's texts must match its files one for one")
+
+    def text_of(self, index: int) -> str | None:
+        """The given text of file ``index``, or None to read the file."""
+        return None if self.texts is None else self.texts[index]
 
 
 def discover(paths: Sequence[str | Path]) -> list[Group]:

@@ -325,14 +325,23 @@ def _compose(text: str) -> yaml.Node | None:
 
 
 def read_file(
-    path: Path, display: str, diagnostics: Diagnostics, root: t.Obj
+    path: Path,
+    display: str,
+    diagnostics: Diagnostics,
+    root: t.Obj,
+    text: str | None = None,
 ) -> LocatedDict | None:
-    """Read one file against ``root`` (a declared mapping); problems go to ``diagnostics``."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        diagnostics.report("E100", f"cannot read {display}: {exc}", None)
-        return None
+    """Read one file against ``root`` (a declared mapping); problems go to ``diagnostics``.
+
+    ``text`` is the file's content when the caller has it (edited, not saved); else the
+    file is read.
+    """
+    if text is None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            diagnostics.report("E100", f"cannot read {display}: {exc}", None)
+            return None
     source = SourceFile(display, text)
     reader = Reader(source, diagnostics)
     try:

@@ -35,9 +35,10 @@ from engine.events.destination import RATE_LIMIT, Destination
 from engine.lookups import Fetcher, HttpFetcher
 from engine.rules import compiler
 from engine.rules.codegen import COMPILED
+from engine.rules.discovery import Group
 from engine.rules.model import Evaluator, RuleSet
 from engine.rules.shops import load_shops_or_raise
-from engine.server import tenants
+from engine.server import running, tenants
 from engine.server.app import make_app
 from engine.server.dispatch import (
     DEFAULT_CONCURRENCY,
@@ -119,7 +120,7 @@ class Service:
         self.env = os.environ if env is None else env
         self.transport = transport
         self.metrics = Metrics()
-        self.tenancy = self.load()
+        self.tenancy, self.loaded_from = self.load()
         self.store: Store = open_store(config.data_dir)
         #: this process as a running server (while ``run`` runs): what it claims is its
         self.instance: Instance | None = None
@@ -146,16 +147,20 @@ class Service:
 
     # -- rules ---------------------------------------------------------------------
 
-    def load(self) -> Tenancy:
+    def load(self) -> tuple[Tenancy, tuple[Group, ...]]:
         """Load and check the rules (and the shops); raises with every diagnostic, or every
-        reason a rule set or a shop cannot be served."""
-        rulesets = self._load_rules(list(self.config.rules), self.env)
+        reason a rule set or a shop cannot be served. Also gives the files and texts the
+        rules were read from (``engine.server.running``)."""
+        loaded = compiler.load_or_raise(list(self.config.rules), self.env, self.config.evaluator)
+        rulesets = loaded.rulesets
         if self.config.shops is None:
-            return tenants.single(rulesets, self.env, self.destination, self.config.max_body)
+            single = tenants.single(rulesets, self.env, self.destination, self.config.max_body)
+            return single, loaded.sources
         shops = load_shops_or_raise(self.config.shops, [rs.name for rs in rulesets])
-        return tenants.for_shops(
+        tenancy = tenants.for_shops(
             rulesets, shops, self.env, self.destination, self.config.max_body, self._load_rules
         )
+        return tenancy, loaded.sources
 
     def _load_rules(
         self, paths: Sequence[str | Path], env: Mapping[str, str]
@@ -178,7 +183,7 @@ class Service:
     def reload(self) -> bool:
         """Swap in freshly loaded rules; on any problem keep the running ones."""
         try:
-            tenancy = self.load()
+            tenancy, loaded_from = self.load()
         except RuleLoadError as exc:
             for d in exc.diagnostics:
                 log.error("reload refused: %s", d.render())
@@ -187,10 +192,19 @@ class Service:
         except HookmapError as exc:
             log.error("reload refused: %s; the running rules keep serving", exc)
             return False
-        self.tenancy = tenancy
-        log.info("rules reloaded: %s", _served(tenancy))
+        self.tenancy, self.loaded_from = tenancy, loaded_from
+        self._record_rules()
+        log.info("rules reloaded: %s", tenancy.served())
         self.wake_processor()
         return True
+
+    def _record_rules(self) -> None:
+        """Say in the data folder which rules this server runs (``hookmap diff
+        --against-running`` reads it)."""
+        if self.instance is not None:
+            running.record(
+                self.config.data_dir, self.instance.id, self.config.rules, self.loaded_from
+            )
 
     def _rule_mtimes(self) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -319,6 +333,7 @@ class Service:
         stop_work = asyncio.Event()
         instance = self.instance = self.store.instance()
         self._release_gone(instance)
+        self._record_rules()
         dispatcher = Dispatcher(
             self.store,
             self.destination_for,
@@ -347,7 +362,7 @@ class Service:
         if server.started:
             log.info(
                 "serving %s on %s:%s, data in %s",
-                _served(self.tenancy),
+                self.tenancy.served(),
                 host,
                 port,
                 self.store.describe(),
@@ -364,6 +379,7 @@ class Service:
         # sends cut short at shutdown: due again for whichever server starts next
         self.store.release_leases(instance.id)
         self.store.release_webhooks(instance.id)
+        running.forget(self.config.data_dir, instance.id)
         instance.close()
         self.instance = None
         if self._own_fetcher is not None:
@@ -377,6 +393,7 @@ class Service:
         for other in instance.gone():
             events = self.store.release_leases(other)
             webhooks = self.store.release_webhooks(other)
+            running.forget(self.config.data_dir, other)
             instance.forget(other)
             if events:
                 log.warning(
@@ -424,11 +441,6 @@ def serve(
     """Run ``hookmap serve`` in the foreground until SIGTERM/SIGINT."""
     service = Service(config, destination, env)
     asyncio.run(service.run(host, port))
-
-
-def _served(tenancy: Tenancy) -> str:
-    """What a log line says is served: ``shopify, woocommerce`` or ``shopify/acme, ...``."""
-    return ", ".join(sorted(f"{n}/{shop}" if shop else n for n, shop in tenancy.sources))
 
 
 def _shop_label(shop: str) -> dict[str, str]:

@@ -43,6 +43,10 @@ class Tenancy:
         """The shop ids served ("" when none is named)."""
         return sorted(self.destinations)
 
+    def served(self) -> str:
+        """What a log line says is served: ``shopify, woocommerce`` or ``shopify/acme, ...``."""
+        return ", ".join(sorted(f"{n}/{shop}" if shop else n for n, shop in self.sources))
+
 
 def single(
     rulesets: Sequence[RuleSet],

@@ -1,4 +1,8 @@
-"""How results are shown: dry-run summaries, ``--explain``, ``--curl`` and JSON documents."""
+"""How results are shown: dry-run summaries, ``--explain``, ``--curl`` and JSON documents.
+
+Below the command line on purpose: ``hookmap dry-run`` prints these, and the playground
+page (``engine.playground``) shows the very same documents, so the two cannot disagree.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,8 @@ from engine.events.encode import body_bytes
 from engine.results import EventResult, Result
 
 
-def _problem_line(p: Problem) -> str:
+def problem_line(p: Problem) -> str:
+    """``error[V101] totalCost: message  (file:line:col)``."""
     param = f" {p.param}" if p.param else ""
     where = f"  ({p.where})" if p.where else ""
     return f"{p.severity}[{p.code}]{param}: {p.message}{where}"
@@ -143,7 +148,7 @@ def result_text(
         if e.held:
             lines.append(f"    held back: {e.held}")
         for p in e.problems:
-            lines.append(f"    {_problem_line(p)}")
+            lines.append(f"    {problem_line(p)}")
         change = e.change
         if explain and change is not None:
             lines.append(
