@@ -342,3 +342,39 @@ def test_the_shops_file_with_an_unknown_rule_set_refuses_to_serve(tmp_path: Path
     assert result.exit_code == 1
     assert "error[E308]: shop 'a': undefined rule set 'shopfy'" in result.output
     assert isinstance(result.exception, SystemExit | RuleLoadError)
+
+
+def test_hookmap_post_as_a_shop_signs_with_its_secret_and_posts_to_its_url(
+    tmp_path: Path, accounts: tuple[RunningSandbox, RunningSandbox]
+) -> None:
+    """`hookmap post --shops FILE --shop b` goes to /hooks/shopify/b signed with shop b's
+    own secret; the server files it under b. Without the file, or for an unknown shop,
+    it is a usage error that names what to do."""
+    a, b = accounts
+    shops = two_shops(tmp_path, a.url, b.url)
+    file = str(ROOT / "examples" / "shopify" / "orders-create.json")
+    with serving(
+        Destination("http://127.0.0.1:9/unused", None),
+        tmp_path / "data",
+        rules=(SHOPIFY_RULES,),
+        env=ENV,
+        shops=str(shops),
+    ) as served:
+        base = ["post", "--rules", SHOPIFY_RULES, "--url", served.url]
+        posted = CliRunner().invoke(
+            main, [*base, "--shops", str(shops), "--shop", "b", file], env=ENV
+        )
+        assert posted.exit_code == 0, posted.output
+        assert '200 {"status": "accepted", "id": 1}' in posted.output
+        # shop b's signature is no good for shop a: the secrets differ
+        wrong = CliRunner().invoke(
+            main,
+            [*base, "--shops", str(shops), "--shop", "b", file],
+            env={**ENV, "B_SECRET": ENV["A_SECRET"]},
+        )
+        assert wrong.exit_code == 1 and "401" in wrong.output
+        assert [w.shop for w in served.store.list_webhooks()] == ["b"]
+    unfiled = CliRunner().invoke(main, [*base, "--shop", "b", file], env=ENV)
+    assert unfiled.exit_code == 2 and "--shops FILE" in unfiled.output
+    unknown = CliRunner().invoke(main, [*base, "--shops", str(shops), "--shop", "c", file], env=ENV)
+    assert unknown.exit_code == 2 and "no shop 'c'" in unknown.output

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +19,11 @@ from engine.cli.options import (
     rules_option,
     shops_option,
 )
-from engine.errors import RuleLoadError, SecretError, ServeRefused, UsageError
+from engine.errors import RuleLoadError, SecretError, ServeRefused, UsageError, did_you_mean
 from engine.events.destination import API_KEY_ENV, Destination
 from engine.rules import compiler
+from engine.rules.model import RuleSet
+from engine.rules.shops import load_shops_or_raise
 from engine.sandbox.run import SANDBOX_PORT
 from engine.sandbox.run import serve as serve_sandbox
 from engine.sandbox.settings import SandboxConfig
@@ -29,6 +32,7 @@ from engine.server.secrets import read_pem, resolve_secrets
 from engine.server.service import DEFAULT_HOST, DEFAULT_PORT, ServiceConfig, serve
 from engine.server.signing import resign_jwt, sign
 from engine.server.store.location import is_database_url
+from engine.server.tenants import with_shop_secrets
 from engine.webhook import read_webhook_file
 
 #: the defaults the commands show, as the service and the sandbox define them
@@ -238,7 +242,12 @@ def sandbox_command(
     "--url",
     default=f"http://{DEFAULT_HOST}:{DEFAULT_PORT}",
     show_default=True,
-    help="The server's base URL; files go to URL/hooks/{source}.",
+    help="The server's base URL; files go to URL/hooks/{source} (or {source}/{shop}).",
+)
+@shops_option
+@click.option(
+    "--shop",
+    help="Post as this shop of the shops file: to /hooks/{source}/{shop}, signed with its secret.",
 )
 @click.option(
     "--private-key-env",
@@ -253,6 +262,8 @@ def post_command(
     rules_paths: tuple[str, ...],
     source: str | None,
     url: str,
+    shops_path: str | None,
+    shop: str | None,
     private_key_env: str | None,
     payloads: tuple[str, ...],
 ) -> None:
@@ -274,15 +285,20 @@ def post_command(
     loaded = compiler.load(list(rules_paths), evaluator=evaluator_from_context())
     if not loaded.ok:
         raise RuleLoadError(loaded.diagnostics)
+    rulesets = loaded.rulesets
+    suffix = ""
+    if shop is not None:
+        rulesets = (_as_shop(rulesets, shops_path, shop),)
+        suffix = f"/{shop}"
     failed = 0
     with httpx.Client(timeout=10.0) as client:
         for payload in payloads:
             webhook = read_webhook_file(Path(payload))
-            ruleset = pick_ruleset(loaded.rulesets, source, webhook)
+            ruleset = pick_ruleset(rulesets, source, webhook)
             headers, body = signed_request(ruleset, webhook.body, webhook.headers, private_key)
             try:
                 response = client.post(
-                    f"{url.rstrip('/')}/hooks/{ruleset.name}",
+                    f"{url.rstrip('/')}/hooks/{ruleset.name}{suffix}",
                     content=body,
                     headers=headers,
                 )
@@ -291,3 +307,15 @@ def post_command(
             failed += response.status_code >= 300
             click.echo(f"{payload}: {response.status_code} {response.text.strip()}")
     sys.exit(1 if failed else 0)
+
+
+def _as_shop(rulesets: Sequence[RuleSet], shops_path: str | None, shop_id: str) -> RuleSet:
+    """The rule set ``shop_id`` of the shops file uses, verified with that shop's secrets."""
+    if shops_path is None:
+        raise UsageError("--shop needs the shops file: --shops FILE (or HOOKMAP_SHOPS)")
+    shops = load_shops_or_raise(shops_path, [r.name for r in rulesets])
+    found = next((s for s in shops if s.id == shop_id), None)
+    if found is None:
+        hint = did_you_mean(shop_id, [s.id for s in shops])
+        raise UsageError(f"no shop '{shop_id}' in {shops_path}" + (f"; {hint}" if hint else ""))
+    return with_shop_secrets(next(r for r in rulesets if r.name == found.ruleset), found)

@@ -147,10 +147,17 @@ def _tailored(
         changes["vars"] = values
     if shop.api_version is not None:
         changes["api_version"] = shop.api_version
-    if ruleset.verify is not None and (shop.secret_envs or shop.public_key_envs):
-        changes["verify"] = dataclasses.replace(
-            ruleset.verify,
-            secret_envs=shop.secret_envs or ruleset.verify.secret_envs,
-            public_key_envs=shop.public_key_envs or ruleset.verify.public_key_envs,
-        )
+    ruleset = with_shop_secrets(ruleset, shop)
     return dataclasses.replace(ruleset, **changes) if changes else ruleset  # type: ignore[arg-type]
+
+
+def with_shop_secrets(ruleset: RuleSet, shop: Shop) -> RuleSet:
+    """``ruleset`` verified with the variables ``shop`` names for its secrets or keys."""
+    if ruleset.verify is None or not (shop.secret_envs or shop.public_key_envs):
+        return ruleset
+    verify = dataclasses.replace(
+        ruleset.verify,
+        secret_envs=shop.secret_envs or ruleset.verify.secret_envs,
+        public_key_envs=shop.public_key_envs or ruleset.verify.public_key_envs,
+    )
+    return dataclasses.replace(ruleset, verify=verify)
