@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.server.store.pg_queries import rows
 from engine.server.store.queries import outbox_event
-from engine.server.store.rows import OUTCOMES, RESPONSE_LIMIT, OutboxEvent, Outcome
+from engine.server.store.rows import OutboxEvent, Outcome, attempt_changes
 
 if TYPE_CHECKING:
     import psycopg
@@ -108,29 +108,19 @@ class OutboxWrites:
         duration_ms: float,
         next_attempt_at: float | None = None,
     ) -> bool:
-        """Record one attempt and move the event on, in one statement.
-
-        'sent' sets ``sent_at``; 'retry' counts the attempt and sets ``next_attempt_at``
-        (required); 'dead' stops the event. ``error`` is a connection error's text; for
-        an HTTP error the status and response text become the event's ``last_error``.
-        Returns False when the event was no longer pending (the attempt is still kept).
-        """
-        if outcome not in OUTCOMES:
-            raise ValueError(f"unknown outcome {outcome!r}")
-        if outcome == "retry" and next_attempt_at is None:
-            raise ValueError("a retry needs next_attempt_at")
-        text = clean_text(None if response is None else response[:RESPONSE_LIMIT])
+        """Record one attempt and move the event on (``rows.attempt_changes``), in one
+        statement; False when the event was no longer pending (the attempt is still kept)."""
         error = clean_text(error)
-        last_error = error
-        if last_error is None and outcome != "sent":
-            last_error = f"HTTP {status}: {text}" if text else f"HTTP {status}"
-        if outcome == "sent":
-            sql = "state = 'sent', sent_at = %s, last_error = NULL"
-            args: tuple[Any, ...] = (started_at + duration_ms / 1000,)
-        elif outcome == "retry":
-            sql, args = "next_attempt_at = %s, last_error = %s", (next_attempt_at, last_error)
-        else:
-            sql, args = "state = 'dead', next_attempt_at = NULL, last_error = %s", (last_error,)
+        text, changes = attempt_changes(
+            outcome,
+            status,
+            error,
+            clean_text(response),
+            started_at + duration_ms / 1000,
+            next_attempt_at,
+        )
+        sql = ", ".join(f"{column} = %s" for column in changes)
+        args = tuple(changes.values())
         changed = self._execute(
             "WITH attempt AS (INSERT INTO attempts (event_id, started_at, duration_ms, status,"
             " error, response, outcome) VALUES (%s, %s, %s, %s, %s, %s, %s))"

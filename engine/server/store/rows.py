@@ -18,6 +18,36 @@ OUTCOMES: tuple[Outcome, ...] = ("sent", "retry", "dead")
 RESPONSE_LIMIT = 2000
 
 
+def attempt_changes(
+    outcome: Outcome,
+    status: int | None,
+    error: str | None,
+    response: str | None,
+    sent_at: float,
+    next_attempt_at: float | None,
+) -> tuple[str | None, dict[str, Any]]:
+    """What one delivery attempt does to its event, as both stores record it: the
+    response text kept (cut to ``RESPONSE_LIMIT``) and the event's columns to set.
+
+    'sent' sets ``sent_at``; 'retry' sets ``next_attempt_at`` (required); 'dead' stops
+    the event. ``error`` is a connection error's text; for an HTTP error the status and
+    response text become the event's ``last_error``.
+    """
+    if outcome not in OUTCOMES:
+        raise ValueError(f"unknown outcome {outcome!r}")
+    if outcome == "retry" and next_attempt_at is None:
+        raise ValueError("a retry needs next_attempt_at")
+    text = None if response is None else response[:RESPONSE_LIMIT]
+    if outcome == "sent":
+        return text, {"state": "sent", "sent_at": sent_at, "last_error": None}
+    last_error = error
+    if last_error is None:
+        last_error = f"HTTP {status}: {text}" if text else f"HTTP {status}"
+    if outcome == "retry":
+        return text, {"next_attempt_at": next_attempt_at, "last_error": last_error}
+    return text, {"state": "dead", "next_attempt_at": None, "last_error": last_error}
+
+
 @dataclasses.dataclass(frozen=True)
 class StoredWebhook:
     """A webhook as stored: the raw body and lower-cased headers exactly as received."""

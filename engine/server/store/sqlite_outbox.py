@@ -10,7 +10,7 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from engine.server.store.queries import DUE_SQL, outbox_event
-from engine.server.store.rows import OUTCOMES, RESPONSE_LIMIT, OutboxEvent, Outcome
+from engine.server.store.rows import OutboxEvent, Outcome, attempt_changes
 
 
 class OutboxWrites:
@@ -83,38 +83,22 @@ class OutboxWrites:
         duration_ms: float,
         next_attempt_at: float | None = None,
     ) -> bool:
-        """Record one attempt and move the event on, in one transaction.
-
-        'sent' sets ``sent_at``; 'retry' counts the attempt and sets ``next_attempt_at``
-        (required); 'dead' stops the event. ``error`` is a connection error's text; for
-        an HTTP error the status and response text become the event's ``last_error``.
-        Returns False when the event was no longer pending (the attempt is still kept).
-        """
-        if outcome not in OUTCOMES:
-            raise ValueError(f"unknown outcome {outcome!r}")
-        if outcome == "retry" and next_attempt_at is None:
-            raise ValueError("a retry needs next_attempt_at")
-        text = None if response is None else response[:RESPONSE_LIMIT]
-        last_error = error
-        if last_error is None and outcome != "sent":
-            last_error = f"HTTP {status}: {text}" if text else f"HTTP {status}"
+        """Record one attempt and move the event on (``rows.attempt_changes``), in one
+        transaction; False when the event was no longer pending (the attempt is still kept)."""
+        text, changes = attempt_changes(
+            outcome, status, error, response, started_at + duration_ms / 1000, next_attempt_at
+        )
+        sql = ", ".join(f"{column} = ?" for column in changes)
         with self._write() as db:
             db.execute(
                 "INSERT INTO attempts (event_id, started_at, duration_ms, status, error,"
                 " response, outcome) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (event_id, started_at, duration_ms, status, error, text, outcome),
             )
-            if outcome == "sent":
-                sql = "state = 'sent', sent_at = ?, last_error = NULL"
-                args: tuple[Any, ...] = (started_at + duration_ms / 1000,)
-            elif outcome == "retry":
-                sql, args = "next_attempt_at = ?, last_error = ?", (next_attempt_at, last_error)
-            else:
-                sql, args = "state = 'dead', next_attempt_at = NULL, last_error = ?", (last_error,)
             cursor = db.execute(
                 f"UPDATE events SET {sql}, attempts = attempts + 1, last_status = ?,"
                 " leased_by = NULL WHERE id = ? AND state = 'pending'",
-                (*args, status, event_id),
+                (*changes.values(), status, event_id),
             )
         return cursor.rowcount == 1
 
