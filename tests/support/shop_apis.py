@@ -3,7 +3,8 @@
 Each is ``HttpStub`` with an ``answer`` that does what the platform's API does for the
 requests a backfill makes: its authentication, its filters, its pagination (Shopify's
 ``Link`` with an opaque ``page_info``, WooCommerce's numbered pages with ``X-WP-Total``,
-BigCommerce's ``min_id`` and ``204 No Content``) and its rate-limit headers. Faults are
+BigCommerce's ``min_id`` and ``204 No Content``, Ecwid's offsets with ``total``) and its
+rate-limit headers. Faults are
 set per page of the window's listing: ``once[page] = (status, headers)`` answers the first
 request for that page so, ``broken_from = N`` answers every request for page N or later
 with 500 (until set back to None).
@@ -201,6 +202,49 @@ class BigCommerceApi(ShopApi):
             if call.path == f"{prefix}/{order['id']}/products":
                 return Reply(200, self.products[order["id"]], headers=headers)
         return Reply(404, [{"status": 404, "message": "not found"}])
+
+
+class EcwidApi(ShopApi):
+    """Ecwid's REST API v3: the order search, and the order and profile the lookups fetch."""
+
+    def __init__(self, count: int, store: int = 1003456, token: str = "secret_ecwid_test") -> None:
+        self.store, self.token = store, token
+        self.profile = _example(f"ecwid/api/profile-{store}.json")
+        super().__init__([self.order(i) for i in range(count)])
+
+    @staticmethod
+    def order(i: int) -> dict[str, Any]:
+        order = _example("ecwid/api/order-HM4Q7.json")
+        order["id"] = order["vendorOrderNumber"] = f"BF{i:03d}"
+        order["internalId"] = order["orderNumber"] = 700_000 + i
+        moment = FIRST + datetime.timedelta(days=i)
+        order["createTimestamp"] = order["updateTimestamp"] = int(moment.timestamp())
+        order["createDate"] = moment.strftime("%Y-%m-%d %H:%M:%S +0000")
+        order["email"] = f"ebuyer{i}@example.com"
+        order["fulfillmentStatus"] = "SHIPPED" if i % 2 else "AWAITING_PROCESSING"
+        return order
+
+    def _answer(self, call: Call) -> Reply:
+        if call.header("Authorization") != f"Bearer {self.token}":
+            return Reply(403, {"errorMessage": "Invalid access token"})
+        prefix = f"/api/v3/{self.store}"
+        if call.path == f"{prefix}/profile":
+            return Reply(200, self.profile)
+        for order in self.orders:
+            if call.path == f"{prefix}/orders/{order['id']}":
+                return Reply(200, order)
+        if call.path != f"{prefix}/orders":
+            return Reply(404, {"errorMessage": "Not found"})
+        query = {k: v[0] for k, v in call.query.items()}
+        low, high = int(query.get("createdFrom", 0)), int(query.get("createdTo", 2**40))
+        window = [o for o in self.orders if low <= o["createTimestamp"] <= high]
+        offset, limit = int(query.get("offset", 0)), min(int(query.get("limit", 100)), 100)
+        fault = self.fault(offset // limit + 1)
+        if fault is not None:
+            return fault
+        chosen = window[offset : offset + limit]
+        body = {"total": len(window), "count": len(chosen), "offset": offset, "limit": limit}
+        return Reply(200, {**body, "items": chosen})
 
 
 def _in_window(created: str, query: Mapping[str, str]) -> bool:

@@ -1,10 +1,8 @@
 """The platforms a backfill can read, by name: each one's client, topic and variables.
 
-Shopify (REST Admin API), WooCommerce (REST API v3) and BigCommerce (V2 Orders API)
-list orders by creation date. The other shipped platforms are left out on purpose:
-Magento and PrestaShop need a store-specific setup of their APIs, and Ecwid, Wix,
-commercetools and Stripe are for a later round (docs/backfill.md says what each
-would need).
+Shopify (REST Admin API), WooCommerce (REST API v3), BigCommerce (V2 Orders API) and
+Ecwid (REST API v3) list orders by creation date. The other shipped platforms are for a
+later round (docs/backfill.md says what each would need).
 """
 
 from __future__ import annotations
@@ -13,7 +11,7 @@ import dataclasses
 from collections.abc import Callable, Mapping
 
 from engine.errors import UsageError, did_you_mean
-from engine.server.backfill import bigcommerce, shopify, woocommerce
+from engine.server.backfill import bigcommerce, ecwid, shopify, woocommerce
 from engine.server.backfill.api import Options
 from engine.server.backfill.source import Platform, Variable, Window, read_variables
 
@@ -59,6 +57,9 @@ PLATFORMS: dict[str, PlatformInfo] = {
             bigcommerce.BigCommerce,
             bigcommerce.RATE,
             bigcommerce.PAGE_SIZE,
+        ),
+        PlatformInfo(
+            ecwid.NAME, ecwid.TOPIC, ecwid.VARIABLES, ecwid.Ecwid, ecwid.RATE, ecwid.PAGE_SIZE
         ),
     )
 }
