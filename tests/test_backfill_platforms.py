@@ -21,7 +21,7 @@ from engine.cli import main
 from engine.sandbox.run import RunningSandbox, running
 from engine.sandbox.settings import SandboxConfig
 from engine.server.store.sqlite import DB_NAME, Store
-from tests.support.shop_apis import FIRST, EcwidApi
+from tests.support.shop_apis import FIRST, EcwidApi, PrestaShopWebservice
 
 CDP_KEY = "backfill-platforms-cdp-key"
 SINCE = FIRST.date().isoformat()
@@ -158,3 +158,117 @@ def test_an_ecwid_dry_run_writes_nothing_and_a_refused_token_is_located(
     assert "secret_wrong_77" not in wrong.output
     unset = backfill("rules/ecwid", data, {**env, "ECWID_STORE_ID": ""})
     assert unset.exit_code == 2 and "ecwid: not set: ECWID_STORE_ID" in unset.output
+
+
+# -- PrestaShop --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def prestashop() -> Iterator[PrestaShopWebservice]:
+    with PrestaShopWebservice(7) as api:
+        yield api
+
+
+def prestashop_env(api: PrestaShopWebservice, box: RunningSandbox) -> dict[str, str]:
+    return {
+        "PRESTASHOP_BASE_URL": api.url,
+        "PRESTASHOP_HOST": "127.0.0.1",
+        "PRESTASHOP_WS_AUTH": api.auth,
+        "PRESTASHOP_TIMEZONE": "Europe/Paris",
+        **cdp(box),
+    }
+
+
+def prestashop_ids(*indexes: int) -> list[str]:
+    return [str(100 + i) for i in indexes]
+
+
+def test_prestashop_orders_come_in_once_as_order_add_through_the_lookups(
+    prestashop: PrestaShopWebservice, box: RunningSandbox, tmp_path: Path
+) -> None:
+    prestashop.once[2] = (429, {"Retry-After": "0.2"})
+    prestashop.once[3] = (503, {})
+    env = prestashop_env(prestashop, box)
+    since, until = "2026-10-01T00:00:00+02:00", "2026-10-10T00:00:00+02:00"
+    args = ("--since", since, "--until", until, "--page-size", "3")
+    result = backfill("rules/prestashop", tmp_path, env, *args)
+    assert result.exit_code == 0, result.output
+    assert "3 page(s), 7 order(s): 7 stored, 0 stored before; 7 new event(s)" in result.stdout
+    assert "waiting 0.2 s: HTTP 429" in result.stderr
+    assert sorted(sent(box)) == prestashop_ids(*range(7))
+    assert {e["body"]["eventTypeKey"] for e in box.sandbox.events()} == {"orderCreated"}
+    assert set(sent(box, "status")) == {"IN_PROGRESS", "DELIVERED", "CANCELLED"}
+    assert set(sent(box, "currency")) == {"EUR"}  # the currency lookup
+    listing = prestashop.requests("/api/orders")
+    assert [(q["filter[id]"], status) for q, status in listing] == [
+        ("[1,4294967295]", 200),
+        ("[103,4294967295]", 429),
+        ("[103,4294967295]", 200),
+        ("[106,4294967295]", 503),
+        ("[106,4294967295]", 200),
+    ]
+    # the shop's local time, both ends inclusive
+    assert listing[0][0]["filter[date_add]"] == "[2026-10-01 00:00:00,2026-10-09 23:59:59]"
+    assert {f"/api/orders/{i}" for i in prestashop_ids(*range(7))} <= {
+        c.path for c in prestashop.calls
+    }
+    assert stored(tmp_path) == [
+        (f"backfill:prestashop:{i}:Order.add", "Order.add", "processed")
+        for i in prestashop_ids(*range(7))
+    ]
+    with Store(tmp_path / DB_NAME) as store:
+        detail = store.get_webhook(store.list_webhooks(limit=1)[0].id)
+    assert detail is not None
+    body = json.loads(detail.webhook.body)
+    assert (body["action"], body["entity"]) == ("add", "Order")
+    assert "associations" not in body["data"]  # the lines come from the lookup, as live
+    again = backfill("rules/prestashop", tmp_path, env, *args)
+    assert again.exit_code == 0, again.output
+    assert "resumed at min_id 107" in again.stdout
+    assert prestashop.requests("/api/orders")[-1][0]["filter[id]"] == "[107,4294967295]"
+    assert len(box.sandbox.events()) == 7
+
+
+def test_an_interrupted_prestashop_run_resumes_after_the_last_stored_id(
+    prestashop: PrestaShopWebservice, box: RunningSandbox, tmp_path: Path
+) -> None:
+    env = prestashop_env(prestashop, box)
+    args = ("--page-size", "3", "--retries", "1")
+    prestashop.broken_from = 2
+    stopped = backfill("rules/prestashop", tmp_path, env, *args)
+    assert stopped.exit_code == 1
+    assert "stopped: the cursor is at min_id 103" in stopped.stdout
+    assert "prestashop API: GET /api/orders?" in stopped.output and "HTTP 500" in stopped.output
+    assert sorted(sent(box)) == prestashop_ids(0, 1, 2)
+    prestashop.broken_from = None
+    before = len(prestashop.requests("/api/orders"))
+    resumed = backfill("rules/prestashop", tmp_path, env, *args)
+    assert resumed.exit_code == 0, resumed.output
+    assert [q["filter[id]"] for q, _ in prestashop.requests("/api/orders")[before:]] == [
+        "[103,4294967295]",
+        "[106,4294967295]",
+    ]
+    assert sorted(sent(box)) == prestashop_ids(*range(7))
+
+
+def test_a_prestashop_dry_run_writes_nothing_and_a_refused_key_is_located(
+    prestashop: PrestaShopWebservice, box: RunningSandbox, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    env = prestashop_env(prestashop, box)
+    dry = backfill("rules/prestashop", data, env, "--dry-run", "--json", "--show", "1")
+    assert dry.exit_code == 0, dry.output
+    found = json.loads(dry.stdout)
+    assert (found["orders"], found["events"], found["invalid"], found["failed"]) == (7, 7, 0, 0)
+    (event,) = found["first_events"]
+    assert (event["order_id"], event["event_type"]) == ("100", "orderCreated")
+    assert not data.exists() and box.sandbox.events() == []
+    wrong = backfill("rules/prestashop", data, {**env, "PRESTASHOP_WS_AUTH": "d3Jvbmcta2V5Og=="})
+    assert wrong.exit_code == 1
+    assert "prestashop API: GET /api/orders?display=full" in wrong.output
+    assert "HTTP 401, the credentials were refused" in wrong.output
+    assert "d3Jvbmcta2V5Og==" not in wrong.output
+    zone = backfill("rules/prestashop", data, {**env, "PRESTASHOP_TIMEZONE": "Mars/Olympus"})
+    assert (
+        zone.exit_code == 2 and "PRESTASHOP_TIMEZONE: 'Mars/Olympus' is no time zone" in zone.output
+    )

@@ -3,8 +3,8 @@
 Each is ``HttpStub`` with an ``answer`` that does what the platform's API does for the
 requests a backfill makes: its authentication, its filters, its pagination (Shopify's
 ``Link`` with an opaque ``page_info``, WooCommerce's numbered pages with ``X-WP-Total``,
-BigCommerce's ``min_id`` and ``204 No Content``, Ecwid's offsets with ``total``) and its
-rate-limit headers. Faults are
+BigCommerce's ``min_id`` and ``204 No Content``, Ecwid's offsets with ``total``,
+PrestaShop's filter intervals and ``[]`` for nothing found) and its rate-limit headers. Faults are
 set per page of the window's listing: ``once[page] = (status, headers)`` answers the first
 request for that page so, ``broken_from = N`` answers every request for page N or later
 with 500 (until set back to None).
@@ -17,6 +17,7 @@ import datetime
 import email.utils
 import json
 import threading
+import zoneinfo
 from collections.abc import Mapping
 from typing import Any
 
@@ -245,6 +246,69 @@ class EcwidApi(ShopApi):
         chosen = window[offset : offset + limit]
         body = {"total": len(window), "count": len(chosen), "offset": offset, "limit": limit}
         return Reply(200, {**body, "items": chosen})
+
+
+class PrestaShopWebservice(ShopApi):
+    """PrestaShop's webservice: the order list (filter intervals on ``date_add`` and ``id``,
+    ``sort=[id_ASC]``, ``limit``), and the order, customer, address, country and currency
+    the lookups fetch (the example files), behind the Basic key."""
+
+    ZONE = zoneinfo.ZoneInfo("Europe/Paris")
+    #: order state ids in turn: Payment accepted, Delivered, Canceled
+    STATES = ("2", "5", "6")
+
+    def __init__(self, count: int, auth: str = "V1NLRVlURVNUOg==") -> None:
+        self.auth = auth
+        super().__init__([self.order(i) for i in range(count)])
+
+    @classmethod
+    def order(cls, i: int) -> dict[str, Any]:
+        order: dict[str, Any] = _example("prestashop/api/orders-24.json")["order"]
+        order["id"] = 100 + i
+        moment = (FIRST + datetime.timedelta(days=i)).astimezone(cls.ZONE)
+        order["date_add"] = order["date_upd"] = moment.strftime("%Y-%m-%d %H:%M:%S")
+        order["current_state"] = cls.STATES[i % len(cls.STATES)]
+        order["reference"] = f"BFREF{i:04d}"
+        return order
+
+    def _answer(self, call: Call) -> Reply:
+        if call.header("Authorization") != f"Basic {self.auth}":
+            return Reply(401, {"errors": [{"code": 17, "message": "Authentication key is empty"}]})
+        query = {k: v[0] for k, v in call.query.items()}
+        if query.get("output_format") != "JSON":
+            return Reply(400, {"errors": [{"code": 0, "message": "XML, not asked for"}]})
+        parts = call.path.strip("/").split("/")  # api, resource[, id]
+        if parts[:2] == ["api", "orders"] and len(parts) == 3:
+            found = [o for o in self.orders if str(o["id"]) == parts[2]]
+            return Reply(200, {"order": found[0]}) if found else Reply(404, {"errors": []})
+        if parts == ["api", "orders"]:
+            return self._list(query)
+        if len(parts) == 3:
+            name = f"{parts[1]}-{parts[2]}.json"
+        else:  # a list filtered by id: ?filter[id]=[7]
+            name = f"{parts[1]}-{query.get('filter[id]', '[]').strip('[]')}.json"
+        path = EXAMPLES / "prestashop" / "api" / name
+        if not path.is_file():
+            return Reply(200, []) if len(parts) == 2 else Reply(404, {"errors": [{"code": 0}]})
+        return Reply(200, json.loads(path.read_text(encoding="utf-8")))
+
+    def _list(self, query: Mapping[str, str]) -> Reply:
+        if (query.get("display"), query.get("sort"), query.get("date")) != (
+            "full",
+            "[id_ASC]",
+            "1",
+        ):
+            return Reply(400, {"errors": [{"message": "the backfill asks in full, by id, dates"}]})
+        low, high = query["filter[date_add]"].strip("[]").split(",")
+        first, last = (int(n) for n in query["filter[id]"].strip("[]").split(","))
+        window = [o for o in self.orders if low <= o["date_add"] <= high]
+        rest = [o for o in window if first <= o["id"] <= last]
+        size = int(query["limit"].split(",")[-1])
+        fault = self.fault((len(window) - len(rest)) // size + 1)
+        if fault is not None:
+            return fault
+        chosen = rest[:size]
+        return Reply(200, {"orders": chosen} if chosen else [])
 
 
 def _in_window(created: str, query: Mapping[str, str]) -> bool:

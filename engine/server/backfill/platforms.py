@@ -1,8 +1,9 @@
 """The platforms a backfill can read, by name: each one's client, topic and variables.
 
-Shopify (REST Admin API), WooCommerce (REST API v3), BigCommerce (V2 Orders API) and
-Ecwid (REST API v3) list orders by creation date. The other shipped platforms are for a
-later round (docs/backfill.md says what each would need).
+Shopify (REST Admin API), WooCommerce (REST API v3), BigCommerce (V2 Orders API),
+Ecwid (REST API v3) and PrestaShop (the webservice) list orders by creation date. The
+other shipped platforms are for a later round (docs/backfill.md says what each would
+need).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import dataclasses
 from collections.abc import Callable, Mapping
 
 from engine.errors import UsageError, did_you_mean
-from engine.server.backfill import bigcommerce, ecwid, shopify, woocommerce
+from engine.server.backfill import bigcommerce, ecwid, prestashop, shopify, woocommerce
 from engine.server.backfill.api import Options
 from engine.server.backfill.source import Platform, Variable, Window, read_variables
 
@@ -60,6 +61,14 @@ PLATFORMS: dict[str, PlatformInfo] = {
         ),
         PlatformInfo(
             ecwid.NAME, ecwid.TOPIC, ecwid.VARIABLES, ecwid.Ecwid, ecwid.RATE, ecwid.PAGE_SIZE
+        ),
+        PlatformInfo(
+            prestashop.NAME,
+            prestashop.TOPIC,
+            prestashop.VARIABLES,
+            prestashop.PrestaShop,
+            prestashop.RATE,
+            prestashop.PAGE_SIZE,
         ),
     )
 }
