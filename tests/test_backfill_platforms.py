@@ -21,7 +21,7 @@ from engine.cli import main
 from engine.sandbox.run import RunningSandbox, running
 from engine.sandbox.settings import SandboxConfig
 from engine.server.store.sqlite import DB_NAME, Store
-from tests.support.shop_apis import FIRST, EcwidApi, PrestaShopWebservice
+from tests.support.shop_apis import FIRST, EcwidApi, MagentoRest, PrestaShopWebservice
 
 CDP_KEY = "backfill-platforms-cdp-key"
 SINCE = FIRST.date().isoformat()
@@ -272,3 +272,118 @@ def test_a_prestashop_dry_run_writes_nothing_and_a_refused_key_is_located(
     assert (
         zone.exit_code == 2 and "PRESTASHOP_TIMEZONE: 'Mars/Olympus' is no time zone" in zone.output
     )
+
+
+# -- Magento -----------------------------------------------------------------------------
+
+MAGENTO_PATH = "/rest/V1/orders"
+TOPIC = "com.adobe.commerce.observer.sales_order_save_commit_after"
+
+
+@pytest.fixture
+def magento() -> Iterator[MagentoRest]:
+    with MagentoRest(7) as api:
+        yield api
+
+
+def magento_env(api: MagentoRest, box: RunningSandbox) -> dict[str, str]:
+    return {"MAGENTO_BASE_URL": api.url, "MAGENTO_ACCESS_TOKEN": api.token, **cdp(box)}
+
+
+def magento_ids(*indexes: int) -> list[str]:
+    return [f"{100001500 + i:09d}" for i in indexes]
+
+
+def criteria(query: Mapping[str, str]) -> list[tuple[str, str, str]]:
+    """The (field, condition, value) of each filter group of a searchCriteria query."""
+    out, n = [], 0
+    while (at := f"searchCriteria[filter_groups][{n}][filters][0]") + "[field]" in query:
+        out.append((query[at + "[field]"], query[at + "[condition_type]"], query[at + "[value]"]))
+        n += 1
+    return out
+
+
+def test_magento_orders_come_in_once_as_order_saves_that_change_nothing(
+    magento: MagentoRest, box: RunningSandbox, tmp_path: Path
+) -> None:
+    magento.once[2] = (429, {"Retry-After": "0.2"})
+    magento.once[3] = (503, {})
+    env = magento_env(magento, box)
+    args = ("--since", "2026-10-01T00:00:00+00:00", "--until", "2026-11-01T00:00:00+01:00")
+    result = backfill("rules/magento/io-events", tmp_path, env, *args, "--page-size", "3")
+    assert result.exit_code == 0, result.output
+    assert "3 page(s), 7 order(s): 7 stored, 0 stored before; 7 new event(s)" in result.stdout
+    assert "waiting 0.2 s: HTTP 429" in result.stderr
+    assert sorted(sent(box)) == magento_ids(*range(7))
+    # orderUpdated with the state's status, whatever the state: the CDP creates the order
+    assert {e["body"]["eventTypeKey"] for e in box.sandbox.events()} == {"orderUpdated"}
+    assert set(sent(box, "status")) == {"IN_PROGRESS", "DELIVERED", "CANCELLED"}
+    assert "Portland" in sent(box, "deliveryAddress")[0]  # from the shipping assignment
+    listing = magento.requests(MAGENTO_PATH)
+    count, first, *_ = listing
+    assert criteria(count[0]) == [
+        ("created_at", "gteq", "2026-10-01 00:00:00"),
+        ("created_at", "lt", "2026-10-31 23:00:00"),  # UTC
+    ]
+    assert criteria(first[0])[2] == ("entity_id", "gteq", "1")
+    assert [(criteria(q)[2][2], q["searchCriteria[currentPage]"], s) for q, s in listing[1:]] == [
+        ("1", "1", 200),
+        ("1503", "1", 429),
+        ("1503", "1", 200),
+        ("1506", "1", 503),
+        ("1506", "1", 200),
+    ]
+    assert "magento-integration-token" not in result.output
+    assert stored(tmp_path) == [
+        (f"backfill:magento:{1500 + i}:{TOPIC}", TOPIC, "processed") for i in range(7)
+    ]
+    again = backfill("rules/magento/io-events", tmp_path, env, *args, "--page-size", "3")
+    assert again.exit_code == 0, again.output
+    assert "resumed at min_id 1507" in again.stdout
+    assert len(box.sandbox.events()) == 7
+
+
+def test_an_interrupted_magento_run_resumes_after_the_last_stored_id(
+    magento: MagentoRest, box: RunningSandbox, tmp_path: Path
+) -> None:
+    env = magento_env(magento, box)
+    args = ("--page-size", "3", "--retries", "1")
+    magento.broken_from = 2
+    stopped = backfill("rules/magento/io-events", tmp_path, env, *args)
+    assert stopped.exit_code == 1
+    assert "stopped: the cursor is at min_id 1503" in stopped.stdout
+    assert f"magento API: GET {MAGENTO_PATH}?searchCriteria" in stopped.output
+    assert "HTTP 500" in stopped.output
+    assert sorted(sent(box)) == magento_ids(0, 1, 2)
+    magento.broken_from = None
+    before = len(magento.requests(MAGENTO_PATH))
+    resumed = backfill("rules/magento/io-events", tmp_path, env, *args)
+    assert resumed.exit_code == 0, resumed.output
+    later = [criteria(q) for q, _ in magento.requests(MAGENTO_PATH)[before:]]
+    assert [c[-1][2] for c in later[1:]] == ["1503", "1506"]  # after the count
+    assert sorted(sent(box)) == magento_ids(*range(7))
+
+
+def test_magento_commerce_webhooks_rule_set_reads_the_same_orders(
+    magento: MagentoRest, box: RunningSandbox, tmp_path: Path
+) -> None:
+    """The rule set magento-webhooks is Magento's too, and its topic is the Commerce
+    Webhooks event name: the same orders become the same events."""
+    env = magento_env(magento, box)
+    data = tmp_path / "data"
+    dry = backfill("rules/magento/webhooks", data, env, "--dry-run", "--json", "--show", "1")
+    assert dry.exit_code == 0, dry.output
+    found = json.loads(dry.stdout)
+    assert (found["platform"], found["topic"]) == ("magento", "sales_order_save_commit_after")
+    assert (found["orders"], found["events"], found["invalid"], found["total"]) == (7, 7, 0, 7)
+    (event,) = found["first_events"]
+    assert event["event_type"] == "orderUpdated"
+    assert not data.exists() and box.sandbox.events() == []
+    result = backfill("rules/magento/webhooks", data, env)
+    assert result.exit_code == 0, result.output
+    assert sorted(sent(box)) == magento_ids(*range(7))
+    wrong = backfill(
+        "rules/magento/io-events", data, {**env, "MAGENTO_ACCESS_TOKEN": "wrong-tok-3"}
+    )
+    assert wrong.exit_code == 1 and "HTTP 401, the credentials were refused" in wrong.output
+    assert "wrong-tok-3" not in wrong.output

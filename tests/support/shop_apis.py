@@ -4,7 +4,8 @@ Each is ``HttpStub`` with an ``answer`` that does what the platform's API does f
 requests a backfill makes: its authentication, its filters, its pagination (Shopify's
 ``Link`` with an opaque ``page_info``, WooCommerce's numbered pages with ``X-WP-Total``,
 BigCommerce's ``min_id`` and ``204 No Content``, Ecwid's offsets with ``total``,
-PrestaShop's filter intervals and ``[]`` for nothing found) and its rate-limit headers. Faults are
+PrestaShop's filter intervals and ``[]`` for nothing found, Magento's ``searchCriteria``)
+and its rate-limit headers. Faults are
 set per page of the window's listing: ``once[page] = (status, headers)`` answers the first
 request for that page so, ``broken_from = N`` answers every request for page N or later
 with 500 (until set back to None).
@@ -309,6 +310,83 @@ class PrestaShopWebservice(ShopApi):
             return fault
         chosen = rest[:size]
         return Reply(200, {"orders": chosen} if chosen else [])
+
+
+class MagentoRest(ShopApi):
+    """Magento's REST API: ``GET /rest/V1/orders`` with ``searchCriteria`` filter groups
+    (AND-ed), sorted by ``entity_id``, with Magento's own quirk: a ``currentPage`` past the
+    end answers the last page again."""
+
+    #: order states in turn, with their default statuses
+    STATES = ("processing", "complete", "canceled")
+
+    def __init__(self, count: int, token: str = "magento-integration-token") -> None:
+        self.token = token
+        super().__init__([self.order(i) for i in range(count)])
+
+    @classmethod
+    def order(cls, i: int) -> dict[str, Any]:
+        """The example order save's order as the REST API gives it."""
+        value = _example("magento/io-order-save-complete.json")["data"]["value"]
+        addresses = {a["address_type"]: a for a in value.pop("addresses")}
+        for name in ("_isNew", "_origData", "status_histories"):
+            value.pop(name, None)
+        for address in addresses.values():
+            address["street"] = address["street"].split("\n")  # REST gives a list of lines
+        moment = FIRST + datetime.timedelta(days=i)
+        value.update(
+            entity_id=1500 + i,
+            increment_id=f"{100001500 + i:09d}",
+            state=cls.STATES[i % len(cls.STATES)],
+            status=cls.STATES[i % len(cls.STATES)],
+            customer_email=f"mbuyer{i}@example.com",
+            created_at=moment.strftime("%Y-%m-%d %H:%M:%S"),
+            updated_at=moment.strftime("%Y-%m-%d %H:%M:%S"),
+            billing_address=addresses["billing"],
+            extension_attributes={
+                "shipping_assignments": [{"shipping": {"address": addresses["shipping"]}}]
+            },
+        )
+        return dict(value)
+
+    def _answer(self, call: Call) -> Reply:
+        if call.header("Authorization") != f"Bearer {self.token}":
+            return Reply(401, {"message": "The consumer isn't authorized to access %resources."})
+        if call.path != "/rest/V1/orders":
+            return Reply(404, {"message": "Request does not match any route."})
+        query = {k: v[0] for k, v in call.query.items()}
+        if query.get("searchCriteria[sortOrders][0][field]") != "entity_id":
+            return Reply(400, {"message": "the backfill sorts by entity_id"})
+        window, rest = self.orders, self.orders  # the window: the created_at groups alone
+        n = 0
+        while f"searchCriteria[filter_groups][{n}][filters][0][field]" in query:
+            at = f"searchCriteria[filter_groups][{n}][filters][0]"
+            field, text = query[f"{at}[field]"], query[f"{at}[value]"]
+            value: Any = int(text) if field == "entity_id" else text
+            test = _CONDITIONS[query[f"{at}[condition_type]"]]
+            rest = [o for o in rest if test(o[field], value)]
+            if field == "created_at":
+                window = [o for o in window if test(o[field], value)]
+            n += 1
+        size, page = (
+            int(query["searchCriteria[pageSize]"]),
+            int(query["searchCriteria[currentPage]"]),
+        )
+        paging = "entity_id" in {
+            v for k, v in query.items() if k.startswith("searchCriteria[filter_groups]")
+        }
+        fault = self.fault((len(window) - len(rest)) // size + 1) if paging else None
+        if fault is not None:  # the count (no entity_id group) is never failed
+            return fault
+        last = max(1, -(-len(rest) // size))
+        chosen = rest[(min(page, last) - 1) * size : min(page, last) * size]
+        return Reply(200, {"items": chosen, "search_criteria": {}, "total_count": len(rest)})
+
+
+_CONDITIONS: dict[str, Any] = {
+    "gteq": lambda a, b: a >= b,
+    "lt": lambda a, b: a < b,
+}
 
 
 def _in_window(created: str, query: Mapping[str, str]) -> bool:

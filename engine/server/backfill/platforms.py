@@ -1,7 +1,8 @@
 """The platforms a backfill can read, by name: each one's client, topic and variables.
 
 Shopify (REST Admin API), WooCommerce (REST API v3), BigCommerce (V2 Orders API),
-Ecwid (REST API v3) and PrestaShop (the webservice) list orders by creation date. The
+Ecwid (REST API v3), PrestaShop (the webservice) and Magento (REST ``V1/orders``) list
+orders by creation date. The
 other shipped platforms are for a later round (docs/backfill.md says what each would
 need).
 """
@@ -12,7 +13,7 @@ import dataclasses
 from collections.abc import Callable, Mapping
 
 from engine.errors import UsageError, did_you_mean
-from engine.server.backfill import bigcommerce, ecwid, prestashop, shopify, woocommerce
+from engine.server.backfill import bigcommerce, ecwid, magento, prestashop, shopify, woocommerce
 from engine.server.backfill.api import Options
 from engine.server.backfill.source import Platform, Variable, Window, read_variables
 
@@ -30,6 +31,13 @@ class PlatformInfo:
     #: requests a second a run makes unless ``--api-rate`` says
     rate: float
     page_size: int
+    #: rule sets of other names that read this platform's webhooks, and the topic of each
+    #: (Magento's ``magento-webhooks`` reads Commerce Webhooks, not I/O Events)
+    rulesets: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    def topic_for(self, ruleset: str) -> str:
+        """The topic orders go through in the rule set called ``ruleset``."""
+        return self.rulesets.get(ruleset, self.topic)
 
 
 PLATFORMS: dict[str, PlatformInfo] = {
@@ -70,8 +78,24 @@ PLATFORMS: dict[str, PlatformInfo] = {
             prestashop.RATE,
             prestashop.PAGE_SIZE,
         ),
+        PlatformInfo(
+            magento.NAME,
+            magento.TOPIC,
+            magento.VARIABLES,
+            magento.Magento,
+            magento.RATE,
+            magento.PAGE_SIZE,
+            magento.RULESETS,
+        ),
     )
 }
+
+
+def platform_of(ruleset: str) -> str | None:
+    """The platform a rule set of this name reads (its own name, or one a platform lists)."""
+    if ruleset in PLATFORMS:
+        return ruleset
+    return next((p.name for p in PLATFORMS.values() if ruleset in p.rulesets), None)
 
 
 def platform_info(name: str) -> PlatformInfo:
