@@ -21,7 +21,13 @@ from engine.cli import main
 from engine.sandbox.run import RunningSandbox, running
 from engine.sandbox.settings import SandboxConfig
 from engine.server.store.sqlite import DB_NAME, Store
-from tests.support.shop_apis import FIRST, EcwidApi, MagentoRest, PrestaShopWebservice
+from tests.support.shop_apis import (
+    FIRST,
+    EcwidApi,
+    MagentoRest,
+    PrestaShopWebservice,
+    StripeApi,
+)
 
 CDP_KEY = "backfill-platforms-cdp-key"
 SINCE = FIRST.date().isoformat()
@@ -387,3 +393,122 @@ def test_magento_commerce_webhooks_rule_set_reads_the_same_orders(
     )
     assert wrong.exit_code == 1 and "HTTP 401, the credentials were refused" in wrong.output
     assert "wrong-tok-3" not in wrong.output
+
+
+# -- Stripe ------------------------------------------------------------------------------
+
+SESSIONS = "/v1/checkout/sessions"
+
+
+@pytest.fixture
+def stripe() -> Iterator[StripeApi]:
+    with StripeApi(7) as api:
+        yield api
+
+
+def stripe_env(api: StripeApi, box: RunningSandbox) -> dict[str, str]:
+    return {
+        "STRIPE_SECRET_KEY": api.key,
+        "STRIPE_API_BASE": api.url,
+        "STRIPE_API_HOST": "127.0.0.1",
+        **cdp(box),
+    }
+
+
+def session_ids(*indexes: int) -> list[str]:
+    return [f"cs_test_bf{i:03d}" for i in indexes]
+
+
+def test_stripe_sessions_come_in_once_and_a_run_again_reads_only_newer_ones(
+    stripe: StripeApi, box: RunningSandbox, tmp_path: Path
+) -> None:
+    stripe.once[2] = (429, {})
+    stripe.once[3] = (503, {})
+    env = stripe_env(stripe, box)
+    result = backfill("rules/stripe", tmp_path, env, "--page-size", "3")
+    assert result.exit_code == 0, result.output
+    assert "3 page(s), 7 order(s): 7 stored, 0 stored before; 7 new event(s)" in result.stdout
+    assert sorted(sent(box)) == session_ids(*range(7))
+    assert {e["body"]["eventTypeKey"] for e in box.sandbox.events()} == {"orderCreated"}
+    assert set(sent(box, "status")) == {"IN_PROGRESS", "INITIALIZED"}  # paid, unpaid
+    listing = stripe.requests(SESSIONS)
+    assert [(q.get("starting_after"), s) for q, s in listing] == [
+        (None, 200),
+        ("cs_test_bf004", 429),
+        ("cs_test_bf004", 200),
+        ("cs_test_bf001", 503),
+        ("cs_test_bf001", 200),
+    ]
+    assert listing[0][0]["status"] == "complete"
+    assert {f"{SESSIONS}/{i}/line_items" for i in session_ids(*range(7))} <= {
+        c.path for c in stripe.calls
+    }
+    assert stored(tmp_path) == [
+        (
+            f"backfill:stripe:{i}:checkout.session.completed",
+            "checkout.session.completed",
+            "processed",
+        )
+        for i in session_ids(*range(7))
+    ]
+    assert stripe.key not in result.output
+    stripe.add(2)
+    again = backfill("rules/stripe", tmp_path, env, "--page-size", "3")
+    assert again.exit_code == 0, again.output
+    assert "resumed at ending_before cs_test_bf006" in again.stdout
+    assert "1 page(s), 2 order(s): 2 stored, 0 stored before" in again.stdout
+    assert stripe.requests(SESSIONS)[-1][0]["ending_before"] == "cs_test_bf006"
+    assert sorted(sent(box)) == session_ids(*range(9))
+    last = backfill("rules/stripe", tmp_path, env, "--page-size", "3")
+    assert "resumed at ending_before cs_test_bf008" in last.stdout
+    assert len(box.sandbox.events()) == 9
+
+
+def test_an_interrupted_stripe_run_resumes_after_the_last_stored_session(
+    stripe: StripeApi, box: RunningSandbox, tmp_path: Path
+) -> None:
+    env = stripe_env(stripe, box)
+    args = ("--page-size", "3", "--retries", "1")
+    stripe.broken_from = 2
+    stopped = backfill("rules/stripe", tmp_path, env, *args)
+    assert stopped.exit_code == 1
+    assert (
+        "stopped: the cursor is at newest cs_test_bf006, starting_after cs_test_bf004"
+        in stopped.stdout
+    )
+    assert f"stripe API: GET {SESSIONS}?" in stopped.output and "HTTP 500" in stopped.output
+    assert sorted(sent(box)) == session_ids(4, 5, 6)
+    stripe.broken_from = None
+    before = len(stripe.requests(SESSIONS))
+    resumed = backfill("rules/stripe", tmp_path, env, *args)
+    assert resumed.exit_code == 0, resumed.output
+    assert [q.get("starting_after") for q, _ in stripe.requests(SESSIONS)[before:]] == [
+        "cs_test_bf004",
+        "cs_test_bf001",
+    ]
+    assert sorted(sent(box)) == session_ids(*range(7))
+    stripe.add(1)
+    again = backfill("rules/stripe", tmp_path, env, *args)
+    assert "resumed at ending_before cs_test_bf006" in again.stdout  # the newest of run 1
+    assert sorted(sent(box)) == session_ids(*range(8))
+
+
+def test_a_stripe_dry_run_writes_nothing_and_keys_are_checked(
+    stripe: StripeApi, box: RunningSandbox, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    env = stripe_env(stripe, box)
+    dry = backfill("rules/stripe", data, env, "--dry-run", "--json", "--show", "1")
+    assert dry.exit_code == 0, dry.output
+    found = json.loads(dry.stdout)
+    assert (found["orders"], found["events"], found["invalid"], found["failed"]) == (7, 7, 0, 0)
+    (event,) = found["first_events"]
+    assert (event["order_id"], event["event_type"]) == ("cs_test_bf006", "orderCreated")
+    assert not data.exists() and box.sandbox.events() == []
+    wrong = backfill("rules/stripe", data, {**env, "STRIPE_SECRET_KEY": "rk_test_wrong_5"})
+    assert wrong.exit_code == 1 and "HTTP 401, the credentials were refused" in wrong.output
+    assert "rk_test_wrong_5" not in wrong.output
+    publishable = backfill("rules/stripe", data, {**env, "STRIPE_SECRET_KEY": "pk_test_1"})
+    assert (
+        publishable.exit_code == 2 and "a secret (sk_…) or restricted (rk_…)" in publishable.output
+    )

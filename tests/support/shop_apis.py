@@ -4,8 +4,9 @@ Each is ``HttpStub`` with an ``answer`` that does what the platform's API does f
 requests a backfill makes: its authentication, its filters, its pagination (Shopify's
 ``Link`` with an opaque ``page_info``, WooCommerce's numbered pages with ``X-WP-Total``,
 BigCommerce's ``min_id`` and ``204 No Content``, Ecwid's offsets with ``total``,
-PrestaShop's filter intervals and ``[]`` for nothing found, Magento's ``searchCriteria``)
-and its rate-limit headers. Faults are
+PrestaShop's filter intervals and ``[]`` for nothing found, Magento's ``searchCriteria``,
+Stripe's newest-first lists with ``starting_after`` / ``ending_before``) and its
+rate-limit headers. Faults are
 set per page of the window's listing: ``once[page] = (status, headers)`` answers the first
 request for that page so, ``broken_from = N`` answers every request for page N or later
 with 500 (until set back to None).
@@ -381,6 +382,65 @@ class MagentoRest(ShopApi):
         last = max(1, -(-len(rest) // size))
         chosen = rest[(min(page, last) - 1) * size : min(page, last) * size]
         return Reply(200, {"items": chosen, "search_criteria": {}, "total_count": len(rest)})
+
+
+class StripeApi(ShopApi):
+    """Stripe's Checkout sessions list (newest first, ``starting_after``, ``ending_before``,
+    ``has_more``), and the line items the lookup fetches. A fault's page is counted from the
+    newest session of the window."""
+
+    def __init__(self, count: int, key: str = "rk_test_backfill") -> None:
+        self.key = key
+        super().__init__([self.session(i) for i in range(count)])
+
+    @staticmethod
+    def session(i: int) -> dict[str, Any]:
+        session: dict[str, Any] = _example("stripe/checkout-session-completed.json")["data"][
+            "object"
+        ]
+        session["id"] = f"cs_test_bf{i:03d}"
+        session["created"] = int((FIRST + datetime.timedelta(days=i)).timestamp())
+        session["payment_status"] = "unpaid" if i % 3 == 2 else "paid"
+        session["customer_details"] = {
+            **session["customer_details"],
+            "email": f"sbuyer{i}@example.com",
+        }
+        return session
+
+    def add(self, count: int) -> None:
+        """``count`` sessions more, completed after the others."""
+        start = len(self.orders)
+        self.orders.extend(self.session(start + i) for i in range(count))
+
+    def _answer(self, call: Call) -> Reply:
+        if call.header("Authorization") != f"Bearer {self.key}":
+            return Reply(401, {"error": {"type": "invalid_request_error", "message": "bad key"}})
+        for session in self.orders:
+            if call.path == f"/v1/checkout/sessions/{session['id']}/line_items":
+                return Reply(200, _example("stripe/api/line-items-01.json"))
+        if call.path != "/v1/checkout/sessions":
+            return Reply(404, {"error": {"type": "invalid_request_error"}})
+        query = {k: v[0] for k, v in call.query.items()}
+        low, high = int(query["created[gte]"]), int(query.get("created[lt]", 2**40))
+        newest_first = sorted(
+            (s for s in self.orders if low <= s["created"] < high and s["status"] == "complete"),
+            key=lambda s: s["created"],
+            reverse=True,
+        )
+        ids = [s["id"] for s in newest_first]
+        limit = int(query.get("limit", 10))
+        if "ending_before" in query:  # the page just newer than it, still newest first
+            end = ids.index(query["ending_before"])
+            chosen, more = newest_first[max(0, end - limit) : end], end - limit > 0
+            start = max(0, end - limit)
+        else:
+            start = ids.index(query["starting_after"]) + 1 if "starting_after" in query else 0
+            chosen = newest_first[start : start + limit]
+            more = start + limit < len(ids)
+        fault = self.fault(start // limit + 1)
+        if fault is not None:
+            return fault
+        return Reply(200, {"object": "list", "url": call.path, "has_more": more, "data": chosen})
 
 
 _CONDITIONS: dict[str, Any] = {

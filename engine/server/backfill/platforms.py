@@ -2,9 +2,8 @@
 
 Shopify (REST Admin API), WooCommerce (REST API v3), BigCommerce (V2 Orders API),
 Ecwid (REST API v3), PrestaShop (the webservice) and Magento (REST ``V1/orders``) list
-orders by creation date. The
-other shipped platforms are for a later round (docs/backfill.md says what each would
-need).
+orders by creation date, and Stripe its Checkout sessions. Wix and commercetools are for
+a later round (docs/backfill.md says what each would need).
 """
 
 from __future__ import annotations
@@ -13,7 +12,15 @@ import dataclasses
 from collections.abc import Callable, Mapping
 
 from engine.errors import UsageError, did_you_mean
-from engine.server.backfill import bigcommerce, ecwid, magento, prestashop, shopify, woocommerce
+from engine.server.backfill import (
+    bigcommerce,
+    ecwid,
+    magento,
+    prestashop,
+    shopify,
+    stripe,
+    woocommerce,
+)
 from engine.server.backfill.api import Options
 from engine.server.backfill.source import Platform, Variable, Window, read_variables
 
@@ -86,6 +93,14 @@ PLATFORMS: dict[str, PlatformInfo] = {
             magento.RATE,
             magento.PAGE_SIZE,
             magento.RULESETS,
+        ),
+        PlatformInfo(
+            stripe.NAME,
+            stripe.TOPIC,
+            stripe.VARIABLES,
+            stripe.Stripe,
+            stripe.RATE,
+            stripe.PAGE_SIZE,
         ),
     )
 }
