@@ -32,7 +32,13 @@ from engine.rules.model import RuleSet
 from engine.rules.shops import Shop, load_shops
 from engine.server.backfill import api, runner
 from engine.server.backfill.cursor import FOLDER, CursorFile
-from engine.server.backfill.platforms import PLATFORMS, PlatformInfo, open_platform, platform_info
+from engine.server.backfill.platforms import (
+    PLATFORMS,
+    PlatformInfo,
+    open_platform,
+    platform_info,
+    platform_of,
+)
 from engine.server.backfill.source import Window
 from engine.server.store.location import is_database_url
 from engine.server.tenants import Tenancy
@@ -122,7 +128,7 @@ def backfill_command(
     tenancy = load_tenancy(rules_paths, shops_path, only=shop)
     ruleset = _ruleset(tenancy, source, shop or "")
     info = platform_info(platform or _platform_of(ruleset))
-    topic = topic or info.topic
+    topic = topic or info.topic_for(ruleset.name)
     _check_topic(ruleset, topic)
     progress = Progress(f"backfill {ruleset.name}" + (f"/{shop}" if shop else ""), "orders")
     options = api.Options(
@@ -216,8 +222,9 @@ def _ruleset(tenancy: Tenancy, source: str | None, shop: str) -> RuleSet:
 
 
 def _platform_of(ruleset: RuleSet) -> str:
-    if ruleset.name in PLATFORMS:
-        return ruleset.name
+    found = platform_of(ruleset.name)
+    if found is not None:
+        return found
     raise UsageError(
         f"rule set '{ruleset.name}' is not named after a platform: say which API to read "
         f"with --platform ({', '.join(sorted(PLATFORMS))})"

@@ -7,8 +7,8 @@ The parts, in the order a run uses them:
   when a later answer may differ (429 with ``Retry-After``, 5xx, network errors);
 * ``source``: what every platform's client gives (pages of orders, each order as the
   webhook its platform would have sent) and the variables it reads;
-* ``shopify``, ``woocommerce``, ``bigcommerce``: one client per platform API, and
-  ``platforms`` naming them;
+* ``shopify``, ``woocommerce``, ``bigcommerce``, ``ecwid``, ``prestashop``, ``magento``,
+  ``stripe``: one client per platform API, and ``platforms`` naming them;
 * ``cursor``: where an interrupted run continues, kept beside the store;
 * ``runner``: pages → stored webhooks (a deterministic delivery id each, so nothing is
   stored or sent twice) → the processor → the events the dispatcher sends.

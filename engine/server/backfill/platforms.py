@@ -1,10 +1,9 @@
 """The platforms a backfill can read, by name: each one's client, topic and variables.
 
-Shopify (REST Admin API), WooCommerce (REST API v3) and BigCommerce (V2 Orders API)
-list orders by creation date. The other shipped platforms are left out on purpose:
-Magento and PrestaShop need a store-specific setup of their APIs, and Ecwid, Wix,
-commercetools and Stripe are for a later round (docs/backfill.md says what each
-would need).
+Shopify (REST Admin API), WooCommerce (REST API v3), BigCommerce (V2 Orders API),
+Ecwid (REST API v3), PrestaShop (the webservice) and Magento (REST ``V1/orders``) list
+orders by creation date, and Stripe its Checkout sessions. Wix and commercetools are for
+a later round (docs/backfill.md says what each would need).
 """
 
 from __future__ import annotations
@@ -13,7 +12,15 @@ import dataclasses
 from collections.abc import Callable, Mapping
 
 from engine.errors import UsageError, did_you_mean
-from engine.server.backfill import bigcommerce, shopify, woocommerce
+from engine.server.backfill import (
+    bigcommerce,
+    ecwid,
+    magento,
+    prestashop,
+    shopify,
+    stripe,
+    woocommerce,
+)
 from engine.server.backfill.api import Options
 from engine.server.backfill.source import Platform, Variable, Window, read_variables
 
@@ -31,6 +38,13 @@ class PlatformInfo:
     #: requests a second a run makes unless ``--api-rate`` says
     rate: float
     page_size: int
+    #: rule sets of other names that read this platform's webhooks, and the topic of each
+    #: (Magento's ``magento-webhooks`` reads Commerce Webhooks, not I/O Events)
+    rulesets: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    def topic_for(self, ruleset: str) -> str:
+        """The topic orders go through in the rule set called ``ruleset``."""
+        return self.rulesets.get(ruleset, self.topic)
 
 
 PLATFORMS: dict[str, PlatformInfo] = {
@@ -60,8 +74,43 @@ PLATFORMS: dict[str, PlatformInfo] = {
             bigcommerce.RATE,
             bigcommerce.PAGE_SIZE,
         ),
+        PlatformInfo(
+            ecwid.NAME, ecwid.TOPIC, ecwid.VARIABLES, ecwid.Ecwid, ecwid.RATE, ecwid.PAGE_SIZE
+        ),
+        PlatformInfo(
+            prestashop.NAME,
+            prestashop.TOPIC,
+            prestashop.VARIABLES,
+            prestashop.PrestaShop,
+            prestashop.RATE,
+            prestashop.PAGE_SIZE,
+        ),
+        PlatformInfo(
+            magento.NAME,
+            magento.TOPIC,
+            magento.VARIABLES,
+            magento.Magento,
+            magento.RATE,
+            magento.PAGE_SIZE,
+            magento.RULESETS,
+        ),
+        PlatformInfo(
+            stripe.NAME,
+            stripe.TOPIC,
+            stripe.VARIABLES,
+            stripe.Stripe,
+            stripe.RATE,
+            stripe.PAGE_SIZE,
+        ),
     )
 }
+
+
+def platform_of(ruleset: str) -> str | None:
+    """The platform a rule set of this name reads (its own name, or one a platform lists)."""
+    if ruleset in PLATFORMS:
+        return ruleset
+    return next((p.name for p in PLATFORMS.values() if ruleset in p.rulesets), None)
 
 
 def platform_info(name: str) -> PlatformInfo:
