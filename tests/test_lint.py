@@ -263,9 +263,10 @@ def test_render_has_location_header_source_line_and_caret() -> None:
         assert lines[0].startswith(f"{loc.file}:{loc.line}:{loc.col}: {d.severity}[{d.code}]: ")
         assert len(lines) == 3, d.render()
         gutter = f"{loc.line:>4} | "
-        assert lines[1] == gutter + Path(loc.file).read_text(encoding="utf-8").splitlines()[
-            loc.line - 1
-        ].rstrip("\r")
+        source = Path(loc.file).read_text(encoding="utf-8").splitlines()[loc.line - 1]
+        # a control character of the file (e101_nul_character.yaml) is shown as U+FFFD
+        shown = re.sub("[\x00-\x08\x0b-\x1f\x7f-\x9f]", "\N{REPLACEMENT CHARACTER}", source)
+        assert lines[1] == gutter + shown.rstrip("\r")
         caret = lines[2]
         assert caret.strip() == "^"
         # the caret stands under the col-th character of the source line
