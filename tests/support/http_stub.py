@@ -54,6 +54,8 @@ class Reply:
     status: int = 200
     body: Any = b""
     content_type: str | None = None
+    #: more response headers (``Retry-After``...)
+    headers: tuple[tuple[str, str], ...] = ()
 
     def encoded(self) -> tuple[bytes, str]:
         if isinstance(self.body, bytes):
@@ -89,6 +91,8 @@ class HttpStub:
                 self.send_response(reply.status)
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(raw)))
+                for name, value in reply.headers:
+                    self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(raw)
 
