@@ -20,6 +20,7 @@ defined here (``tests/test_layout.py`` holds every module to it)::
     ├── SecretError                   a verify spec names no usable secret or key
     ├── ServeRefused                  rule sets that cannot be served as declared
     ├── StoreError                    the store cannot do what was asked
+    │   └── StoreUnavailable          a write failed for now (disk full): try again later
     └── UsageError                    exit 2: bad command line or unreadable input
         └── PayloadError              a webhook body is not valid JSON (with line/col)
 
@@ -257,6 +258,11 @@ class ServeRefused(HookmapError):
 
 class StoreError(HookmapError):
     """The store cannot do what was asked (unknown webhook, schema newer than the code)."""
+
+
+class StoreUnavailable(StoreError):
+    """A write the store could not make now (the disk is full, the file is locked or
+    read-only): nothing was written, and the same write may succeed later."""
 
 
 class Signal(Exception):

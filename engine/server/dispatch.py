@@ -179,8 +179,8 @@ class Dispatcher:
                         delay = None  # a finished send frees a slot and wakes us
                     else:
                         delay = await self._until_next_due()
-                except sqlite3.Error:
-                    log.exception("cannot read the outbox; trying again shortly")
+                except sqlite3.Error as exc:  # a full disk, a lock: the loop goes on
+                    log.warning("cannot read the outbox (%s); trying again shortly", exc)
                 waits = [stop, finished] + ([wake] if wake is not None else [])
                 await _wait_any(waits, delay)
         finally:

@@ -7,6 +7,11 @@
   picked up again when due.
 * The dispatcher (``engine.server.dispatch``) delivers the outbox.
 
+Each listening port (the hooks, and the admin paths when ``admin_port`` is set) runs
+uvicorn with ``engine.server.guard``'s protocol: idle, head and body timeouts and a
+connection limit. While serving, repeated warnings are counted rather than repeated
+(``engine.server.logs``).
+
 SIGTERM / SIGINT: uvicorn stops taking requests and finishes the ones in flight, then
 sends in flight get the grace period and the rest stay pending. SIGHUP (or a changed
 rule file with ``--reload``) reloads the rules: a rule set that fails validation is
@@ -22,6 +27,7 @@ import logging
 import os
 import signal
 import socket
+import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -30,7 +36,7 @@ from typing import Any
 import httpx
 import uvicorn
 
-from engine.errors import HookmapError, RuleLoadError
+from engine.errors import HookmapError, RuleLoadError, StoreError
 from engine.events.destination import RATE_LIMIT, Destination
 from engine.lookups import Fetcher, HttpFetcher
 from engine.rules import compiler
@@ -45,7 +51,15 @@ from engine.server.dispatch import (
     DEFAULT_TIMEOUT,
     Dispatcher,
 )
+from engine.server.guard import (
+    DEFAULT_BODY_TIMEOUT,
+    DEFAULT_HEADER_TIMEOUT,
+    DEFAULT_IDLE_TIMEOUT,
+    Limits,
+    guarded,
+)
 from engine.server.intake import DEFAULT_MAX_BODY, Source, build_sources
+from engine.server.logs import limited
 from engine.server.metrics import Metrics
 from engine.server.processor import LOOKUP_SCHEDULE, process_stored
 from engine.server.store.sqlite import DB_NAME, Store
@@ -55,6 +69,12 @@ log = logging.getLogger("hookmap.service")
 #: where ``hookmap serve`` listens unless told
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
+#: the variable holding the token the admin paths require, when set
+ADMIN_TOKEN_ENV = "HOOKMAP_ADMIN_TOKEN"
+#: connections the admin port takes at once: a flood of /metrics cannot take more
+ADMIN_MAX_CONNECTIONS = 16
+#: seconds a readiness answer is reused (each look makes a synced write)
+READINESS_TTL = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +92,20 @@ class ServiceConfig:
     evaluator: Evaluator = COMPILED
     #: delays before processing again a webhook whose lookup failed
     lookup_schedule: tuple[float, ...] = LOOKUP_SCHEDULE
+    #: per connection (engine.server.guard): seconds before a request begins, for its
+    #: head, for its body; connections at once (None: 1024, or the open-file limit - 64)
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT
+    body_timeout: float = DEFAULT_BODY_TIMEOUT
+    max_connections: int | None = None
+    #: a port of its own for /healthz, /readyz and /metrics (None: beside the hooks)
+    admin_port: int | None = None
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(
+            self.idle_timeout, self.header_timeout, self.body_timeout, self.max_connections
+        )
 
 
 class _Server(uvicorn.Server):
@@ -118,6 +152,10 @@ class Service:
         self._dispatcher_wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._mtimes = self._rule_mtimes()
+        self._servers: list[uvicorn.Server] = []
+        self._ready: tuple[float, bool] = (-READINESS_TTL, False)
+        # a secret: read here, never logged
+        self._admin_token = self.env.get(ADMIN_TOKEN_ENV) or None
 
     # -- rules ---------------------------------------------------------------------
 
@@ -163,9 +201,19 @@ class Service:
         problems = []
         if not self.sources:
             problems.append("no rule sets loaded")
-        if not self.store.writable():
-            problems.append("database is not writable")
+        if not self._writable():
+            problems.append("database is not writable (a write failed, or the disk is full)")
         return problems
+
+    def _writable(self) -> bool:
+        """The store's write probe, reused for ``READINESS_TTL`` (a flood of /readyz must
+        not become a flood of synced writes)."""
+        at, ok = self._ready
+        now = time.monotonic()
+        if now - at >= READINESS_TTL:
+            ok = self.store.writable()
+            self._ready = (now, ok)
+        return ok
 
     def _oldest_age(self) -> float | None:
         oldest = self.store.oldest_pending()
@@ -209,7 +257,13 @@ class Service:
         assert self._processor_wake is not None and self._dispatcher_wake is not None
         while not stop.is_set():
             self._processor_wake.clear()
-            done = await asyncio.to_thread(self.process_pending)
+            try:
+                done = await asyncio.to_thread(self.process_pending)
+            except (sqlite3.Error, StoreError) as exc:
+                # the disk is full or the file locked: what was stored stays, to be
+                # processed once the store takes writes again (the loop must not die)
+                log.warning("cannot process stored webhooks now: %s; trying again", exc)
+                done = 0
             if done:
                 self._dispatcher_wake.set()
                 continue
@@ -241,20 +295,48 @@ class Service:
         on_ready: Callable[[Any], None] | None = None,
     ) -> None:
         """Serve until SIGTERM/SIGINT (or ``self.stop()``); then shut down gracefully."""
-        self._loop = asyncio.get_running_loop()
-        self._processor_wake = asyncio.Event()
-        self._dispatcher_wake = asyncio.Event()
+        with limited():
+            await self._run(host, port, sock, on_ready)
+
+    def _uvicorn(self, app: Any, host: str, port: int, limits: Limits, name: str) -> _Server:
         config = uvicorn.Config(
-            make_app(self),
+            app,
             host=host,
             port=port,
+            http=guarded(limits, name),
             log_level="warning",
             lifespan="off",
             access_log=False,
             log_config=None,  # keep the host process's logging as it is
         )
-        server = _Server(config)
-        self._server = server
+        return _Server(config)
+
+    async def _run(
+        self,
+        host: str,
+        port: int,
+        sock: socket.socket | None,
+        on_ready: Callable[[Any], None] | None,
+    ) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._processor_wake = asyncio.Event()
+        self._dispatcher_wake = asyncio.Event()
+        admin_port = self.config.admin_port
+        token = self._admin_token
+        server = self._uvicorn(
+            make_app(self, admin=admin_port is None, admin_token=token),
+            host,
+            port,
+            self.config.limits,
+            "hooks",
+        )
+        self._servers = [server]
+        if admin_port is not None:
+            admin_limits = dataclasses.replace(
+                self.config.limits, max_connections=ADMIN_MAX_CONNECTIONS
+            )
+            app = make_app(self, hooks=False, admin_token=token)
+            self._servers.append(self._uvicorn(app, host, admin_port, admin_limits, "admin"))
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 self._loop.add_signal_handler(sig, self.stop)
@@ -283,20 +365,25 @@ class Service:
         ]
         if self.config.reload_watch:
             tasks.append(asyncio.create_task(self._watch(stop_work), name="watch"))
-        serving = asyncio.create_task(server.serve(sockets=[sock] if sock else None))
-        while not server.started and not serving.done():
+        serving = [asyncio.create_task(server.serve(sockets=[sock] if sock else None))]
+        serving += [asyncio.create_task(s.serve()) for s in self._servers[1:]]
+        while not all(s.started for s in self._servers) and not any(t.done() for t in serving):
             await asyncio.sleep(0.01)
-        if server.started:
+        if all(s.started for s in self._servers):
             log.info(
-                "serving %s on %s:%s, data in %s",
+                "serving %s on %s:%s%s, data in %s",
                 ", ".join(sorted(self.sources)),
                 host,
                 port,
+                "" if admin_port is None else f" (admin paths on port {admin_port})",
                 self.config.data_dir,
             )
             if on_ready is not None:
                 on_ready(self)
-        await serving  # returns once uvicorn has stopped taking and finished requests
+        else:  # one port could not be had: the others stop too
+            self.stop()
+        # returns once uvicorn has stopped taking and finished requests on every port
+        await asyncio.gather(*serving)
         log.info("stopping: finishing sends in flight (grace %.0fs)", self.config.grace_seconds)
         stop_work.set()
         started = time.monotonic()
@@ -326,7 +413,8 @@ class Service:
 
     def stop(self) -> None:
         """Begin a graceful shutdown (what SIGTERM does)."""
-        self._server.should_exit = True
+        for server in self._servers:
+            server.should_exit = True
 
 
 def serve(
