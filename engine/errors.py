@@ -74,6 +74,7 @@ CODES: dict[str, str] = {
     "E305": "test fixture not found or unreadable",
     "E306": "undefined lookup",
     "E307": "lookup URL host not declared in hosts (or not fixed in the template)",
+    "E308": "a shop names a rule set that is not loaded",
     # E4xx: the event catalogue
     "E401": "event type looks like a misspelled standard type",
     "E402": "a required param of a standard event type is not declared",
@@ -102,6 +103,7 @@ CODES: dict[str, str] = {
     "W103": "an optional param is absent and the service reads a default (cartUpdated: empty cart)",
     "W104": "an item lacks a key the event docs ask for (url, imageUrl)",
     "W105": "the declared contact has no email, phone or externalCustomerId on this webhook",
+    "W107": "changes: the entity key is null on this webhook (the event is sent as usual)",
 }
 
 

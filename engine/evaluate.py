@@ -8,6 +8,8 @@ not sent), never an exception that would lose the other events.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from collections.abc import Iterator
 from typing import Any, Literal
 
@@ -33,6 +35,16 @@ class ParamTrace:
     where: Location | None
 
 
+@dataclasses.dataclass(frozen=True)
+class Change:
+    """What ``changes:`` compares: the entity, and a fingerprint of the values for it."""
+
+    entity: str
+    fingerprint: str
+    #: seconds the values are remembered
+    expire: float
+
+
 @fast_init
 @dataclasses.dataclass(frozen=True)
 class Produced:
@@ -51,6 +63,9 @@ class Produced:
     aborted: bool = False
     #: the contact to create first (v1/contact field → value), when the event says how
     contact: tuple[tuple[str, Any], ...] = ()
+    #: ``changes:``: the entity and the fingerprint of its values (None: not declared, or
+    #: no entity on this webhook)
+    change: Change | None = None
 
     @property
     def traces(self) -> tuple[ParamTrace, ...]:
@@ -214,6 +229,10 @@ def _produce(
             continue
         if value not in (None, ""):
             contact.append((field, value))
+    change = None if spec.changes is None else _change(rule, spec, data, key_value, options)
+    if isinstance(change, Problem):
+        problems.append(change)
+        change = None
     return Produced(
         rule,
         spec,
@@ -224,7 +243,35 @@ def _produce(
         tuple(values),
         tuple(outcomes),
         contact=tuple(contact),
+        change=change,
     )
+
+
+def _change(
+    rule: Rule, spec: EventSpec, data: Any, key_value: Any, options: jmespath.Options
+) -> Change | Problem:
+    """The entity and fingerprint of ``spec.changes`` on ``data``, or why there are none."""
+    changes = spec.changes
+    assert changes is not None
+    try:
+        values = [run(expr, data, options) for expr in changes.values]
+        entity = key_value if changes.key is None else run(changes.key, data, options)
+    except EXPRESSION_ERRORS as exc:
+        return Problem("V111", f"changes: {describe_error(exc)}", "changes", where=changes.where)
+    if entity is None or entity == "":
+        return Problem(
+            "W107",
+            "changes: no entity on this webhook (its key is null): the event is sent "
+            "without comparing",
+            "changes",
+            "warning",
+            changes.where,
+        )
+    # the values as JSON with sorted keys: the same values give the same fingerprint
+    text = json.dumps(values, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    name = entity if isinstance(entity, str) else json.dumps(entity, sort_keys=True)
+    return Change(f"{rule.name}/{spec.type}/{name}", digest, changes.expire)
 
 
 def _settle(param: ParamSpec, expr: Expression, value: Any) -> tuple[Any, Outcome, Problem | None]:

@@ -7,12 +7,13 @@ webhook becomes cannot differ between them.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Protocol
 
 from engine.decoders import Decoded, decode
 from engine.errors import LookupFailed, Problem
 from engine.evaluate import (
     EXPRESSION_ERRORS,
+    Change,
     Produced,
     Skipped,
     describe_error,
@@ -98,13 +99,18 @@ def _may_apply(rule: Rule, data: Any, context: EvalContext) -> bool:
 
 
 def process(
-    ruleset: RuleSet, webhook: Webhook, body: Any = None, fetcher: Fetcher | None = None
+    ruleset: RuleSet,
+    webhook: Webhook,
+    body: Any = None,
+    fetcher: Fetcher | None = None,
+    changes: ChangeMemory | None = None,
 ) -> Result:
     """Turn one webhook into checked events.
 
     Raises ``PayloadError`` for an undecodable body and ``LookupFailed`` when a lookup
     the matching rules need cannot be answered. ``body`` may be given when the caller
-    already decoded it; ``fetcher`` answers lookups (HTTP, or mocks).
+    already decoded it; ``fetcher`` answers lookups (HTTP, or mocks); ``changes`` holds
+    back an event whose ``changes:`` values equal the last ones sent for its entity.
     """
     decoded = decode(webhook, ruleset.decode) if body is None else Decoded(body, body)
     data = decoded.data
@@ -165,7 +171,10 @@ def process(
             if isinstance(item, Skipped):
                 skipped.append(f"{rule.name}: {item.spec.type}: {item.reason}")
                 continue
-            events.append(finish(item, ruleset.api_version))
+            event = finish(item, ruleset.api_version)
+            if changes is not None and item.change is not None and event.ok:
+                event = _unless_unchanged(event, item.change, changes)
+            events.append(event)
     return Result(
         ruleset.name,
         ruleset.api_version,
@@ -175,6 +184,20 @@ def process(
         tuple(skipped),
         tuple(lookup_traces),
     )
+
+
+class ChangeMemory(Protocol):
+    """The last values sent per entity (``changes:``): the store's, for one shop."""
+
+    def last(self, entity: str) -> str | None:
+        """The fingerprint of the values last sent for ``entity`` (None: none remembered)."""
+
+
+def _unless_unchanged(event: EventResult, change: Change, memory: ChangeMemory) -> EventResult:
+    if memory.last(change.entity) != change.fingerprint:
+        return event
+    reason = f"unchanged: the same values as the last {event.event_type} sent for {change.entity}"
+    return dataclasses.replace(event, held=reason)
 
 
 def finish(item: Produced, version: Any) -> EventResult:
@@ -235,6 +258,8 @@ def finish(item: Produced, version: Any) -> EventResult:
         item.spec.where,
         request,
         raw,
+        None,
+        item.change,
     )
 
 

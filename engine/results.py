@@ -12,7 +12,7 @@ import functools
 from typing import Any
 
 from engine.errors import Location, Problem, has_errors
-from engine.evaluate import ParamTrace, Produced
+from engine.evaluate import Change, ParamTrace, Produced
 from engine.events.contacts import Contact
 from engine.records import fast_init
 from engine.rules.model import Rule
@@ -35,6 +35,10 @@ class EventResult:
     contact_request: dict[str, Any] | None = None
     #: ``body`` as sent on the wire (``encode.body_bytes(body)``), encoded once
     wire: bytes | None = dataclasses.field(default=None, repr=False, compare=False)
+    #: why the event is held back, not sent (``changes:``: nothing changed), or None
+    held: str | None = None
+    #: ``changes:``: its entity and the fingerprint of its values (None: not declared)
+    change: Change | None = None
 
     @property
     def ok(self) -> bool:
@@ -93,7 +97,12 @@ class Result:
 
     @property
     def sent(self) -> list[dict[str, Any]]:
-        return [e.body for e in self.events if e.ok and e.body is not None]
+        return [e.body for e in self.events if e.ok and e.body is not None and e.held is None]
+
+    @property
+    def held(self) -> list[EventResult]:
+        """Valid events held back because nothing changed (``changes:``)."""
+        return [e for e in self.events if e.ok and e.held is not None]
 
     @property
     def dropped(self) -> list[EventResult]:
@@ -118,7 +127,9 @@ class Result:
             return f"no rule matches topic '{self.topic}': nothing to send"
         if self.ignored and not self.events:
             return f"ignored: {self.ignored}"
-        return f"{len(self.sent)} event(s) to send, {len(self.dropped)} dropped"
+        text = f"{len(self.sent)} event(s) to send, {len(self.dropped)} dropped"
+        held = self.held
+        return f"{text}, {len(held)} held back (unchanged)" if held else text
 
 
 @fast_init

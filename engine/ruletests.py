@@ -46,9 +46,33 @@ def webhook_for(case: RuleTest) -> Webhook:
     return Webhook(raw, headers, case.topic, origin)
 
 
+class SentChanges:
+    """What ``changes:`` compares with in a rule test: the events its ``before:`` webhooks
+    sent, remembered as the server remembers them."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, str] = {}
+
+    def last(self, entity: str) -> str | None:
+        return self._last.get(entity)
+
+    def remember(self, result: Result) -> None:
+        for event in result.events:
+            change = event.change
+            if event.ok and event.held is None and change is not None:
+                self._last[change.entity] = change.fingerprint
+
+
 def run_case(ruleset: RuleSet, case: RuleTest) -> CaseOutcome:
+    fetcher = MockFetcher(case.mocks)
+    changes = SentChanges()
     try:
-        result = process(ruleset, webhook_for(case), fetcher=MockFetcher(case.mocks))
+        for name, raw, headers in case.before:
+            earlier = process(
+                ruleset, Webhook(raw, headers, case.topic, name), fetcher=fetcher, changes=changes
+            )
+            changes.remember(earlier)
+        result = process(ruleset, webhook_for(case), fetcher=fetcher, changes=changes)
     except HookmapError as exc:
         return CaseOutcome(
             ruleset.name, case.name, (f"webhook could not be processed: {exc}",), case.where
@@ -75,6 +99,24 @@ def check_expectations(expect: dict[str, Any] | Any, result: Result) -> list[str
             _compare_events(expect["events"] or [], result.sent, expect.get("match") or "exact")
         )
     failures.extend(_compare_dropped(expect.get("dropped"), result))
+    failures.extend(_compare_held(expect.get("held"), result))
+    return failures
+
+
+def _compare_held(expected: Any, result: Result) -> list[str]:
+    held = result.held
+    if not expected:
+        return [f"unexpected held-back event: {e.event_type} from rule '{e.rule}'" for e in held]
+    failures: list[str] = []
+    if len(expected) != len(held):
+        failures.append(f"expected {len(expected)} held-back event(s), got {len(held)}")
+    for index, (want, have) in enumerate(zip(expected, held, strict=False)):
+        if not isinstance(want, dict):
+            failures.append(f"held {index}: must be a mapping")
+            continue
+        for key, got in (("eventTypeKey", have.event_type), ("rule", have.rule)):
+            if key in want and want[key] != got:
+                failures.append(f"held {index}: {key} {got!r}, expected {want[key]!r}")
     return failures
 
 

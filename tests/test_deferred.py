@@ -85,10 +85,11 @@ def write_rules(folder: Path) -> Path:
 
 
 @pytest.fixture
-def rulesets(tmp_path: Path) -> dict[str, RuleSet]:
+def rulesets(tmp_path: Path) -> dict[tuple[str, str], RuleSet]:
+    """By (rule set name, shop id), as the processor takes them ("" is the one shop)."""
     loaded = compiler.load([str(write_rules(tmp_path))], env())
     assert loaded.ok, [d.render() for d in loaded.diagnostics]
-    return {r.name: r for r in loaded.rulesets}
+    return {(r.name, ""): r for r in loaded.rulesets}
 
 
 @pytest.fixture
@@ -123,7 +124,7 @@ HEALED = MockFetcher({"order": ORDER})
 
 
 def test_a_failed_lookup_defers_the_webhook_with_its_error_and_stores_nothing(
-    store: Store, rulesets: dict[str, RuleSet], clock: Clock
+    store: Store, rulesets: dict[tuple[str, str], RuleSet], clock: Clock
 ) -> None:
     webhook = stored(store)
     outcome = process_stored(store, rulesets, webhook, fetcher=BROKEN, clock=clock)
@@ -141,7 +142,7 @@ def test_a_failed_lookup_defers_the_webhook_with_its_error_and_stores_nothing(
 
 
 def test_without_any_fetcher_a_lookup_rule_set_defers_too(
-    store: Store, rulesets: dict[str, RuleSet], clock: Clock
+    store: Store, rulesets: dict[tuple[str, str], RuleSet], clock: Clock
 ) -> None:
     webhook = stored(store)
     assert process_stored(store, rulesets, webhook, clock=clock).state == "deferred"
@@ -149,7 +150,7 @@ def test_without_any_fetcher_a_lookup_rule_set_defers_too(
 
 
 def test_once_the_fetcher_heals_the_webhook_is_processed_and_its_events_stored(
-    store: Store, rulesets: dict[str, RuleSet], clock: Clock
+    store: Store, rulesets: dict[tuple[str, str], RuleSet], clock: Clock
 ) -> None:
     webhook = stored(store)
     process_stored(store, rulesets, webhook, fetcher=BROKEN, clock=clock)
@@ -164,7 +165,7 @@ def test_once_the_fetcher_heals_the_webhook_is_processed_and_its_events_stored(
 
 
 def test_each_failure_waits_the_next_delay_then_the_webhook_fails_keeping_the_error(
-    store: Store, rulesets: dict[str, RuleSet], clock: Clock
+    store: Store, rulesets: dict[tuple[str, str], RuleSet], clock: Clock
 ) -> None:
     webhook = stored(store)
     schedule = (10.0, 100.0)
@@ -194,7 +195,7 @@ def test_each_failure_waits_the_next_delay_then_the_webhook_fails_keeping_the_er
 
 
 def test_replaying_a_failed_webhook_starts_the_schedule_afresh(
-    store: Store, rulesets: dict[str, RuleSet], clock: Clock
+    store: Store, rulesets: dict[tuple[str, str], RuleSet], clock: Clock
 ) -> None:
     """The operator's replay is a new try: a lookup still failing puts it off for the
     server (first delay again), one that works processes it at once."""
@@ -213,7 +214,7 @@ def test_replaying_a_failed_webhook_starts_the_schedule_afresh(
 
 
 def test_an_http_lookup_error_names_the_lookup_and_reason_but_never_the_token(
-    store: Store, rulesets: dict[str, RuleSet], clock: Clock
+    store: Store, rulesets: dict[tuple[str, str], RuleSet], clock: Clock
 ) -> None:
     seen: list[httpx.Request] = []
 
@@ -234,7 +235,7 @@ def test_an_http_lookup_error_names_the_lookup_and_reason_but_never_the_token(
 
 
 def test_a_fetcher_raising_lookup_failed_itself_is_handled_the_same(
-    store: Store, rulesets: dict[str, RuleSet], clock: Clock
+    store: Store, rulesets: dict[tuple[str, str], RuleSet], clock: Clock
 ) -> None:
     class Refusing:
         def fetch(self, spec: LookupSpec, url: str) -> Any:
@@ -268,9 +269,9 @@ def test_a_version_1_database_upgrades_in_place_keeping_its_rows(tmp_path: Path)
     )
     db.commit()
     db.close()
-    assert SCHEMA_VERSION == 4
+    assert SCHEMA_VERSION == 6
     with Store(path, clock=Clock()) as store:
-        assert store._conn.execute("PRAGMA user_version").fetchone()[0] == 4
+        assert store._conn.execute("PRAGMA user_version").fetchone()[0] == 6
         (webhook,) = store.webhooks_to_process(10)
         assert (webhook.id, webhook.process_attempts, webhook.next_process_at) == (1, 0, None)
         assert webhook.body == b"{}"
@@ -284,6 +285,11 @@ def test_a_version_1_database_upgrades_in_place_keeping_its_rows(tmp_path: Path)
         store.defer_webhook(1, "lookup failed", T0 + 30)
         store.remember_contact("email:a@b.c", 1)
         assert store.contact_known("email:a@b.c")
+        # version 5: rows stored before belong to the one shop, ""
+        assert (webhook.shop, event.shop) == ("", "")
+        assert not store.contact_known("email:a@b.c", shop="acme")
+        # version 6: the values last sent per entity (changes:), none yet
+        assert store.last_change("checkout-cart/cartUpdated/t") is None
     # opening the upgraded file again migrates nothing and keeps what was written
     with Store(path, clock=Clock(T0 + 30)) as store:
         assert [w.process_attempts for w in store.webhooks_to_process(10)] == [1]

@@ -10,6 +10,7 @@ cap, so a server that never closes fails the test instead of hanging it.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import socket
@@ -21,6 +22,7 @@ import pytest
 
 from engine.sandbox.run import RunningSandbox, running
 from engine.sandbox.settings import SandboxConfig
+from engine.server.guard import Limits
 from engine.server.logs import RepeatFilter
 from tests.helpers_server import (
     API_KEY,
@@ -36,7 +38,7 @@ from tests.helpers_server import (
 )
 
 #: the misbehaving clients get tenths of a second; a signed order is far within them
-QUICK = {"idle_timeout": 0.3, "header_timeout": 0.3, "body_timeout": 0.5}
+QUICK = Limits(idle_timeout=0.3, header_timeout=0.3, body_timeout=0.5)
 #: loggers whose lines a client's misbehaviour may cost
 SERVER_LOGGERS = ("hookmap.guard", "hookmap.server", "uvicorn.error", "asyncio")
 
@@ -49,7 +51,7 @@ def box() -> Iterator[RunningSandbox]:
 
 @pytest.fixture
 def quick(box: RunningSandbox, tmp_path: Path) -> Iterator[ServedService]:
-    with serving(box.destination(), tmp_path / "data", **QUICK) as served:
+    with serving(box.destination(), tmp_path / "data", limits=QUICK) as served:
         yield served
 
 
@@ -177,10 +179,10 @@ def test_connections_over_the_limit_get_503_with_a_bounded_log(
     those over --max-connections get 503 at once, each a line until repeats are counted,
     and once the idle ones time out a signed order is accepted."""
     caplog.set_level(logging.INFO)
-    config = {**QUICK, "idle_timeout": 1.0, "max_connections": 20}
-    with serving(box.destination(), tmp_path / "data", **config) as srv:
+    limits = dataclasses.replace(QUICK, idle_timeout=1.0, max_connections=20)
+    with serving(box.destination(), tmp_path / "data", limits=limits) as srv:
         held = [connect(srv) for _ in range(20)]
-        wait_until(lambda: len(srv.service._servers[0].server_state.connections) == 20)
+        wait_until(lambda: len(srv.service._listeners.servers[0].server_state.connections) == 20)
         refused = [read_until_closed(connect(srv)) for _ in range(380)]
         assert all(r.startswith(b"HTTP/1.1 503 Service Unavailable\r\n") for r in refused)
         assert all(b"retry-after: 1\r\n" in r for r in refused)
@@ -208,7 +210,7 @@ def test_a_client_leaving_mid_body_costs_one_info_line_and_stores_nothing(
 
 
 def _connections(server: ServedService) -> list[object]:
-    return list(server.service._servers[0].server_state.connections)
+    return list(server.service._listeners.servers[0].server_state.connections)
 
 
 # -- a full disk -----------------------------------------------------------------------------

@@ -15,13 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
+from engine.cli import main
 from engine.errors import Problem, StoreError
 from engine.results import EventResult, Result
-from engine.server.processor import new_events
+from engine.server.processor import as_webhook, new_events
 from engine.server.store.migrations import MIGRATIONS, SCHEMA_VERSION
 from engine.server.store.rows import RESPONSE_LIMIT, NewEvent, Outcome
-from engine.server.store.sqlite import Store
+from engine.server.store.sqlite import DB_NAME, Store
 
 T0 = 1_700_000_000.0
 
@@ -74,7 +76,7 @@ def test_add_webhook_keeps_raw_body_and_lowercases_header_names(store: Store) ->
         {"x-shopify-topic": "orders/create"},
     )
     assert (stored.state, stored.received_at, stored.delivery_id) == ("received", T0, "d-1")
-    assert stored.as_webhook().headers == {"x-shopify-topic": "orders/create"}
+    assert as_webhook(stored).headers == {"x-shopify-topic": "orders/create"}
 
 
 def test_duplicate_delivery_id_returns_the_existing_id_and_stores_nothing(store: Store) -> None:
@@ -610,3 +612,36 @@ def test_a_claim_names_its_server_and_release_makes_only_its_events_due(
     store.record_attempt(second[0].id, "retry", 503, None, "busy", T0, 5.0, T0 + 600)
     assert store.release_leases("server-b", now=T0 + 1) == 0
     assert {e.id: e.leased_by for e in store.list_events()}[second[0].id] is None
+
+
+# -- damaged files -------------------------------------------------------------------------
+
+
+def _truncated(path: Path) -> None:
+    with Store(path) as store:
+        for n in range(50):
+            store.add_webhook("shop", {}, b"x" * 2000, f"d-{n}")
+    with path.open("r+b") as handle:
+        handle.truncate(path.stat().st_size // 3)
+
+
+@pytest.mark.parametrize(
+    ("damage", "why"),
+    [
+        (lambda p: p.write_bytes(bytes(range(256)) * 20), "it is not a SQLite database"),
+        (_truncated, "it is damaged (truncated or corrupt)"),
+    ],
+    ids=["garbage", "truncated"],
+)
+def test_a_damaged_store_file_is_a_located_error_not_a_traceback(
+    tmp_path: Path, damage: Any, why: str
+) -> None:
+    path = tmp_path / DB_NAME
+    damage(path)
+    with pytest.raises(StoreError) as caught:
+        Store(path).close()
+    assert str(caught.value).startswith(f"{path}: cannot use this file as hookmap's store: {why}")
+    result = CliRunner().invoke(main, ["status", "--data", str(tmp_path)])
+    assert result.exit_code == 2
+    assert result.output.startswith(f"error: {path}: cannot use this file as hookmap's store")
+    assert "Traceback" not in result.output

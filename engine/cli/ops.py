@@ -10,23 +10,28 @@ import json
 import re
 import sys
 import time
-from collections.abc import Iterable
-from pathlib import Path
-from typing import Any
+from collections.abc import Iterable, Mapping
 
 import click
 
-from engine.cli.options import data_option, evaluator_from_context, open_store, rules_option
-from engine.errors import LookupFailed, RuleLoadError, UsageError
-from engine.events.destination import API_KEY_ENV, Destination
+from engine.cli.options import (
+    data_option,
+    load_tenancy,
+    open_store,
+    rules_option,
+    shop_option,
+    shops_option,
+)
+from engine.errors import LookupFailed, UsageError
+from engine.events.destination import API_KEY_ENV
 from engine.lookups import HttpFetcher
 from engine.pipeline import process
-from engine.rules import compiler
-from engine.server import leases
+from engine.rules.model import RuleSet
 from engine.server.dispatch import Dispatcher
-from engine.server.processor import new_events, process_stored
+from engine.server.processor import as_webhook, new_events, process_stored
+from engine.server.store.base import Store
 from engine.server.store.rows import StoredWebhook
-from engine.server.store.sqlite import Store
+from engine.server.tenants import Tenancy
 
 #: header names whose values are credentials or signatures: never shown
 _SECRET_HEADER = re.compile(
@@ -71,13 +76,14 @@ def parse_since(text: str) -> float:
 
 @click.command("status")
 @data_option
+@shop_option
 @click.option("--json", "as_json", is_flag=True)
-def status_command(data_dir: str, as_json: bool) -> None:
+def status_command(data_dir: str, shop: str | None, as_json: bool) -> None:
     """Counts of webhooks and events by state, and the oldest pending work."""
     with open_store(data_dir) as store:
-        counts = store.counts()
+        counts = store.counts(shop=shop)
         oldest = store.oldest_pending()
-    running, stopped = leases.survey(Path(data_dir))
+        running, stopped = store.servers()
     if as_json:
         click.echo(
             json.dumps(
@@ -114,14 +120,18 @@ def status_command(data_dir: str, as_json: bool) -> None:
 @data_option
 @click.option("--state", type=click.Choice(["received", "processed", "failed"]))
 @click.option("--source")
+@shop_option
 @click.option("--limit", default=50, show_default=True, type=int)
-def webhooks_command(data_dir: str, state: str | None, source: str | None, limit: int) -> None:
+def webhooks_command(
+    data_dir: str, state: str | None, source: str | None, shop: str | None, limit: int
+) -> None:
     """The latest stored webhooks."""
     with open_store(data_dir) as store:
-        rows = store.list_webhooks(state, source, limit)
+        rows = store.list_webhooks(state, source, limit, shop=shop)
     for w in rows:
+        origin = f"{w.source}/{w.shop}" if w.shop else w.source
         click.echo(
-            f"#{w.id:<6} {when(w.received_at)} {w.source:<12} {w.state:<9} "
+            f"#{w.id:<6} {when(w.received_at)} {origin:<12} {w.state:<9} "
             f"{w.topic or '-':<24} {w.error or w.summary or ''}"
         )
     click.echo(f"{len(rows)} webhook(s)")
@@ -130,11 +140,12 @@ def webhooks_command(data_dir: str, state: str | None, source: str | None, limit
 @click.command("events")
 @data_option
 @click.option("--state", type=click.Choice(["pending", "sent", "dead", "invalid"]))
+@shop_option
 @click.option("--limit", default=50, show_default=True, type=int)
-def events_command(data_dir: str, state: str | None, limit: int) -> None:
+def events_command(data_dir: str, state: str | None, shop: str | None, limit: int) -> None:
     """The latest events (dead: the status and response that stopped them)."""
     with open_store(data_dir) as store:
-        rows = store.list_events(state, limit)
+        rows = store.list_events(state, limit, shop=shop)
     for e in rows:
         extra = e.last_error or ""
         if e.state == "invalid":
@@ -143,8 +154,9 @@ def events_command(data_dir: str, state: str | None, limit: int) -> None:
                 for p in e.problems
                 if p.get("severity") == "error"
             )
+        for_shop = f"shop {e.shop} " if e.shop else ""
         click.echo(
-            f"#{e.id:<6} webhook #{e.webhook_id:<6} {e.event_type:<16} "
+            f"#{e.id:<6} webhook #{e.webhook_id:<6} {for_shop}{e.event_type:<16} "
             f"{e.state:<8} attempts {e.attempts} {extra}"
         )
     click.echo(f"{len(rows)} event(s)")
@@ -160,8 +172,9 @@ def show_command(data_dir: str, webhook_id: int) -> None:
     if detail is None:
         raise UsageError(f"no webhook #{webhook_id}")
     w = detail.webhook
+    origin = f"{w.source} (shop {w.shop})" if w.shop else w.source
     click.echo(
-        f"webhook #{w.id} from {w.source}, received {when(w.received_at)}, "
+        f"webhook #{w.id} from {origin}, received {when(w.received_at)}, "
         f"state {w.state}, topic {w.topic or '-'}, delivery id {w.delivery_id or '-'}"
     )
     if w.error:
@@ -198,12 +211,13 @@ def show_command(data_dir: str, webhook_id: int) -> None:
 @data_option
 @click.argument("event_id", type=int, required=False)
 @click.option("--dead", "all_dead", is_flag=True, help="Re-queue every dead event.")
-def retry_command(data_dir: str, event_id: int | None, all_dead: bool) -> None:
-    """Put a dead event (or all of them) back in the queue, due now."""
+@shop_option
+def retry_command(data_dir: str, event_id: int | None, all_dead: bool, shop: str | None) -> None:
+    """Put a dead event (or all of them, of one shop with --shop) back in the queue."""
     if (event_id is None) == (not all_dead):
         raise UsageError("give an event id or --dead (one of them)")
     with open_store(data_dir) as store:
-        count = store.retry_dead() if all_dead else store.retry(event_id or 0)
+        count = store.retry_dead(shop=shop) if all_dead else store.retry(event_id or 0)
     if not all_dead and count == 0:
         raise UsageError(f"event #{event_id} is not dead (or does not exist)")
     click.echo(f"{count} event(s) re-queued; a running server sends them")
@@ -215,6 +229,8 @@ def retry_command(data_dir: str, event_id: int | None, all_dead: bool) -> None:
 @click.option("--webhook", "webhook_id", type=int, help="Replay one webhook.")
 @click.option("--since", help="Replay webhooks received since (2h, 1d, ISO date-time).")
 @click.option("--source", help="Only webhooks of this source (with --since).")
+@shop_option
+@shops_option
 @click.option("--dry-run", is_flag=True, help="Show what would change; write nothing.")
 @click.option("--force", is_flag=True, help="Also send again events the CDP accepted.")
 @click.option("--no-send", is_flag=True, help="Queue the events; let the server send.")
@@ -224,6 +240,8 @@ def replay_command(
     webhook_id: int | None,
     since: str | None,
     source: str | None,
+    shop: str | None,
+    shops_path: str | None,
     dry_run: bool,
     force: bool,
     no_send: bool,
@@ -234,10 +252,8 @@ def replay_command(
     """
     if (webhook_id is None) == (since is None):
         raise UsageError("give --webhook ID or --since TIME (one of them)")
-    loaded = compiler.load(list(rules_paths), evaluator=evaluator_from_context())
-    if not loaded.ok:
-        raise RuleLoadError(loaded.diagnostics)
-    rulesets = {r.name: r for r in loaded.rulesets}
+    tenancy = load_tenancy(rules_paths, shops_path)
+    rulesets = tenancy.rulesets
     with open_store(data_dir) as store:
         pages: Iterable[list[StoredWebhook]]
         if webhook_id is not None:
@@ -247,8 +263,8 @@ def replay_command(
             pages, total = [[detail.webhook]], 1
         else:
             when = parse_since(since or "")
-            total = store.count_webhooks_since(when, source=source)
-            pages = store.iter_webhooks_since(when, source=source)
+            total = store.count_webhooks_since(when, source=source, shop=shop)
+            pages = store.iter_webhooks_since(when, source=source, shop=shop)
         if dry_run:
             for page in pages:
                 _replay_preview(store, rulesets, page)
@@ -259,7 +275,7 @@ def replay_command(
         # page with lookups to make: the batch holds the write lock, and a slow API
         # would hold up a running server's intake with it.
         def batched(page: list[StoredWebhook]) -> bool:
-            found = (rulesets.get(w.source) for w in page)
+            found = (rulesets.get((w.source, w.shop)) for w in page)
             return not any(r is not None and r.lookups for r in found)
 
         inserted = requeued = replayed = 0
@@ -282,31 +298,34 @@ def replay_command(
         click.echo(f"{replayed} webhook(s) replayed: {inserted} new event(s), {requeued} re-queued")
         if no_send or not (inserted or requeued):
             return
-        outcomes = asyncio.run(_drain(store))
+        outcomes = asyncio.run(_drain(store, tenancy))
         click.echo(
             "sent: " + (", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())) or "nothing due")
         )
 
 
-async def _drain(store: Store) -> dict[str, int]:
-    destination = Destination.from_env()
-    if not destination.api_key:
+async def _drain(store: Store, tenancy: Tenancy) -> dict[str, int]:
+    single = tenancy.destinations.get("")
+    if single is not None and not single.api_key:
         raise UsageError(f"{API_KEY_ENV} is not set: cannot send (use --no-send)")
-    async with Dispatcher(store, destination) as dispatcher:
+    async with Dispatcher(store, tenancy.destinations.get) as dispatcher:
         return dict(await dispatcher.drain())
 
 
-def _replay_preview(store: Store, rulesets: dict[str, Any], targets: list[Any]) -> None:
+def _replay_preview(
+    store: Store, rulesets: Mapping[tuple[str, str], RuleSet], targets: list[StoredWebhook]
+) -> None:
     fetcher = HttpFetcher()  # a preview reads lookups too; it writes nothing
     for webhook in targets:
-        ruleset = rulesets.get(webhook.source)
+        ruleset = rulesets.get((webhook.source, webhook.shop))
         if ruleset is None:
-            click.echo(f"#{webhook.id}: no rule set '{webhook.source}'")
+            shop = f" for shop '{webhook.shop}'" if webhook.shop else ""
+            click.echo(f"#{webhook.id}: no rule set '{webhook.source}'{shop}")
             continue
         detail = store.get_webhook(webhook.id)
         existing = {(e.rule, e.idx): e.state for e in detail.events} if detail else {}
         try:
-            result = process(ruleset, webhook.as_webhook(), fetcher=fetcher)
+            result = process(ruleset, as_webhook(webhook), fetcher=fetcher)
         except (UsageError, LookupFailed) as exc:
             click.echo(f"#{webhook.id}: {exc}")
             continue

@@ -2,21 +2,32 @@
 
 from __future__ import annotations
 
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import click
 
-from engine.errors import Diagnostic, StoreError, UsageError, did_you_mean
+from engine.errors import Diagnostic, UsageError, did_you_mean
+from engine.events.destination import Destination
 from engine.rules import compiler
 from engine.rules.codegen import COMPILED, INTERPRETER
 from engine.rules.model import Evaluator, RuleSet
-from engine.server.store.sqlite import DB_NAME, Store
+from engine.rules.shops import load_shops_or_raise
+from engine.server import tenants
+from engine.server.intake import DEFAULT_MAX_BODY
+from engine.server.store import location
+from engine.server.store.base import Store
+from engine.server.store.location import DATABASE_URL_ENV
+from engine.server.tenants import Tenancy
 from engine.webhook import Webhook
 
-DATA_HELP = "Data folder of the server (SQLite file inside)."
+DATA_HELP = (
+    "Data folder of the server (SQLite file inside), or a PostgreSQL URL "
+    "(postgresql://...) shared by several servers."
+)
 
 #: ``--rules PATH`` (repeatable), shared by every command that loads rules
 rules_option = click.option(
@@ -48,23 +59,46 @@ def data_option(func: Any) -> Any:
         "data_dir",
         default="hookmap-data",
         show_default=True,
-        envvar="HOOKMAP_DATA",
-        type=click.Path(file_okay=False),
+        envvar=["HOOKMAP_DATA", DATABASE_URL_ENV],
         help=DATA_HELP,
     )(func)
 
 
+#: ``--shops FILE``: the shops a deployment serves (each its own secret and CDP account)
+shops_option = click.option(
+    "--shops",
+    "shops_path",
+    envvar="HOOKMAP_SHOPS",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Shops file: each shop's rule set, secret and CDP account (docs/rules.md).",
+)
+
+#: ``--shop ID``: only what came for one shop
+shop_option = click.option("--shop", help="Only this shop's (its id in the shops file).")
+
+
 def open_store(data_dir: str, must_exist: bool = True) -> Store:
-    path = Path(data_dir) / DB_NAME
-    if must_exist and not path.is_file():
-        raise UsageError(
-            f"no hookmap data in {data_dir}/ (start 'hookmap serve --data "
-            f"{data_dir}' first, or pass --data)"
-        )
-    try:
-        return Store(path)
-    except StoreError as exc:
-        raise UsageError(str(exc)) from exc
+    """The store of ``--data`` (a folder or a PostgreSQL URL)."""
+    return location.open_store(data_dir, must_exist=must_exist)
+
+
+def load_tenancy(
+    rules_paths: Sequence[str], shops_path: str | None, env: Mapping[str, str] | None = None
+) -> Tenancy:
+    """The rule sets each (rule set, shop) is processed with, and each shop's CDP account,
+    for commands that process stored webhooks (replay) rather than receive them."""
+    env = os.environ if env is None else env
+    evaluator = evaluator_from_context()
+
+    def load(paths: Sequence[str | Path], env: Mapping[str, str]) -> tuple[RuleSet, ...]:
+        return compiler.load_or_raise(paths, env, evaluator).rulesets
+
+    rulesets = load(list(rules_paths), env)
+    default = Destination.from_env(env)
+    if shops_path is None:
+        return tenants.single(rulesets, env, default, DEFAULT_MAX_BODY, receive=False)
+    shops = load_shops_or_raise(shops_path, [rs.name for rs in rulesets])
+    return tenants.for_shops(rulesets, shops, env, default, DEFAULT_MAX_BODY, load, receive=False)
 
 
 def print_diagnostics(diagnostics: Sequence[Diagnostic], stream: Any = None) -> None:

@@ -53,7 +53,8 @@ def result_json(result: Result, origin: str, explain: bool = False) -> dict[str,
                 "rule": e.rule,
                 "index": e.index,
                 "eventTypeKey": e.event_type,
-                "sent": e.ok,
+                "sent": e.ok and e.held is None,
+                **_change_json(e),
                 "contact": None
                 if e.contact is None
                 else {"by": e.contact.by, "name": e.contact.name, "value": e.contact.value},
@@ -61,6 +62,10 @@ def result_json(result: Result, origin: str, explain: bool = False) -> dict[str,
                 "contact_request": e.contact_request,
             }
             for e in result.events
+        ],
+        "held": [
+            {"rule": e.rule, "index": e.index, "eventTypeKey": e.event_type, "reason": e.held}
+            for e in result.held
         ],
         "lookups": [{"name": lk.name, "url": lk.url, "answer": lk.answer} for lk in result.lookups],
     }
@@ -122,13 +127,26 @@ def result_text(
             lines.append(f"  no event: {reason}")
     url = destination.event_url(result.api_version)
     for e in result.events:
-        status = "SEND" if e.ok else "DROP"
+        status = "DROP" if not e.ok else "HOLD" if e.held else "SEND"
         lines.append(
             f"  {status} {e.event_type} #{e.index} (rule {e.rule}"
             f"{f', {e.where}' if e.where else ''}) {contact_text(e)}"
         )
+        if e.held:
+            lines.append(f"    held back: {e.held}")
         for p in e.problems:
             lines.append(f"    {_problem_line(p)}")
+        change = e.change
+        if explain and change is not None:
+            lines.append(
+                f"    changes: entity {change.entity!r}, values {change.fingerprint[:12]}: "
+                + (
+                    "held back (the last sent were the same)"
+                    if e.held
+                    else "sent unless the "
+                    "last values sent for it were the same (the server remembers them)"
+                )
+            )
         if explain:
             for t in e.traces:
                 value = json.dumps(t.value, ensure_ascii=False)
@@ -138,6 +156,8 @@ def result_text(
                     f"    {t.name} = {value}  [{t.outcome}] <- {t.source}"
                     f"{f'  ({t.where})' if t.where else ''}"
                 )
+        if e.held:
+            continue
         if e.ok and e.contact_request is not None:
             contact_url = f"{destination.base_url}/v1/contact"
             lines.append("    first, unless hookmap created this contact before:")
@@ -184,3 +204,14 @@ def curl_command(url: str, body: dict[str, Any]) -> str:
 def _indent(text: str, width: int) -> str:
     pad = " " * width
     return "\n".join(pad + line for line in text.splitlines())
+
+
+def _change_json(event: EventResult) -> dict[str, Any]:
+    """``changes:`` in ``--json`` details: the entity and fingerprint, and why held."""
+    change = event.change
+    out: dict[str, Any] = {}
+    if change is not None:
+        out["changes"] = {"entity": change.entity, "fingerprint": change.fingerprint}
+    if event.held is not None:
+        out["held"] = event.held
+    return out

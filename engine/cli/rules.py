@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from collections.abc import Sequence
@@ -15,6 +16,7 @@ from engine.cli import report
 from engine.cli.options import (
     diagnostic_order,
     load_clean,
+    open_store,
     pick_ruleset,
     print_diagnostics,
     rules_option,
@@ -22,9 +24,11 @@ from engine.cli.options import (
 from engine.errors import LookupFailed, UsageError
 from engine.events.destination import Destination
 from engine.lookups import Fetcher, HttpFetcher, MockFetcher
-from engine.pipeline import process
+from engine.pipeline import ChangeMemory, process
 from engine.rules import compiler, docs
-from engine.rules.schema import json_schema
+from engine.rules.schema import json_schema, shops_json_schema
+from engine.ruletests import SentChanges
+from engine.server.processor import StoredChanges
 from engine.webhook import Webhook, parse_header_lines, read_webhook_file
 
 
@@ -85,6 +89,15 @@ def validate(paths: tuple[str, ...], as_json: bool, strict: bool) -> None:
     metavar="LOOKUP=FILE",
     help="Answer a lookup from a JSON file instead of the network (repeatable).",
 )
+@click.option(
+    "--data",
+    "data_dir",
+    help=(
+        "A server's data folder or database: `changes:` compares with the values it last "
+        "sent (read only). Without it, with the payloads given before in this run."
+    ),
+)
+@click.option("--shop", help="With --data: the shop whose last sent values count.")
 @click.argument("payloads", nargs=-1, required=True, type=click.Path())
 def dry_run(
     rules_paths: tuple[str, ...],
@@ -96,14 +109,51 @@ def dry_run(
     explain: bool,
     curl: bool,
     mocks: tuple[str, ...],
+    data_dir: str | None,
+    shop: str | None,
     payloads: tuple[str, ...],
 ) -> None:
     """Show exactly what would be sent for webhook bodies in PAYLOADS, or why not.
 
     Headers come from PAYLOAD's .headers file beside it (NAME.json → NAME.headers)
     and from -H. Exit 0 when every produced event is valid, 1 when one is dropped.
+    PAYLOADS are taken in order: an event held back by `changes:` is one whose values
+    a payload before it sent already (or, with --data, the server sent last).
     """
     loaded = load_clean(rules_paths)
+    with contextlib.ExitStack() as stack:
+        changes: ChangeMemory = SentChanges()
+        if data_dir is not None:
+            store = stack.enter_context(open_store(data_dir))
+            changes = StoredChanges(store, shop or "")
+        _dry_run(
+            loaded,
+            headers,
+            no_headers_file,
+            as_json,
+            explain,
+            curl,
+            mocks,
+            payloads,
+            source,
+            topic,
+            changes,
+        )
+
+
+def _dry_run(
+    loaded: compiler.LoadResult,
+    headers: tuple[str, ...],
+    no_headers_file: bool,
+    as_json: bool,
+    explain: bool,
+    curl: bool,
+    mocks: tuple[str, ...],
+    payloads: tuple[str, ...],
+    source: str | None,
+    topic: str | None,
+    changes: ChangeMemory,
+) -> None:
     extra = parse_header_lines(headers, "-H")
     destination = Destination.from_env()
     fetcher: Fetcher = MockFetcher(_read_mocks(mocks)) if mocks else HttpFetcher()
@@ -117,7 +167,9 @@ def dry_run(
         webhook = Webhook(webhook.body, {**webhook.headers, **extra}, topic, webhook.origin)
         ruleset = pick_ruleset(loaded.rulesets, source, webhook)
         try:
-            result = process(ruleset, webhook, fetcher=fetcher)
+            result = process(ruleset, webhook, fetcher=fetcher, changes=changes)
+            if isinstance(changes, SentChanges):
+                changes.remember(result)
         except LookupFailed as exc:
             # the server keeps such a webhook and tries again later
             click.echo(f"{payload}: {exc}", err=True)
@@ -176,9 +228,10 @@ def test_command(paths: tuple[str, ...], select: str | None, verbose: bool) -> N
 
 
 @click.command()
-def schema() -> None:
+@click.option("--shops", "shops", is_flag=True, help="The shops file's schema instead.")
+def schema(shops: bool) -> None:
     """Print the JSON Schema of rule files (for editors)."""
-    click.echo(json.dumps(json_schema(), indent=2))
+    click.echo(json.dumps(shops_json_schema() if shops else json_schema(), indent=2))
 
 
 @click.command("docs")

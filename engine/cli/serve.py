@@ -11,24 +11,26 @@ from typing import Any
 import click
 import httpx
 
-from engine.cli.options import data_option, evaluator_from_context, pick_ruleset, rules_option
+from engine.cli.options import (
+    data_option,
+    evaluator_from_context,
+    pick_ruleset,
+    rules_option,
+    shops_option,
+)
 from engine.errors import RuleLoadError, SecretError, ServeRefused, UsageError
 from engine.events.destination import API_KEY_ENV, Destination
 from engine.rules import compiler
 from engine.sandbox.run import SANDBOX_PORT
 from engine.sandbox.run import serve as serve_sandbox
 from engine.sandbox.settings import SandboxConfig
-from engine.server.guard import DEFAULT_MAX_CONNECTIONS, FD_RESERVE
+from engine.server.guard import DEFAULT_MAX_CONNECTIONS, FD_RESERVE, Limits
 from engine.server.intake import DEFAULT_MAX_BODY, is_woocommerce_ping
+from engine.server.listeners import ADMIN_TOKEN_ENV
 from engine.server.secrets import read_pem, resolve_secrets
-from engine.server.service import (
-    ADMIN_TOKEN_ENV,
-    DEFAULT_HOST,
-    DEFAULT_PORT,
-    ServiceConfig,
-    serve,
-)
+from engine.server.service import DEFAULT_HOST, DEFAULT_PORT, ServiceConfig, serve
 from engine.server.signing import resign_jwt, sign
+from engine.server.store.location import is_database_url
 from engine.webhook import read_webhook_file
 
 #: the defaults the commands show, as the service and the sandbox define them
@@ -119,28 +121,28 @@ def signed_request(
 )
 @click.option(
     "--idle-timeout",
-    default=_SERVE.idle_timeout,
+    default=_SERVE.limits.idle_timeout,
     show_default=True,
     type=click.FloatRange(min=0, min_open=True),
     help="Seconds a connection may wait before its request begins (closed after).",
 )
 @click.option(
     "--header-timeout",
-    default=_SERVE.header_timeout,
+    default=_SERVE.limits.header_timeout,
     show_default=True,
     type=click.FloatRange(min=0, min_open=True),
     help="Seconds a request's line and headers may take (408 after).",
 )
 @click.option(
     "--body-timeout",
-    default=_SERVE.body_timeout,
+    default=_SERVE.limits.body_timeout,
     show_default=True,
     type=click.FloatRange(min=0, min_open=True),
     help="Seconds a request's body may take after its headers (408 after).",
 )
 @click.option(
     "--max-connections",
-    default=_SERVE.max_connections,
+    default=_SERVE.limits.max_connections,
     type=click.IntRange(min=1),
     help=(
         "Connections open at once; more are answered 503 and closed. "
@@ -162,6 +164,7 @@ def signed_request(
     show_default=True,
     type=click.Choice(["debug", "info", "warning", "error"]),
 )
+@shops_option
 def serve_command(
     rules_paths: tuple[str, ...],
     host: str,
@@ -178,12 +181,14 @@ def serve_command(
     max_connections: int | None,
     admin_port: int | None,
     log_level: str,
+    shops_path: str | None,
 ) -> None:
     """Receive webhooks at POST /hooks/{source} and deliver their events.
 
     The CDP is HOOKMAP_API_URL (default https://esputnik.com/api) with the key in
     HOOKMAP_API_KEY. Platform secrets come from the variables each rule set's
-    `verify.secret_env` names.
+    `verify.secret_env` names. With --shops, each shop listed is served at
+    POST /hooks/{source}/{shop} with its own secret and CDP account.
     """
     logging.basicConfig(
         level=log_level.upper(),
@@ -191,21 +196,19 @@ def serve_command(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     destination = Destination.from_env()
-    if not destination.api_key:
+    if not destination.api_key and shops_path is None:
         raise UsageError(f"{API_KEY_ENV} is not set: the CDP needs the API key")
     config = ServiceConfig(
         rules=rules_paths,
-        data_dir=Path(data_dir),
+        data_dir=data_dir if is_database_url(data_dir) else Path(data_dir),
+        shops=shops_path,
         max_body=max_body,
         concurrency=concurrency,
         rate_per_second=rate,
         grace_seconds=grace,
         reload_watch=reload_watch,
         evaluator=evaluator_from_context(),
-        idle_timeout=idle_timeout,
-        header_timeout=header_timeout,
-        body_timeout=body_timeout,
-        max_connections=max_connections,
+        limits=Limits(idle_timeout, header_timeout, body_timeout, max_connections),
         admin_port=admin_port,
     )
     try:

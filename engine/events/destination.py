@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import hashlib
 import os
 from collections.abc import Mapping
 
@@ -31,6 +32,16 @@ class Destination:
         env = os.environ if env is None else env
         url = (env.get(API_URL_ENV) or DEFAULT_API_URL).rstrip("/")
         return cls(url, env.get(API_KEY_ENV) or None)
+
+    @property
+    def account(self) -> str:
+        """Which CDP account this is, without its key: the rate limit is per account.
+
+        A digest of the base URL and the key, so two shops with one key share a limit and
+        nothing printed or stored can give the key back.
+        """
+        material = f"{self.base_url}\n{self.api_key or ''}".encode()
+        return hashlib.sha256(material).hexdigest()[:16]
 
     def event_url(self, version: str) -> str:
         """``…/v1/event`` or ``…/v2/event``."""

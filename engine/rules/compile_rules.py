@@ -15,15 +15,19 @@ from typing import Any
 from engine.errors import Location, did_you_mean
 from engine.events import catalogue
 from engine.rules.compiling import CompileContext, empty
+from engine.rules.demand import change_expressions
 from engine.rules.env import interpolate
 from engine.rules.expressions import Names, compile_expression
 from engine.rules.model import (
+    DEFAULT_CHANGES_EXPIRE,
     PLACEHOLDER,
+    ChangeSpec,
     EventSpec,
     Expression,
     LookupSpec,
     ParamSpec,
     Rule,
+    seconds,
     template_host,
 )
 from engine.rules.source import INVALID, LocatedDict
@@ -149,6 +153,7 @@ def compile_rule(
             event.for_each,
             *(p.expr for p in event.params),
             *(e for _, e in event.contact),
+            *change_expressions(event.changes),
         ]
         used.update(n for e in exprs if e is not None for n in e.lookups)
     return Rule(
@@ -226,6 +231,29 @@ def _compile_event(
         identify_by=tuple(identify_by),
         where=raw.loc,
         contact=tuple(contact),
+        changes=_compile_changes(ctx, raw, names),
+    )
+
+
+def _compile_changes(ctx: CompileContext, raw: LocatedDict, names: Names) -> ChangeSpec | None:
+    """``changes:`` as a list of expressions, or the mapping with ``key`` and ``expire``."""
+    found = raw.get("changes")
+    if found is None or found is INVALID:
+        return None
+    where = raw.value_locs.get("changes", raw.loc)
+    texts, key, expire = found, None, DEFAULT_CHANGES_EXPIRE
+    if isinstance(found, LocatedDict):
+        texts, key, expire = found.get("values") or [], found.get("key"), found["expire"]
+    values = [expression(ctx, text, names) for text in texts]
+    if not values:
+        ctx.error("E104", "changes needs at least one expression (the values to compare)", where)
+    if None in values or not values or expire is None:
+        return None  # each problem reported already
+    return ChangeSpec(
+        tuple(v for v in values if v is not None),
+        expression(ctx, key, names),
+        seconds(expire),
+        where,
     )
 
 

@@ -35,7 +35,7 @@ from engine.rules.model import (
     Table,
     table_key,
 )
-from engine.rules.schema import HEADER_KEYS
+from engine.rules.schema import HEADER_KEYS, RULE_SET
 from engine.rules.schemes import VerifySpec
 from engine.rules.source import LocatedDict, LocatedList
 from engine.rules.verify import check_verify
@@ -110,7 +110,7 @@ def load_or_raise(
 def _compile_group(group: Group, ctx: CompileContext) -> RuleSet | None:
     docs: list[LocatedDict] = []
     for path in group.files:
-        doc = read_file(path, display(path), ctx.diagnostics)
+        doc = read_file(path, display(path), ctx.diagnostics, RULE_SET)
         if doc is not None:
             docs.append(doc)
     if not docs:
@@ -225,6 +225,7 @@ def _compile_group(group: Group, ctx: CompileContext) -> RuleSet | None:
         decode=_compile_decode(head),
         lookups=tuple(lookups),
         hosts=hosts,
+        root=str(group.folder if group.folder is not None else group.files[0]),
     )
 
 

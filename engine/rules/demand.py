@@ -31,7 +31,7 @@ from typing import Any, TypedDict, Union
 import msgspec
 
 from engine.errors import NotReadInPart
-from engine.rules.model import Expression, RuleSet
+from engine.rules.model import ChangeSpec, Expression, RuleSet
 
 #: functions whose result is the document itself (for a plain JSON body the envelope is
 #: the body): reading into their result reads into the root
@@ -245,9 +245,17 @@ def ruleset_reads(ruleset: RuleSet) -> Iterator[Read]:
             each = spec.for_each
             per_event = [spec.key, *(p.expr for p in spec.params)]
             per_event += [expr for _field, expr in spec.contact]
+            per_event += change_expressions(spec.changes)
             for expr in per_event:
                 if expr is not None:
                     yield Read(expr, each)
+
+
+def change_expressions(changes: ChangeSpec | None) -> list[Expression]:
+    """The expressions a ``changes:`` declaration runs (its values and its key)."""
+    if changes is None:
+        return []
+    return [*changes.values, *([changes.key] if changes.key is not None else [])]
 
 
 def ruleset_reader(ruleset: RuleSet) -> Reader | None:

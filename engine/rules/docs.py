@@ -12,7 +12,7 @@ from typing import Any
 
 from engine.errors import CODES
 from engine.events import catalogue
-from engine.rules import functions
+from engine.rules import functions, schema_shops
 from engine.rules import schema as s
 from engine.rules import schema_types as t
 
@@ -146,6 +146,39 @@ def _object_section(obj: t.Obj) -> list[str]:
     return lines
 
 
+def _shops_section() -> list[str]:
+    lines = [
+        "## Shops file",
+        "",
+        "One deployment may serve many shops, each with its own signing secret and CDP "
+        "account, without a copy of the rule files per shop: `hookmap serve --shops "
+        "shops.yaml` (or `HOOKMAP_SHOPS`). Each shop is served at `/hooks/{rule set}/{shop "
+        "id}`; the URL without a shop then names nothing. Every value below that names a "
+        "variable is read from the environment when the server starts; a shop whose "
+        "variables are unset is refused with the reason, and nothing of one shop (secret, "
+        "key) serves another. `hookmap schema --shops` prints the JSON Schema.",
+        "",
+        "```yaml",
+        "shops:",
+        "  acme:",
+        "    ruleset: shopify",
+        "    api_key_env: ACME_ESPUTNIK_KEY",
+        "    secret_env: ACME_SHOPIFY_SECRET",
+        "    vars: {phone_country: '44'}",
+        "  globex:",
+        "    ruleset: bigcommerce",
+        "    api_key_env: GLOBEX_ESPUTNIK_KEY",
+        "    api_url: https://yespo.io/api",
+        "    secret_env: GLOBEX_BC_CLIENT_SECRET",
+        "    env: {BIGCOMMERCE_ACCESS_TOKEN: GLOBEX_BC_TOKEN}",
+        "```",
+        "",
+    ]
+    for obj in schema_shops.OBJECTS:
+        lines += _object_section(obj)
+    return lines
+
+
 def _functions_section() -> list[str]:
     lines = [
         "## Functions",
@@ -218,6 +251,7 @@ def render() -> str:
     lines = [INTRO, "## Keys", ""]
     for obj in s.OBJECTS:
         lines += _object_section(obj)
+    lines += _shops_section()
     lines += _functions_section()
     lines += _catalogue_section()
     lines += _codes_section()

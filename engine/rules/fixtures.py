@@ -33,14 +33,8 @@ def compile_tests(ctx: CompileContext, doc: LocatedDict) -> list[RuleTest]:
         raw_bytes: bytes | None = None
         body_file = raw.get("webhook")
         if body_file is not None:
-            path = (base / body_file) if not Path(body_file).is_absolute() else Path(body_file)
             try:
-                raw_bytes = path.read_bytes()
-                side = sidecar_headers(path)
-                if side.is_file():
-                    headers.update(
-                        parse_header_lines(side.read_text(encoding="utf-8").splitlines(), str(side))
-                    )
+                raw_bytes, found = _read_webhook(base, body_file)
             except (OSError, UsageError) as exc:
                 ctx.error(
                     "E305",
@@ -48,7 +42,19 @@ def compile_tests(ctx: CompileContext, doc: LocatedDict) -> list[RuleTest]:
                     raw.value_locs["webhook"],
                 )
                 continue
-        headers.update({k.lower(): str(v) for k, v in (raw.get("headers") or {}).items()})
+            headers.update(found)
+        extra = {k.lower(): str(v) for k, v in (raw.get("headers") or {}).items()}
+        headers.update(extra)
+        before: list[tuple[str, bytes, dict[str, str]]] = []
+        raw_before = raw.get("before")
+        for number, name in enumerate(raw_before or ()):
+            try:
+                content, found = _read_webhook(base, name)
+            except (OSError, UsageError) as exc:
+                where = raw_before.item_locs[number] if isinstance(raw_before, LocatedList) else loc
+                ctx.error("E305", f"test '{raw['name']}': cannot read {name}: {exc}", where)
+                continue
+            before.append((str(name), content, {**found, **extra}))
         mocks: dict[str, Any] = {}
         raw_mocks = raw.get("mocks")
         if not isinstance(raw_mocks, LocatedDict):
@@ -77,6 +83,18 @@ def compile_tests(ctx: CompileContext, doc: LocatedDict) -> list[RuleTest]:
                 where=loc,
                 raw=raw_bytes,
                 mocks=mocks,
+                before=tuple(before),
             )
         )
     return out
+
+
+def _read_webhook(base: Path, name: str) -> tuple[bytes, dict[str, str]]:
+    """A webhook file's bytes and the headers of its ``.headers`` file (if any)."""
+    path = (base / name) if not Path(name).is_absolute() else Path(name)
+    content = path.read_bytes()
+    side = sidecar_headers(path)
+    headers: dict[str, str] = {}
+    if side.is_file():
+        headers = parse_header_lines(side.read_text(encoding="utf-8").splitlines(), str(side))
+    return content, headers

@@ -1,4 +1,7 @@
-"""Load stage: YAML text → values checked against ``engine.rules.schema``, every one located.
+"""Load stage: YAML text → values checked against a declared schema, every one located.
+
+Rule files are read against ``engine.rules.schema.RULE_SET``, shops files against
+``engine.rules.schema_shops.SHOPS_FILE``: the caller names the root type.
 
 The walker keeps each value's place (``engine.rules.source``) so every later stage can
 point at ``file:line:col``. It applies what the schema declares (types, required keys,
@@ -16,7 +19,6 @@ from typing import Any
 import yaml
 
 from engine.errors import Location, Severity, did_you_mean
-from engine.rules import schema as s
 from engine.rules import schema_types as t
 from engine.rules.diagnostics import Diagnostics
 from engine.rules.source import INVALID, ExprText, LocatedDict, LocatedList, SourceFile
@@ -360,8 +362,10 @@ def _compose(text: str) -> yaml.Node | None:
     return node
 
 
-def read_file(path: Path, display: str, diagnostics: Diagnostics) -> LocatedDict | None:
-    """Read one rule file against the rule-set schema; problems go to ``diagnostics``."""
+def read_file(
+    path: Path, display: str, diagnostics: Diagnostics, root: t.Obj
+) -> LocatedDict | None:
+    """Read one file against ``root`` (a declared mapping); problems go to ``diagnostics``."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -394,5 +398,5 @@ def read_file(path: Path, display: str, diagnostics: Diagnostics) -> LocatedDict
         out.loc = Location(display, 1, 1)
         out.key_locs, out.value_locs, out.source = {}, {}, source
         return out
-    result = reader.read(node, s.RULE_SET, "")
+    result = reader.read(node, root, "")
     return result if isinstance(result, LocatedDict) else None

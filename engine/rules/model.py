@@ -51,6 +51,17 @@ DEFAULT_TIMEOUT = 10
 DEFAULT_RETRIES = 2
 DEFAULT_CACHE_TTL = 0
 
+#: how long the last values of a ``changes:`` entity are remembered; the duration form
+DEFAULT_CHANGES_EXPIRE = "30d"
+DURATION = r"^[0-9]+(?:\.[0-9]+)?[smhd]$"
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def seconds(duration: str) -> float:
+    """``30d``, ``12h``, ``45m``, ``90s`` in seconds."""
+    return float(duration[:-1]) * _UNITS[duration[-1]]
+
+
 #: how a rule test compares the events sent with the expected ones
 Match = Literal["exact", "subset"]
 MATCHES: tuple[Match, ...] = get_args(Match)
@@ -261,6 +272,17 @@ class ParamSpec:
 
 
 @dataclasses.dataclass(frozen=True)
+class ChangeSpec:
+    """``changes:``: the event is sent only when ``values`` differ from the last ones sent
+    for the entity ``key`` (None: the event's keyValue), remembered ``expire`` seconds."""
+
+    values: tuple[Expression, ...]
+    key: Expression | None = None
+    expire: float = seconds(DEFAULT_CHANGES_EXPIRE)
+    where: Location | None = None
+
+
+@dataclasses.dataclass(frozen=True)
 class EventSpec:
     type: str
     params: tuple[ParamSpec, ...]
@@ -271,6 +293,8 @@ class EventSpec:
     where: Location | None = None
     #: how to create the contact first: v1/contact field → expression
     contact: tuple[tuple[str, Expression], ...] = ()
+    #: sent only when these values changed for the entity (``changes:``)
+    changes: ChangeSpec | None = None
     #: where each param is declared, by name (problems are located with it)
     param_where: Mapping[str, Location | None] = dataclasses.field(
         init=False, repr=False, compare=False
@@ -329,6 +353,8 @@ class RuleTest:
     raw: bytes | None = None
     #: lookup name → answer, instead of the network
     mocks: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    #: webhooks processed first (``before:``): (their file, its bytes, their headers)
+    before: tuple[tuple[str, bytes, Mapping[str, str]], ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -355,6 +381,9 @@ class RuleSet:
     #: in declaration order: a lookup's arguments may read the ones before it
     lookups: tuple[LookupSpec, ...] = ()
     hosts: frozenset[str] = frozenset()
+    #: the path it was loaded from (its folder, or its file): loading it again (for a
+    #: shop that reads other variables) starts there
+    root: str = ""
     # per topic a rule names: whether each rule matches it (see ``matching``)
     _matching: Mapping[str, tuple[bool, ...]] = dataclasses.field(
         init=False, repr=False, compare=False

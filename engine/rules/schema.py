@@ -18,14 +18,17 @@ from typing import Any
 from engine.rules.model import (
     API_VERSIONS,
     DEFAULT_API_VERSION,
+    DEFAULT_CHANGES_EXPIRE,
     DEFAULT_MATCH,
     DEFAULT_ON_EMPTY,
     DEFAULT_ON_NULL,
+    DURATION,
     MATCHES,
     ON_EMPTY,
     ON_NULL,
 )
 from engine.rules.schema_intake import DECODE, DEDUPE, LOOKUP, VERIFY
+from engine.rules.schema_shops import SHOP, SHOPS_FILE
 from engine.rules.schema_types import (
     AnyValue,
     Bool,
@@ -97,6 +100,38 @@ CONTACT = Obj(
     ),
 )
 
+CHANGES = Obj(
+    title="Changes",
+    doc=(
+        "Emit the event only when these values differ from the last ones sent for the "
+        "same entity (a cart, an order): a storm of updates that change nothing sends "
+        "nothing. The server remembers the last values per shop and entity for `expire`; "
+        "dry-run and `--explain` say when an event is held back and why."
+    ),
+    fields=(
+        Field(
+            "values",
+            ListOf(item=Expr(), single_ok=True),
+            "Expressions whose values, together, are what must change (on the body, or on "
+            "the element with `for_each`).",
+            required=True,
+            example="[line_items[].[variant_id, quantity, price], email]",
+        ),
+        Field(
+            "key",
+            Expr(),
+            "The entity the values belong to (default: the event's `key`, its keyValue).",
+            example="cart_token",
+        ),
+        Field(
+            "expire",
+            Str(pattern=DURATION),
+            "How long the last values are remembered: `30d`, `12h`, `45m`, `90s`.",
+            default=DEFAULT_CHANGES_EXPIRE,
+        ),
+    ),
+)
+
 EVENT_FIELDS = (
     Field(
         "type",
@@ -133,6 +168,13 @@ EVENT_FIELDS = (
     ),
     Field("params", MapOf(value=PARAM_VALUE, key_doc="param name"), "Param name → value."),
     Field("contact", CONTACT, "Create or update the contact first (new customers)."),
+    Field(
+        "changes",
+        OneOf(label="changes", options=(ListOf(item=Expr()), CHANGES)),
+        "Emit only when these values changed since the last event sent for the same "
+        "entity: a list of expressions, or the mapping below (with `key` and `expire`).",
+        example="[line_items[].[variant_id, quantity], total_price]",
+    ),
     Field("doc", Str(), "A note for readers; ignored by the engine."),
 )
 
@@ -236,6 +278,12 @@ EXPECT = Obj(
             "Events expected to be dropped: "
             "`{eventTypeKey, rule, problems: [code or {code, param}]}` (subset match).",
         ),
+        Field(
+            "held",
+            ListOf(item=AnyValue()),
+            "Events expected held back because nothing changed (`changes:`): "
+            "`{eventTypeKey, rule}` (subset match).",
+        ),
         Field("unmatched", Bool(), "Expect that no rule matches the webhook."),
         Field("ignored", Bool(), "Expect that a rule with `ignore` takes the webhook."),
     ),
@@ -265,6 +313,13 @@ TEST = Obj(
             MapOf(value=AnyValue(), key_doc="lookup name"),
             "Answers for lookups "
             "instead of the network: a JSON file path (relative to this file) or inline.",
+        ),
+        Field(
+            "before",
+            ListOf(item=Str(), single_ok=True),
+            "Webhook files processed first, in order (with this test's headers and mocks): "
+            "the events they send count as sent, for `changes:`.",
+            example="../examples/shopify/checkouts-create.json",
         ),
         Field("expect", EXPECT, "What must come out.", required=True),
     ),
@@ -357,11 +412,23 @@ OBJECTS: Sequence[Obj] = (
     TEMPLATE,
     RULE,
     EVENT,
+    CHANGES,
     PARAM,
     CONTACT,
     TEST,
     EXPECT,
 )
+
+
+def shops_json_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of a shops file, for editors."""
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://hookmap.dev/schema/shops.json",
+        "title": "hookmap shops file",
+        **SHOPS_FILE.definition(),
+        "$defs": {SHOP.title: SHOP.definition()},
+    }
 
 
 def json_schema() -> dict[str, Any]:

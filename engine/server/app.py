@@ -1,4 +1,4 @@
-"""The webhook receiver: ``POST /hooks/{source}`` plus health and metrics, as an ASGI app.
+"""The webhook receiver: ``POST /hooks/{source}[/{shop}]`` plus health and metrics (ASGI).
 
 What a request goes through, in order (each step answers before storing anything):
 
@@ -23,6 +23,7 @@ they answer only ``Authorization: Bearer <token>``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import json
 import logging
@@ -42,6 +43,8 @@ log = logging.getLogger("hookmap.server")
 #: what answers a request the store cannot take: when to send it again, in seconds
 STORE_RETRY_AFTER = 30
 ADMIN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+#: seconds a readiness answer is reused
+READINESS_TTL = 1.0
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -59,6 +62,8 @@ class Inbox(Protocol):
         body: bytes,
         delivery_id: str | None,
         received_at: float | None = None,
+        *,
+        shop: str = "",
     ) -> AddResult: ...
 
 
@@ -67,7 +72,7 @@ class Receiver(Protocol):
     the store it commits to, its metrics, its readiness, and its processor to wake."""
 
     @property
-    def sources(self) -> Mapping[str, Source]: ...
+    def sources(self) -> Mapping[tuple[str, str], Source]: ...
 
     @property
     def store(self) -> Inbox: ...
@@ -135,6 +140,7 @@ def make_app(
     ``admin_token``, when given, is required as a Bearer token on the admin paths.
     """
     token = admin_token.encode() if admin_token else None
+    ready = _Readiness(service)
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -148,13 +154,14 @@ def make_app(
             return
         path, method = scope["path"], scope["method"]
         if hooks and path.startswith("/hooks/"):
-            if method == "GET" and path[len("/hooks/") :] in service.sources:
+            key = source_key(path[len("/hooks/") :])
+            if method == "GET" and key in service.sources:
                 await answer_challenge(scope, send)
                 return
             if method != "POST":
                 await respond(send, 405, {"error": "use POST"})
                 return
-            await receive_webhook(service, scope, receive, send, path[len("/hooks/") :])
+            await receive_webhook(service, scope, receive, send, key)
         elif admin and path in ADMIN_PATHS:
             if token is not None and not _bearer_matches(scope, token):
                 log.warning("refused %s from %s: no valid admin token", path, _client(scope))
@@ -165,19 +172,36 @@ def make_app(
                     headers=((b"www-authenticate", b"Bearer"),),
                 )
                 return
-            await answer_admin(service, path, send)
+            await answer_admin(service, path, send, ready)
         else:
             await respond(send, 404, {"error": "not found"})
 
     return app
 
 
-async def answer_admin(service: Receiver, path: str, send: Send) -> None:
+class _Readiness:
+    """The service's readiness, asked at most once per ``READINESS_TTL``: each answer
+    makes a synced write (``Store.writable``), and a flood of /readyz must not make a
+    flood of writes."""
+
+    def __init__(self, service: Receiver) -> None:
+        self._service = service
+        self._at = -READINESS_TTL
+        self._problems: list[str] = []
+
+    async def problems(self) -> list[str]:
+        if time.monotonic() - self._at >= READINESS_TTL:
+            self._problems = await asyncio.to_thread(self._service.readiness)
+            self._at = time.monotonic()
+        return self._problems
+
+
+async def answer_admin(service: Receiver, path: str, send: Send, ready: _Readiness) -> None:
     """``/healthz`` (alive), ``/readyz`` (rules loaded, store writable), ``/metrics``."""
     if path == "/healthz":
         await respond(send, 200, {"status": "ok"})
     elif path == "/readyz":
-        problems = await asyncio.to_thread(service.readiness)
+        problems = await ready.problems()
         await respond(
             send,
             503 if problems else 200,
@@ -219,21 +243,24 @@ async def answer_challenge(scope: Scope, send: Send) -> None:
 
 
 async def receive_webhook(
-    service: Receiver, scope: Scope, receive: Receive, send: Send, name: str
+    service: Receiver, scope: Scope, receive: Receive, send: Send, key: tuple[str, str] | None
 ) -> None:
-    source = service.sources.get(name)
+    source = service.sources.get(key) if key is not None else None
     metrics = service.metrics
     if source is None:
         # one series for every unknown name: a label from the path would let anyone
         # grow /metrics without bound
         metrics.count(metrics.rejected, source="(unknown)", reason="unknown_source")
-        log.warning("rejected webhook: unknown source %r", name[:80])
-        await respond(send, 404, {"error": f"unknown source '{name[:80]}'"})
+        shown = scope["path"][len("/hooks/") :][:80]
+        log.warning("rejected webhook: unknown source %r", shown)
+        await respond(send, 404, {"error": f"unknown source '{shown}'"})
         return
+    name = source.label
+    labels = {"source": source.name, **({"shop": source.shop} if source.shop else {})}
     headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
     declared = headers.get("content-length", "")
     if declared.isdigit() and int(declared) > source.max_body:
-        metrics.count(metrics.rejected, source=name, reason="too_large")
+        metrics.count(metrics.rejected, reason="too_large", **labels)
         log.warning(
             "rejected webhook for %s: body of %s bytes over %d", name, declared, source.max_body
         )
@@ -245,7 +272,7 @@ async def receive_webhook(
         log.debug("client left while sending a webhook for %s", name)
         return
     except BodyTooLarge:
-        metrics.count(metrics.rejected, source=name, reason="too_large")
+        metrics.count(metrics.rejected, reason="too_large", **labels)
         log.warning("rejected webhook for %s: body over %d bytes", name, source.max_body)
         await respond(send, 413, {"error": f"body over {source.max_body} bytes"})
         return
@@ -257,18 +284,23 @@ async def receive_webhook(
         return
     verdict = source.verify(body, headers)
     if not verdict.ok:
-        metrics.count(metrics.rejected, source=name, reason=reason_label(verdict))
+        metrics.count(metrics.rejected, reason=reason_label(verdict), **labels)
         log.warning("rejected webhook for %s from %s: %s", name, _client(scope), verdict.reason)
         await respond(send, 401, {"error": "signature verification failed"})
         return
     delivery_id = source.delivery_id(body, headers)
     try:
         added = await asyncio.to_thread(
-            service.store.add_webhook, name, headers, body, delivery_id, time.time()
+            functools.partial(service.store.add_webhook, shop=source.shop),
+            source.name,
+            headers,
+            body,
+            delivery_id,
+            time.time(),
         )
     except StoreUnavailable as exc:
         # not stored, so not acknowledged: the platform sends it again later
-        metrics.count(metrics.rejected, source=name, reason="store_unavailable")
+        metrics.count(metrics.rejected, reason="store_unavailable", **labels)
         log.warning("cannot store a webhook for %s, answered 503: %s", name, exc)
         await respond(
             send,
@@ -278,12 +310,21 @@ async def receive_webhook(
         )
         return
     if added.duplicate:
-        metrics.count(metrics.duplicates, source=name)
+        metrics.count(metrics.duplicates, **labels)
         log.info(
             "duplicate delivery %s for %s: webhook #%d already stored", delivery_id, name, added.id
         )
         await respond(send, 200, {"status": "duplicate", "id": added.id})
         return
-    metrics.count(metrics.received, source=name)
+    metrics.count(metrics.received, **labels)
     service.wake_processor()
     await respond(send, 200, {"status": "accepted", "id": added.id})
+
+
+def source_key(rest: str) -> tuple[str, str] | None:
+    """``shopify`` → ("shopify", ""), ``shopify/acme`` → ("shopify", "acme"); anything
+    else names no source."""
+    name, _, shop = rest.partition("/")
+    if not name or "/" in shop:
+        return None
+    return name, shop

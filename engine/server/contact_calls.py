@@ -15,11 +15,11 @@ import asyncio
 import contextlib
 import json
 import logging
-import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Protocol
 
 from engine.events.contacts import contact_key
+from engine.events.destination import Destination
 from engine.server.delivery import Call, classify
 from engine.server.store.rows import OutboxEvent, Outcome
 
@@ -27,16 +27,20 @@ log = logging.getLogger("hookmap.dispatch")
 
 #: what stops an event before it is sent: the verdict, the contact call, the error text
 Blocked = tuple[Outcome, Call, str]
-#: ``post(url, body, what)``: one POST through the dispatcher's client, bucket and auth
-Post = Callable[[str, bytes, str], Awaitable[Call]]
+#: ``post(destination, url, body, what)``: one POST through the dispatcher's client, with
+#: the destination's auth and rate limit
+Post = Callable[[Destination, str, bytes, str], Awaitable[Call]]
 
 
 class ContactMemory(Protocol):
     """Where the contacts created at the CDP are remembered (the store)."""
 
-    def contact_known(self, key: str) -> bool: ...
+    #: what its operations raise when the database fails
+    errors: tuple[type[Exception], ...]
 
-    def remember_contact(self, key: str, contact_id: int | None) -> None: ...
+    def contact_known(self, key: str, *, shop: str = "") -> bool: ...
+
+    def remember_contact(self, key: str, contact_id: int | None, *, shop: str = "") -> None: ...
 
 
 class _KeyLock:
@@ -51,13 +55,12 @@ class _KeyLock:
 class ContactCalls:
     """Creates the contacts of the events a dispatcher sends, each once."""
 
-    def __init__(self, memory: ContactMemory, post: Post, url: str) -> None:
+    def __init__(self, memory: ContactMemory, post: Post) -> None:
         self._memory = memory
         self._post = post
-        self._url = url
-        self._locks: dict[str, _KeyLock] = {}
+        self._locks: dict[tuple[str, str], _KeyLock] = {}
 
-    async def ensure(self, event: OutboxEvent) -> Blocked | None:
+    async def ensure(self, event: OutboxEvent, destination: Destination) -> Blocked | None:
         """Make sure the CDP knows the event's contact; what stops the event, or None.
 
         Under the key's lock: known (remembered) → nothing to do; else POST v1/contact,
@@ -69,15 +72,16 @@ class ContactCalls:
         key = contact_key(event.contact)
         if key is None:  # nothing identifies it (the rule's checks warned): send as is
             return None
-        async with self._lock(key) as entry:
+        async with self._lock((event.shop, key)) as entry:
             if entry.failure is not None:
                 return entry.failure
-            if await self._known(key):
+            if await self._known(event.shop, key):
                 return None
             content = json.dumps(event.contact, ensure_ascii=False).encode("utf-8")
-            call = await self._post(self._url, content, f"contact of #{event.id}")
+            url = f"{destination.base_url}/v1/contact"
+            call = await self._post(destination, url, content, f"contact of #{event.id}")
             if call.status is not None and (200 <= call.status < 300 or call.status == 409):
-                await self._remember(key, call, event.id)
+                await self._remember(event.shop, key, call, event.id)
                 return None
             blocked = _contact_failure(call)
             if blocked[0] == "retry":
@@ -85,7 +89,7 @@ class ContactCalls:
             return blocked
 
     @contextlib.asynccontextmanager
-    async def _lock(self, key: str) -> AsyncIterator[_KeyLock]:
+    async def _lock(self, key: tuple[str, str]) -> AsyncIterator[_KeyLock]:
         """Hold one contact key's lock; its entry goes once nobody holds or awaits it."""
         entry = self._locks.get(key)
         if entry is None:
@@ -99,19 +103,19 @@ class ContactCalls:
             if entry.users == 0:
                 del self._locks[key]
 
-    async def _known(self, key: str) -> bool:
+    async def _known(self, shop: str, key: str) -> bool:
         try:
-            return await asyncio.to_thread(self._memory.contact_known, key)
-        except sqlite3.Error:
+            return await asyncio.to_thread(self._memory.contact_known, key, shop=shop)
+        except self._memory.errors:
             # creating a known contact again only updates it: better than not sending
             log.exception("cannot read the known contacts; creating the contact again")
             return False
 
-    async def _remember(self, key: str, call: Call, event_id: int) -> None:
+    async def _remember(self, shop: str, key: str, call: Call, event_id: int) -> None:
         contact_id = _contact_id(call.text) if call.status != 409 else None
         try:
-            await asyncio.to_thread(self._memory.remember_contact, key, contact_id)
-        except sqlite3.Error:
+            await asyncio.to_thread(self._memory.remember_contact, key, contact_id, shop=shop)
+        except self._memory.errors:
             log.exception(
                 "cannot remember the contact of event #%d: it may be created again", event_id
             )

@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import sqlite3
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -40,7 +39,7 @@ from types import TracebackType
 import httpx
 
 from engine.events.destination import RATE_LIMIT, Destination
-from engine.server.contact_calls import ContactCalls
+from engine.server.contact_calls import Blocked, ContactCalls
 from engine.server.delivery import (
     MAX_RETRY_AFTER,
     RETRY_AFTER_STATUSES,
@@ -50,9 +49,9 @@ from engine.server.delivery import (
     read_text,
     retry_after,
 )
-from engine.server.ratelimit import TokenBucket
+from engine.server.ratelimit import LocalLimiter, RateLimiter
+from engine.server.store.base import Store
 from engine.server.store.rows import OutboxEvent, Outcome
-from engine.server.store.sqlite import Store
 
 log = logging.getLogger("hookmap.dispatch")
 
@@ -81,7 +80,7 @@ class Dispatcher:
     def __init__(
         self,
         store: Store,
-        destination: Destination,
+        destination: Destination | Callable[[str], Destination | None],
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         concurrency: int = DEFAULT_CONCURRENCY,
@@ -95,9 +94,13 @@ class Dispatcher:
         grace_seconds: float = DEFAULT_GRACE,
         poll_interval: float = 5.0,
         owner: str | None = None,
+        limiter: RateLimiter | None = None,
     ) -> None:
-        """``owner``: the server instance claiming events (engine.server.leases), so that a
-        restart can release what it held if it dies; None for a one-off drain."""
+        """``destination``: where events go, one for every shop, or a function giving the one
+        of each shop id ("" is the default shop; None: no account is configured).
+        ``owner``: the server instance claiming events, so that a restart can release what
+        it held if it dies; None for a one-off drain. ``limiter``: the send rate per CDP
+        account (default: ``rate_per_second`` in this process)."""
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         if not 0 <= jitter < 1:
@@ -107,7 +110,9 @@ class Dispatcher:
         self.poll_interval = poll_interval
         self._store = store
         self._owner = owner
-        self._destination = destination
+        self._destination_for = (
+            (lambda _shop: destination) if isinstance(destination, Destination) else destination
+        )
         self._schedule = tuple(schedule)
         self._jitter = jitter
         self._clock = clock
@@ -117,16 +122,15 @@ class Dispatcher:
         # longer than any send can take (waiting for another event's contact call, its
         # own contact call, the event), so no event is claimed twice while in flight
         self._lease = max(60.0, 3 * self._deadline)
-        self._bucket = TokenBucket(rate_per_second, rate_per_second if burst is None else burst)
+        self._limiter = limiter or LocalLimiter(rate_per_second, burst)
         self._slots = asyncio.Semaphore(concurrency)
-        self._contacts = ContactCalls(store, self._post, f"{destination.base_url}/v1/contact")
+        self._contacts = ContactCalls(store, self._post)
         limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
         # limits apply to httpx's own transport; an injected one brings its own
         self._client = httpx.AsyncClient(
             transport=transport,
             limits=limits,
             timeout=httpx.Timeout(timeout),
-            headers=destination.headers(),
             follow_redirects=False,
         )
 
@@ -179,7 +183,7 @@ class Dispatcher:
                         delay = None  # a finished send frees a slot and wakes us
                     else:
                         delay = await self._until_next_due()
-                except sqlite3.Error as exc:  # a full disk, a lock: the loop goes on
+                except self._store.errors as exc:  # a full disk, a lock: the loop goes on
                     log.warning("cannot read the outbox (%s); trying again shortly", exc)
                 waits = [stop, finished] + ([wake] if wake is not None else [])
                 await _wait_any(waits, delay)
@@ -238,11 +242,18 @@ class Dispatcher:
 
         Never raises for the HTTP side.
         """
+        destination = self.destination(event.shop)
         async with self._slots:
-            blocked = await self._contacts.ensure(event) if event.contact is not None else None
+            blocked = None
+            if destination is None:  # the shop left the shops file: kept, retried, seen
+                blocked = _no_account(event.shop, self._clock())
+            elif event.contact is not None:
+                blocked = await self._contacts.ensure(event, destination)
             if blocked is None:
+                assert destination is not None
                 call = await self._post(
-                    self._destination.event_url(event.api_version),
+                    destination,
+                    destination.event_url(event.api_version),
                     event.body.encode("utf-8"),
                     f"event #{event.id}",
                 )
@@ -280,18 +291,26 @@ class Dispatcher:
                 log.exception("on_result callback failed")
         return outcome
 
-    async def _post(self, url: str, content: bytes, what: str) -> Call:
-        """POST once (after a token from the bucket); errors become ``Call.error``."""
+    def destination(self, shop: str) -> Destination | None:
+        """Where ``shop``'s events go (its CDP account); None when no account is configured
+        for it (never another shop's)."""
+        return self._destination_for(shop)
+
+    async def _post(self, destination: Destination, url: str, content: bytes, what: str) -> Call:
+        """POST once (after the account's rate allows it); errors become ``Call.error``."""
         status: int | None = None
         error: str | None = None
         text: str | None = None
-        await self._bucket.acquire()
+        await self._limiter.acquire(destination.account)
         started = self._clock()
         t0 = time.monotonic()
         header: str | None = None
         try:
             async with asyncio.timeout(self._deadline):
-                async with self._client.stream("POST", url, content=content) as response:
+                request = self._client.stream(
+                    "POST", url, content=content, headers=destination.headers()
+                )
+                async with request as response:
                     # the status decides; the body is only kept for the record
                     status = response.status_code
                     if status in RETRY_AFTER_STATUSES:
@@ -334,8 +353,10 @@ class Dispatcher:
         duration_ms: float,
         next_at: float | None,
     ) -> None:
-        """Commit the attempt; a few tries, since a lost 'sent' means sending it again."""
-        for attempt in range(3):
+        """Commit the attempt, trying again for half the lease (a full disk may free up
+        meanwhile), since a lost 'sent' means sending it again once the lease ends."""
+        waits = [0.5 * 2**i for i in range(10) if 0.5 * (2 ** (i + 1) - 1) <= self._lease / 2]
+        for attempt in range(len(waits) + 1):
             try:
                 await asyncio.to_thread(
                     self._store.record_attempt,
@@ -349,11 +370,11 @@ class Dispatcher:
                     next_at,
                 )
                 return
-            except sqlite3.Error:
-                if attempt == 2:
-                    log.exception("cannot record attempt of event #%d (%s)", event.id, outcome)
+            except self._store.errors as exc:
+                if attempt == len(waits):
+                    log.error("cannot record attempt of event #%d (%s): %s", event.id, outcome, exc)
                     return
-                await asyncio.sleep(0.5)
+                await asyncio.sleep(waits[attempt])
 
 
 def _with_retry_after(error: str | None, status: int | None, call: Call, wait: float) -> str:
@@ -375,3 +396,9 @@ async def _wait_any(events: Sequence[asyncio.Event], timeout: float | None) -> N
         for waiter in waiters:
             waiter.cancel()
         await asyncio.gather(*waiters, return_exceptions=True)
+
+
+def _no_account(shop: str, now: float) -> Blocked:
+    """What stops an event whose shop has no CDP account configured: retried on its
+    schedule (a reload may bring the shop back), then dead, where an operator sees it."""
+    return "retry", Call(None, None, None, now, 0.0), f"no CDP account configured for shop {shop!r}"

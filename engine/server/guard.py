@@ -66,6 +66,10 @@ class Limits:
     max_connections: int | None = None
 
 
+#: what ``hookmap serve`` allows unless told
+DEFAULT_LIMITS = Limits()
+
+
 def _raw_response(status: int, text: str, extra: str = "") -> bytes:
     """A complete response written without h11 (whose state may not allow one yet)."""
     reason = {408: "Request Timeout", 503: "Service Unavailable"}[status]

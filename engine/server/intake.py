@@ -33,10 +33,17 @@ class Source:
     ruleset: RuleSet
     secrets: tuple[bytes, ...] = dataclasses.field(repr=False)
     max_body: int = DEFAULT_MAX_BODY
+    #: the shop it serves ("" when the server serves one shop per rule set)
+    shop: str = ""
 
     @property
     def name(self) -> str:
         return self.ruleset.name
+
+    @property
+    def label(self) -> str:
+        """How messages name it: ``shopify``, or ``shopify/acme`` for a shop."""
+        return f"{self.ruleset.name}/{self.shop}" if self.shop else self.ruleset.name
 
     def verify(self, body: bytes, headers: Mapping[str, str], now: float | None = None) -> Verdict:
         """The signature verdict; ``scheme: none`` always passes (declared explicitly)."""
@@ -70,28 +77,45 @@ def build_sources(
     problems: list[str] = []
     sources: dict[str, Source] = {}
     for rs in rulesets:
-        if rs.verify is None:
-            problems.append(
-                f"rule set '{rs.name}' ({rs.files[0] if rs.files else '?'}) declares no "
-                "`verify`: add its signature scheme, or `verify: {scheme: none}` to accept "
-                "unsigned requests on purpose"
-            )
-            continue
-        for lookup in rs.lookups:
-            if lookup.missing_env:
-                problems.append(
-                    f"rule set '{rs.name}': lookup '{lookup.name}' needs "
-                    f"{', '.join(lookup.missing_env)} set"
-                )
-        try:
-            secrets = tuple(resolve_secrets(rs.verify, env))
-        except SecretError as exc:
-            problems.append(f"rule set '{rs.name}': {exc}")
-            continue
-        sources[rs.name] = Source(rs, secrets, rs.max_body or max_body)
+        source = make_source(rs, env, max_body, problems)
+        if source is not None:
+            sources[rs.name] = source
     if problems:
         raise ServeRefused(problems)
     return sources
+
+
+def make_source(
+    rs: RuleSet,
+    env: Mapping[str, str],
+    max_body: int,
+    problems: list[str],
+    shop: str = "",
+) -> Source | None:
+    """``rs`` ready to receive, its secrets read from ``env``; None (with every reason in
+    ``problems``) when it cannot be served."""
+    label = f"rule set '{rs.name}'" + (f" for shop '{shop}'" if shop else "")
+    if rs.verify is None:
+        problems.append(
+            f"{label} ({rs.files[0] if rs.files else '?'}) declares no "
+            "`verify`: add its signature scheme, or `verify: {scheme: none}` to accept "
+            "unsigned requests on purpose"
+        )
+        return None
+    found = len(problems)
+    for lookup in rs.lookups:
+        if lookup.missing_env:
+            problems.append(
+                f"{label}: lookup '{lookup.name}' needs {', '.join(lookup.missing_env)} set"
+            )
+    try:
+        secrets = tuple(resolve_secrets(rs.verify, env))
+    except SecretError as exc:
+        problems.append(f"{label}: {exc}")
+        return None
+    if len(problems) > found:
+        return None
+    return Source(rs, secrets, rs.max_body or max_body, shop)
 
 
 def is_woocommerce_ping(headers: Mapping[str, str], body: bytes) -> bool:

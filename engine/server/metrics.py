@@ -102,7 +102,7 @@ class Metrics:
         )
         self.gauges: dict[str, tuple[str, Callable[[], float | None]]] = {}
 
-    def count(self, counter: Counter, amount: float = 1.0, **labels: str) -> None:
+    def count(self, counter: Counter, amount: float = 1.0, /, **labels: str) -> None:
         with self._lock:
             counter.inc(amount, **labels)
 

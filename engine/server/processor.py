@@ -22,15 +22,21 @@ from collections.abc import Callable, Mapping, Sequence
 from engine.errors import LookupFailed, PayloadError
 from engine.lookups import Fetcher
 from engine.pipeline import process
-from engine.results import Result
+from engine.results import EventResult, Result
 from engine.rules.model import RuleSet
+from engine.server.store.base import Store
 from engine.server.store.rows import NewEvent, RecordStats, StoredWebhook
-from engine.server.store.sqlite import Store
+from engine.webhook import Webhook
 
 log = logging.getLogger("hookmap.processor")
 
 #: delays before processing again a webhook whose lookup failed: about 16 h in all
 LOOKUP_SCHEDULE: tuple[float, ...] = (30, 120, 600, 1800, 3600, 7200, 4 * 3600, 8 * 3600)
+
+
+def as_webhook(stored: StoredWebhook) -> Webhook:
+    """The ``Webhook`` that ``engine.pipeline.process`` takes, from a stored one."""
+    return Webhook(stored.body, dict(stored.headers), origin=stored.origin)
 
 
 def new_events(result: Result) -> list[NewEvent]:
@@ -46,9 +52,29 @@ def new_events(result: Result) -> list[NewEvent]:
             e.ok and e.body is not None,
             e.contact_request,
             e.wire if e.body is not None else None,
+            _change_of(e),
         )
         for e in result.events
+        if e.held is None  # held back: nothing is stored, nothing is sent
     ]
+
+
+def _change_of(event: EventResult) -> tuple[str, str, float] | None:
+    change = event.change
+    if change is None or not event.ok:
+        return None
+    return change.entity, change.fingerprint, change.expire
+
+
+class StoredChanges:
+    """The store's memory of the values last sent (``changes:``), for one shop."""
+
+    def __init__(self, store: Store, shop: str) -> None:
+        self._store = store
+        self._shop = shop
+
+    def last(self, entity: str) -> str | None:
+        return self._store.last_change(entity, shop=self._shop)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,7 +97,7 @@ class Processed:
 
 def process_stored(
     store: Store,
-    rulesets: Mapping[str, RuleSet],
+    rulesets: Mapping[tuple[str, str], RuleSet],
     webhook: StoredWebhook,
     *,
     fetcher: Fetcher | None = None,
@@ -87,14 +113,19 @@ def process_stored(
     when the schedule is used up. A replay starts the schedule afresh: the operator
     asked for this attempt.
     """
-    ruleset = rulesets.get(webhook.source)
+    ruleset = rulesets.get((webhook.source, webhook.shop))
     result: Result | None = None
     error: str | None = None
     if ruleset is None:
-        error = f"no rule set named '{webhook.source}' is loaded"
+        error = (
+            f"no rule set named '{webhook.source}' is loaded"
+            if not webhook.shop
+            else f"no rule set '{webhook.source}' is loaded for shop '{webhook.shop}'"
+        )
     else:
         try:
-            result = process(ruleset, webhook.as_webhook(), fetcher=fetcher)
+            changes = StoredChanges(store, webhook.shop)
+            result = process(ruleset, as_webhook(webhook), fetcher=fetcher, changes=changes)
         except LookupFailed as exc:
             return _lookup_failed(store, webhook, exc, replay, schedule, clock)
         except PayloadError as exc:

@@ -1,9 +1,21 @@
-"""The send rate: an async token bucket (the CDP allows 350 requests/s per account)."""
+"""The send rate: the CDP allows 350 requests/s per account, whoever sends them.
+
+A dispatcher asks its ``RateLimiter`` before every request, naming the account
+(``Destination.account``). ``LocalLimiter`` keeps one token bucket per account in this
+process: the limit holds for one server. Several servers sending for one account share a
+limiter kept in their shared store (``engine.server.store.postgres``).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from typing import Protocol
+
+
+class RateLimiter(Protocol):
+    async def acquire(self, account: str) -> None:
+        """Return once a request for ``account`` may be sent now."""
 
 
 class TokenBucket:
@@ -31,3 +43,20 @@ class TokenBucket:
                     self._tokens -= 1
                     return
                 await asyncio.sleep((1 - self._tokens) / self.rate)
+
+
+class LocalLimiter:
+    """A token bucket per account, in this process."""
+
+    def __init__(self, rate: float, burst: float | None = None) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        self.rate = rate
+        self.burst = rate if burst is None else burst
+        self._buckets: dict[str, TokenBucket] = {}
+
+    async def acquire(self, account: str) -> None:
+        bucket = self._buckets.get(account)
+        if bucket is None:
+            bucket = self._buckets[account] = TokenBucket(self.rate, self.burst)
+        await bucket.acquire()

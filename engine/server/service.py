@@ -7,10 +7,9 @@
   picked up again when due.
 * The dispatcher (``engine.server.dispatch``) delivers the outbox.
 
-Each listening port (the hooks, and the admin paths when ``admin_port`` is set) runs
-uvicorn with ``engine.server.guard``'s protocol: idle, head and body timeouts and a
-connection limit. While serving, repeated warnings are counted rather than repeated
-(``engine.server.logs``).
+Each port (``engine.server.listeners``: hooks, and admin when ``admin_port`` is set) has
+idle, head and body timeouts and a connection limit (``engine.server.guard``); repeated
+warnings are counted, not repeated (``engine.server.logs``).
 
 SIGTERM / SIGINT: uvicorn stops taking requests and finishes the ones in flight, then
 sends in flight get the grace period and the rest stay pending. SIGHUP (or a changed
@@ -27,14 +26,12 @@ import logging
 import os
 import signal
 import socket
-import sqlite3
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
 
 from engine.errors import HookmapError, RuleLoadError, StoreError
 from engine.events.destination import RATE_LIMIT, Destination
@@ -42,7 +39,8 @@ from engine.lookups import Fetcher, HttpFetcher
 from engine.rules import compiler
 from engine.rules.codegen import COMPILED
 from engine.rules.model import Evaluator, RuleSet
-from engine.server import leases
+from engine.rules.shops import load_shops_or_raise
+from engine.server import tenants
 from engine.server.app import make_app
 from engine.server.dispatch import (
     DEFAULT_CONCURRENCY,
@@ -51,36 +49,39 @@ from engine.server.dispatch import (
     DEFAULT_TIMEOUT,
     Dispatcher,
 )
-from engine.server.guard import (
-    DEFAULT_BODY_TIMEOUT,
-    DEFAULT_HEADER_TIMEOUT,
-    DEFAULT_IDLE_TIMEOUT,
-    Limits,
-    guarded,
-)
-from engine.server.intake import DEFAULT_MAX_BODY, Source, build_sources
+from engine.server.guard import DEFAULT_LIMITS, Limits
+from engine.server.intake import DEFAULT_MAX_BODY, Source
+from engine.server.listeners import ADMIN_TOKEN_ENV, Listeners
 from engine.server.logs import limited
 from engine.server.metrics import Metrics
 from engine.server.processor import LOOKUP_SCHEDULE, process_stored
-from engine.server.store.sqlite import DB_NAME, Store
+from engine.server.ratelimit import RateLimiter
+from engine.server.store.base import Instance, Store
+from engine.server.store.location import open_store
+from engine.server.tenants import Tenancy
 
 log = logging.getLogger("hookmap.service")
+
+#: how long processing one webhook may take before another server may take it over (its
+#: lookups' timeouts and retries are far shorter); a server found gone frees it at once
+PROCESS_LEASE = 600.0
+#: seconds between looks for servers that died (their claims are released)
+SERVERS_CHECK = 5.0
+#: seconds between purges of the expired values remembered for ``changes:``
+CHANGES_PURGE = 3600.0
 
 #: where ``hookmap serve`` listens unless told
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
-#: the variable holding the token the admin paths require, when set
-ADMIN_TOKEN_ENV = "HOOKMAP_ADMIN_TOKEN"
-#: connections the admin port takes at once: a flood of /metrics cannot take more
-ADMIN_MAX_CONNECTIONS = 16
-#: seconds a readiness answer is reused (each look makes a synced write)
-READINESS_TTL = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
 class ServiceConfig:
     rules: tuple[str, ...]
-    data_dir: Path = Path("hookmap-data")
+    #: the data folder (the SQLite store inside), or a PostgreSQL URL shared by servers
+    data_dir: Path | str = Path("hookmap-data")
+    #: the shops file (each shop its own secret and CDP account); None: one shop per set
+    shops: str | None = None
     max_body: int = DEFAULT_MAX_BODY
     concurrency: int = DEFAULT_CONCURRENCY
     rate_per_second: float = RATE_LIMIT
@@ -92,29 +93,10 @@ class ServiceConfig:
     evaluator: Evaluator = COMPILED
     #: delays before processing again a webhook whose lookup failed
     lookup_schedule: tuple[float, ...] = LOOKUP_SCHEDULE
-    #: per connection (engine.server.guard): seconds before a request begins, for its
-    #: head, for its body; connections at once (None: 1024, or the open-file limit - 64)
-    idle_timeout: float = DEFAULT_IDLE_TIMEOUT
-    header_timeout: float = DEFAULT_HEADER_TIMEOUT
-    body_timeout: float = DEFAULT_BODY_TIMEOUT
-    max_connections: int | None = None
+    #: per connection: idle, head and body timeouts, connections at once (guard.Limits)
+    limits: Limits = DEFAULT_LIMITS
     #: a port of its own for /healthz, /readyz and /metrics (None: beside the hooks)
     admin_port: int | None = None
-
-    @property
-    def limits(self) -> Limits:
-        return Limits(
-            self.idle_timeout, self.header_timeout, self.body_timeout, self.max_connections
-        )
-
-
-class _Server(uvicorn.Server):
-    """uvicorn without its own signal handling: the service installs its own, so that
-    the dispatcher gets its grace period before the process exits."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
 
 
 class Service:
@@ -133,8 +115,13 @@ class Service:
         self.env = os.environ if env is None else env
         self.transport = transport
         self.metrics = Metrics()
-        self.sources, self.rulesets = self.load()
-        self.store = Store(config.data_dir / DB_NAME)
+        self.tenancy = self.load()
+        self.store: Store = open_store(config.data_dir)
+        #: this process as a running server (while ``run`` runs): what it claims is its
+        self.instance: Instance | None = None
+        self._next_purge = 0.0
+        #: the send rate per CDP account: shared by every server on a shared store
+        self.limiter: RateLimiter = self.store.rate_limiter(config.rate_per_second)
         # one client for the service's life: its connections and cache serve every webhook
         self._own_fetcher: HttpFetcher | None = None
         if fetcher is None:
@@ -152,25 +139,46 @@ class Service:
         self._dispatcher_wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._mtimes = self._rule_mtimes()
-        self._servers: list[uvicorn.Server] = []
-        self._ready: tuple[float, bool] = (-READINESS_TTL, False)
+        self._listeners: Listeners | None = None
+        self._store_errors: tuple[type[Exception], ...] = (*self.store.errors, StoreError)
         # a secret: read here, never logged
         self._admin_token = self.env.get(ADMIN_TOKEN_ENV) or None
 
     # -- rules ---------------------------------------------------------------------
 
-    def load(self) -> tuple[dict[str, Source], dict[str, RuleSet]]:
-        """Load and check the rules; raises with every diagnostic when they cannot serve."""
-        result = compiler.load(list(self.config.rules), self.env, evaluator=self.config.evaluator)
-        if not result.ok:
-            raise RuleLoadError(result.diagnostics)
-        sources = build_sources(result.rulesets, self.env, self.config.max_body)
-        return sources, {r.name: r for r in result.rulesets}
+    def load(self) -> Tenancy:
+        """Load and check the rules (and the shops); raises with every diagnostic, or every
+        reason a rule set or a shop cannot be served."""
+        rulesets = self._load_rules(list(self.config.rules), self.env)
+        if self.config.shops is None:
+            return tenants.single(rulesets, self.env, self.destination, self.config.max_body)
+        shops = load_shops_or_raise(self.config.shops, [rs.name for rs in rulesets])
+        return tenants.for_shops(
+            rulesets, shops, self.env, self.destination, self.config.max_body, self._load_rules
+        )
+
+    def _load_rules(
+        self, paths: Sequence[str | Path], env: Mapping[str, str]
+    ) -> tuple[RuleSet, ...]:
+        return compiler.load_or_raise(paths, env, self.config.evaluator).rulesets
+
+    @property
+    def sources(self) -> Mapping[tuple[str, str], Source]:
+        """What the app accepts, by (rule set name, shop id)."""
+        return self.tenancy.sources
+
+    @property
+    def rulesets(self) -> Mapping[tuple[str, str], RuleSet]:
+        return self.tenancy.rulesets
+
+    def destination_for(self, shop: str) -> Destination | None:
+        """The CDP account ``shop``'s events go to (None: no such shop is configured)."""
+        return self.tenancy.destinations.get(shop)
 
     def reload(self) -> bool:
         """Swap in freshly loaded rules; on any problem keep the running ones."""
         try:
-            sources, rulesets = self.load()
+            tenancy = self.load()
         except RuleLoadError as exc:
             for d in exc.diagnostics:
                 log.error("reload refused: %s", d.render())
@@ -179,14 +187,14 @@ class Service:
         except HookmapError as exc:
             log.error("reload refused: %s; the running rules keep serving", exc)
             return False
-        self.sources, self.rulesets = sources, rulesets
-        log.info("rules reloaded: %s", ", ".join(sorted(sources)))
+        self.tenancy = tenancy
+        log.info("rules reloaded: %s", _served(tenancy))
         self.wake_processor()
         return True
 
     def _rule_mtimes(self) -> dict[str, float]:
         out: dict[str, float] = {}
-        for root in self.config.rules:
+        for root in (*self.config.rules, *([self.config.shops] if self.config.shops else [])):
             path = Path(root)
             files = [path] if path.is_file() else list(path.rglob("*.y*ml"))
             for file in files:
@@ -201,19 +209,9 @@ class Service:
         problems = []
         if not self.sources:
             problems.append("no rule sets loaded")
-        if not self._writable():
+        if not self.store.writable():
             problems.append("database is not writable (a write failed, or the disk is full)")
         return problems
-
-    def _writable(self) -> bool:
-        """The store's write probe, reused for ``READINESS_TTL`` (a flood of /readyz must
-        not become a flood of synced writes)."""
-        at, ok = self._ready
-        now = time.monotonic()
-        if now - at >= READINESS_TTL:
-            ok = self.store.writable()
-            self._ready = (now, ok)
-        return ok
 
     def _oldest_age(self) -> float | None:
         oldest = self.store.oldest_pending()
@@ -233,37 +231,45 @@ class Service:
         here once due: the processor loop looks at least once a second.
         """
         done = 0
-        for webhook in self.store.webhooks_to_process(limit):
+        owner = self.instance.id if self.instance is not None else None
+        rulesets = self.rulesets
+        for webhook in self.store.claim_webhooks(time.time(), limit, PROCESS_LEASE, owner):
             outcome = process_stored(
                 self.store,
-                self.rulesets,
+                rulesets,
                 webhook,
                 fetcher=self.fetcher,
                 schedule=self.config.lookup_schedule,
             )
             state = outcome.state
-            self.metrics.count(self.metrics.processed, source=webhook.source, outcome=state)
+            labels = _shop_label(webhook.shop)
+            self.metrics.count(
+                self.metrics.processed, source=webhook.source, outcome=state, **labels
+            )
             if outcome.result is not None:
                 for event in outcome.result.dropped:
-                    self.metrics.count(self.metrics.dropped, event_type=event.event_type)
+                    self.metrics.count(self.metrics.dropped, event_type=event.event_type, **labels)
             if outcome.error:
-                log.warning(
-                    "webhook #%d (%s) %s: %s", webhook.id, webhook.source, state, outcome.error
-                )
+                where = f"{webhook.source}/{webhook.shop}" if webhook.shop else webhook.source
+                log.warning("webhook #%d (%s) %s: %s", webhook.id, where, state, outcome.error)
             done += 1
         return done
 
     async def _processor(self, stop: asyncio.Event) -> None:
         assert self._processor_wake is not None and self._dispatcher_wake is not None
+        stale = False
         while not stop.is_set():
             self._processor_wake.clear()
             try:
+                if stale and self.instance is not None:  # claims a failed write left
+                    await asyncio.to_thread(self.store.release_webhooks, self.instance.id)
+                    stale = False
                 done = await asyncio.to_thread(self.process_pending)
-            except (sqlite3.Error, StoreError) as exc:
+            except self._store_errors as exc:
                 # the disk is full or the file locked: what was stored stays, to be
                 # processed once the store takes writes again (the loop must not die)
                 log.warning("cannot process stored webhooks now: %s; trying again", exc)
-                done = 0
+                done, stale = 0, True
             if done:
                 self._dispatcher_wake.set()
                 continue
@@ -298,19 +304,6 @@ class Service:
         with limited():
             await self._run(host, port, sock, on_ready)
 
-    def _uvicorn(self, app: Any, host: str, port: int, limits: Limits, name: str) -> _Server:
-        config = uvicorn.Config(
-            app,
-            host=host,
-            port=port,
-            http=guarded(limits, name),
-            log_level="warning",
-            lifespan="off",
-            access_log=False,
-            log_config=None,  # keep the host process's logging as it is
-        )
-        return _Server(config)
-
     async def _run(
         self,
         host: str,
@@ -323,31 +316,25 @@ class Service:
         self._dispatcher_wake = asyncio.Event()
         admin_port = self.config.admin_port
         token = self._admin_token
-        server = self._uvicorn(
+        self._listeners = Listeners(
             make_app(self, admin=admin_port is None, admin_token=token),
             host,
             port,
             self.config.limits,
-            "hooks",
+            admin_port,
+            make_app(self, hooks=False, admin_token=token),
         )
-        self._servers = [server]
-        if admin_port is not None:
-            admin_limits = dataclasses.replace(
-                self.config.limits, max_connections=ADMIN_MAX_CONNECTIONS
-            )
-            app = make_app(self, hooks=False, admin_token=token)
-            self._servers.append(self._uvicorn(app, host, admin_port, admin_limits, "admin"))
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 self._loop.add_signal_handler(sig, self.stop)
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             self._loop.add_signal_handler(signal.SIGHUP, self.reload)
         stop_work = asyncio.Event()
-        instance = leases.Instance(self.config.data_dir)
+        instance = self.instance = self.store.instance()
         self._release_gone(instance)
         dispatcher = Dispatcher(
             self.store,
-            self.destination,
+            self.destination_for,
             transport=self.transport,
             concurrency=self.config.concurrency,
             rate_per_second=self.config.rate_per_second,
@@ -356,34 +343,30 @@ class Service:
             on_result=self._on_result,
             grace_seconds=self.config.grace_seconds,
             owner=instance.id,
+            limiter=self.limiter,
         )
         tasks = [
             asyncio.create_task(self._processor(stop_work), name="processor"),
+            asyncio.create_task(self._watch_servers(stop_work, instance), name="servers"),
             asyncio.create_task(
                 dispatcher.run(stop_work, self._dispatcher_wake), name="dispatcher"
             ),
         ]
         if self.config.reload_watch:
             tasks.append(asyncio.create_task(self._watch(stop_work), name="watch"))
-        serving = [asyncio.create_task(server.serve(sockets=[sock] if sock else None))]
-        serving += [asyncio.create_task(s.serve()) for s in self._servers[1:]]
-        while not all(s.started for s in self._servers) and not any(t.done() for t in serving):
-            await asyncio.sleep(0.01)
-        if all(s.started for s in self._servers):
+        if await self._listeners.start(sock):
             log.info(
                 "serving %s on %s:%s%s, data in %s",
-                ", ".join(sorted(self.sources)),
+                _served(self.tenancy),
                 host,
                 port,
                 "" if admin_port is None else f" (admin paths on port {admin_port})",
-                self.config.data_dir,
+                self.store.describe(),
             )
             if on_ready is not None:
                 on_ready(self)
-        else:  # one port could not be had: the others stop too
-            self.stop()
         # returns once uvicorn has stopped taking and finished requests on every port
-        await asyncio.gather(*serving)
+        await self._listeners.wait()
         log.info("stopping: finishing sends in flight (grace %.0fs)", self.config.grace_seconds)
         stop_work.set()
         started = time.monotonic()
@@ -391,30 +374,56 @@ class Service:
         await dispatcher.aclose()
         # sends cut short at shutdown: due again for whichever server starts next
         self.store.release_leases(instance.id)
+        self.store.release_webhooks(instance.id)
         instance.close()
+        self.instance = None
         if self._own_fetcher is not None:
             self._own_fetcher.close()
         self.store.close()
         log.info("stopped in %.1fs; pending events stay queued", time.monotonic() - started)
 
-    def _release_gone(self, instance: leases.Instance) -> None:
-        """Events claimed by servers on this data folder that died (kill -9, a crash, a
-        power cut) were cut short mid-send: due again now, not when their lease ends."""
+    def _release_gone(self, instance: Instance) -> None:
+        """What servers on this store that died (kill -9, a crash, a power cut) had claimed
+        was cut short mid-send or mid-processing: due again now, not when its lease ends."""
         for other in instance.gone():
-            released = self.store.release_leases(other)
+            events = self.store.release_leases(other)
+            webhooks = self.store.release_webhooks(other)
             instance.forget(other)
-            if released:
+            if events:
                 log.warning(
                     "%d event(s) claimed by a server that stopped without finishing "
                     "(instance %s) are due again",
-                    released,
+                    events,
+                    other[:8],
+                )
+            if webhooks:
+                log.warning(
+                    "%d webhook(s) a server that stopped without finishing was processing "
+                    "(instance %s) are due again",
+                    webhooks,
                     other[:8],
                 )
 
+    async def _watch_servers(self, stop: asyncio.Event, instance: Instance) -> None:
+        """Every few seconds, take back what a server that died had claimed: with several
+        servers on one store the others go on, and do not wait for a restart."""
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=SERVERS_CHECK)
+            if stop.is_set():
+                return
+            try:
+                await asyncio.to_thread(self._release_gone, instance)
+                if time.monotonic() >= self._next_purge:
+                    self._next_purge = time.monotonic() + CHANGES_PURGE
+                    await asyncio.to_thread(self.store.forget_expired_changes)
+            except self.store.errors:
+                log.warning("cannot look for servers that stopped; trying again later")
+
     def stop(self) -> None:
         """Begin a graceful shutdown (what SIGTERM does)."""
-        for server in self._servers:
-            server.should_exit = True
+        if self._listeners is not None:
+            self._listeners.stop()
 
 
 def serve(
@@ -427,3 +436,13 @@ def serve(
     """Run ``hookmap serve`` in the foreground until SIGTERM/SIGINT."""
     service = Service(config, destination, env)
     asyncio.run(service.run(host, port))
+
+
+def _served(tenancy: Tenancy) -> str:
+    """What a log line says is served: ``shopify, woocommerce`` or ``shopify/acme, ...``."""
+    return ", ".join(sorted(f"{n}/{shop}" if shop else n for n, shop in tenancy.sources))
+
+
+def _shop_label(shop: str) -> dict[str, str]:
+    """The ``shop`` metrics label, for a server that serves named shops."""
+    return {"shop": shop} if shop else {}

@@ -96,6 +96,41 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             body BLOB NOT NULL
         )""",
     ),
+    (
+        # Shops: one deployment serves many shops, each sending to its own CDP account.
+        # "" is the shop of a server without a shops file (rows stored before this).
+        "ALTER TABLE webhooks ADD COLUMN shop TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE events ADD COLUMN shop TEXT NOT NULL DEFAULT ''",
+        # a delivery id is the platform's, per shop: two shops may send the same one
+        "DROP INDEX webhooks_delivery",
+        """CREATE UNIQUE INDEX webhooks_delivery ON webhooks (source, shop, delivery_id)
+            WHERE delivery_id IS NOT NULL""",
+        "CREATE INDEX webhooks_shop ON webhooks (shop, id)",
+        # the server instance processing a webhook now (its lease is next_process_at)
+        "ALTER TABLE webhooks ADD COLUMN leased_by TEXT",
+        # a contact known at one shop's CDP account is not known at another's
+        """CREATE TABLE contacts_by_shop (
+            shop TEXT NOT NULL,
+            key TEXT NOT NULL,
+            contact_id INTEGER,
+            created_at REAL NOT NULL,
+            PRIMARY KEY (shop, key)
+        )""",
+        "INSERT INTO contacts_by_shop SELECT '', key, contact_id, created_at FROM contacts",
+        "DROP TABLE contacts",
+        "ALTER TABLE contacts_by_shop RENAME TO contacts",
+    ),
+    (
+        # changes: the fingerprint of the values last sent per shop and entity (a cart),
+        # so an event whose values did not change is held back; forgotten at expires_at
+        """CREATE TABLE changes (
+            shop TEXT NOT NULL,
+            entity TEXT NOT NULL,
+            fingerprint TEXT NOT NULL,
+            expires_at REAL NOT NULL,
+            PRIMARY KEY (shop, entity)
+        )""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

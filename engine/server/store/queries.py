@@ -27,7 +27,7 @@ from engine.server.store.rows import (
 
 #: the outbox order: what fell due first goes first, then arrival order
 DUE_SQL = (
-    "SELECT id, webhook_id, event_type, api_version, body, attempts, contact FROM events"
+    "SELECT id, webhook_id, event_type, api_version, body, attempts, contact, shop FROM events"
     " WHERE state = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?"
 )
 
@@ -36,14 +36,20 @@ DUE_SQL = (
 #: that table existed, from its own body column (see the store's migrations). The
 #: columns are named so that the old column is not read for every row as well.
 _WEBHOOKS = (
-    "SELECT webhooks.id, source, received_at, headers, delivery_id, topic, state, summary,"
-    " error, processed_at, process_attempts, next_process_at,"
+    "SELECT webhooks.id, source, shop, received_at, headers, delivery_id, topic, state,"
+    " summary, error, processed_at, process_attempts, next_process_at,"
     " coalesce(webhook_bodies.body, webhooks.body) AS raw_body FROM webhooks"
     " LEFT JOIN webhook_bodies ON webhook_bodies.webhook_id = webhooks.id"
 )
+#: webhooks due for processing, oldest first (``?``: now; a LIMIT follows)
+WEBHOOKS_DUE = (
+    f"{_WEBHOOKS} WHERE state = 'received'"
+    " AND (next_process_at IS NULL OR next_process_at <= ?) ORDER BY webhooks.id"
+)
 
 
-def _webhook(row: sqlite3.Row) -> StoredWebhook:
+def webhook_from_row(row: sqlite3.Row) -> StoredWebhook:
+    """A ``StoredWebhook`` from a row of the webhook queries."""
     return StoredWebhook(
         id=row["id"],
         source=row["source"],
@@ -58,6 +64,7 @@ def _webhook(row: sqlite3.Row) -> StoredWebhook:
         processed_at=row["processed_at"],
         process_attempts=row["process_attempts"],
         next_process_at=row["next_process_at"],
+        shop=row["shop"],
     )
 
 
@@ -88,9 +95,9 @@ def _where(filters: dict[str, Any]) -> tuple[str, list[Any]]:
     return " WHERE " + " AND ".join(f"{k} = ?" for k in used), list(used.values())
 
 
-def _since(since: float, source: str | None) -> tuple[str, list[Any]]:
+def _since(since: float, source: str | None, shop: str | None) -> tuple[str, list[Any]]:
     """The WHERE clause of replay's input: received at or after ``since``, of ``source``."""
-    where, args = _where({"source": source})
+    where, args = _where({"source": source, "shop": shop})
     return (where + " AND" if where else " WHERE") + " received_at >= ?", [*args, since]
 
 
@@ -125,20 +132,21 @@ class Queries:
         """
         now = self._clock() if now is None else now
         with self._read() as db:
-            rows = db.execute(
-                f"{_WEBHOOKS} WHERE state = 'received'"
-                " AND (next_process_at IS NULL OR next_process_at <= ?) ORDER BY id LIMIT ?",
-                (now, limit),
-            ).fetchall()
-        return [_webhook(r) for r in rows]
+            rows = db.execute(f"{WEBHOOKS_DUE} LIMIT ?", (now, limit)).fetchall()
+        return [webhook_from_row(r) for r in rows]
 
     def iter_webhooks_since(
-        self, since: float, *, source: str | None = None, page: int = 200
+        self,
+        since: float,
+        *,
+        source: str | None = None,
+        shop: str | None = None,
+        page: int = 200,
     ) -> Iterator[list[StoredWebhook]]:
         """Webhooks received at or after ``since`` (unix time), oldest first, a page at a
         time (each page its own read): replay's input. A replay of millions of webhooks
         holds one page of bodies in memory, not all of them."""
-        where, args = _since(since, source)
+        where, args = _since(since, source, shop)
         last = 0
         while True:
             with self._read() as db:
@@ -148,31 +156,40 @@ class Queries:
                 ).fetchall()
             if not rows:
                 return
-            found = [_webhook(r) for r in rows]
+            found = [webhook_from_row(r) for r in rows]
             last = found[-1].id
             yield found
 
-    def count_webhooks_since(self, since: float, *, source: str | None = None) -> int:
+    def count_webhooks_since(
+        self, since: float, *, source: str | None = None, shop: str | None = None
+    ) -> int:
         """How many webhooks ``iter_webhooks_since`` gives (a replay's progress bar)."""
-        where, args = _since(since, source)
+        where, args = _since(since, source, shop)
         with self._read() as db:
             row = db.execute(f"SELECT count(*) FROM webhooks{where}", args).fetchone()
         return int(row[0])
 
     def list_webhooks(
-        self, state: str | None = None, source: str | None = None, limit: int = 50
+        self,
+        state: str | None = None,
+        source: str | None = None,
+        limit: int = 50,
+        *,
+        shop: str | None = None,
     ) -> list[StoredWebhook]:
-        """The latest webhooks, newest first, optionally of one state and source."""
-        where, args = _where({"state": state, "source": source})
+        """The latest webhooks, newest first, optionally of one state, source and shop."""
+        where, args = _where({"state": state, "source": source, "shop": shop})
         with self._read() as db:
             rows = db.execute(
                 f"{_WEBHOOKS}{where} ORDER BY id DESC LIMIT ?", [*args, limit]
             ).fetchall()
-        return [_webhook(r) for r in rows]
+        return [webhook_from_row(r) for r in rows]
 
-    def list_events(self, state: str | None = None, limit: int = 50) -> list[EventRow]:
-        """The latest events, newest first, optionally of one state."""
-        where, args = _where({"state": state})
+    def list_events(
+        self, state: str | None = None, limit: int = 50, *, shop: str | None = None
+    ) -> list[EventRow]:
+        """The latest events, newest first, optionally of one state and shop."""
+        where, args = _where({"state": state, "shop": shop})
         with self._read() as db:
             rows = db.execute(
                 f"SELECT * FROM events{where} ORDER BY id DESC LIMIT ?", [*args, limit]
@@ -194,7 +211,9 @@ class Queries:
                 (webhook_id,),
             ).fetchall()
         return WebhookDetail(
-            _webhook(row), [_event(e) for e in events], [AttemptRow(**dict(a)) for a in attempts]
+            webhook_from_row(row),
+            [_event(e) for e in events],
+            [AttemptRow(**dict(a)) for a in attempts],
         )
 
     def due_events(self, now: float, limit: int) -> list[OutboxEvent]:
@@ -206,11 +225,24 @@ class Queries:
             rows = db.execute(DUE_SQL, (now, limit)).fetchall()
         return [outbox_event(r) for r in rows]
 
-    def contact_known(self, key: str) -> bool:
-        """Whether the contact ``key`` was created at the CDP (``remember_contact``)."""
+    def contact_known(self, key: str, *, shop: str = "") -> bool:
+        """Whether the contact ``key`` was created at ``shop``'s CDP account."""
         with self._read() as db:
-            row = db.execute("SELECT 1 FROM contacts WHERE key = ?", (key,)).fetchone()
+            row = db.execute(
+                "SELECT 1 FROM contacts WHERE shop = ? AND key = ?", (shop, key)
+            ).fetchone()
         return row is not None
+
+    def last_change(self, entity: str, *, shop: str = "", now: float | None = None) -> str | None:
+        """The fingerprint of the values last sent for ``entity`` of ``shop`` (``changes:``),
+        None when none is remembered or it expired."""
+        now = self._clock() if now is None else now
+        with self._read() as db:
+            row = db.execute(
+                "SELECT fingerprint FROM changes WHERE shop = ? AND entity = ? AND expires_at > ?",
+                (shop, entity, now),
+            ).fetchone()
+        return None if row is None else str(row[0])
 
     def next_due_at(self) -> float | None:
         """When the earliest pending event falls due (None when nothing is pending)."""
@@ -220,15 +252,17 @@ class Queries:
             ).fetchone()
         return None if row[0] is None else float(row[0])
 
-    def counts(self) -> dict[str, dict[str, int]]:
+    def counts(self, *, shop: str | None = None) -> dict[str, dict[str, int]]:
         """``{"webhooks": {state: n}, "events": {state: n}}``, every state present."""
         out = {
             "webhooks": dict.fromkeys(WEBHOOK_STATES, 0),
             "events": dict.fromkeys(EVENT_STATES, 0),
         }
+        where, args = _where({"shop": shop})
         with self._read() as db:
             for table in out:
-                for state, n in db.execute(f"SELECT state, COUNT(*) FROM {table} GROUP BY state"):
+                sql = f"SELECT state, COUNT(*) FROM {table}{where} GROUP BY state"
+                for state, n in db.execute(sql, args):
                     out[table][state] = n
         return out
 

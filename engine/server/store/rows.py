@@ -9,8 +9,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Literal
 
-from engine.webhook import Webhook
-
 WEBHOOK_STATES = ("received", "processed", "failed")
 EVENT_STATES = ("pending", "sent", "dead", "invalid")
 
@@ -39,10 +37,14 @@ class StoredWebhook:
     process_attempts: int = 0
     #: when a put-off webhook is processed again (None: as soon as possible)
     next_process_at: float | None = None
+    #: the shop it came for ("" when the server serves one shop per rule set)
+    shop: str = ""
 
-    def as_webhook(self) -> Webhook:
-        """The ``Webhook`` that ``engine.pipeline.process`` takes."""
-        return Webhook(self.body, dict(self.headers), origin=f"webhook #{self.id} ({self.source})")
+    @property
+    def origin(self) -> str:
+        """How messages name it: ``webhook #7 (shopify)``, ``webhook #7 (shopify/acme)``."""
+        where = f"{self.source}/{self.shop}" if self.shop else self.source
+        return f"webhook #{self.id} ({where})"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +61,8 @@ class OutboxEvent:
     attempts: int
     #: the v1/contact body to post first when the CDP may not know the contact yet
     contact: dict[str, Any] | None = None
+    #: the shop whose CDP account it goes to ("" for the default one)
+    shop: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,6 +87,7 @@ class EventRow:
     contact: dict[str, Any] | None = None
     #: the server instance sending it now (engine.server.leases); None when nobody is
     leased_by: str | None = None
+    shop: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,6 +160,8 @@ class NewEvent:
     contact: dict[str, Any] | None = None
     #: ``body`` as ``encode.body_bytes`` writes it, when already encoded (not stored twice)
     wire: bytes | None = dataclasses.field(default=None, repr=False, compare=False)
+    #: ``changes:``: (entity, fingerprint, seconds to remember it) to record with the event
+    change: tuple[str, str, float] | None = None
 
     def __post_init__(self) -> None:
         if self.valid and self.body is None:

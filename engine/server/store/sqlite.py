@@ -38,21 +38,27 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.errors import StoreError, StoreUnavailable
 from engine.events.encode import body_bytes
+from engine.server import leases
+from engine.server.ratelimit import LocalLimiter, RateLimiter
+from engine.server.store import base
+from engine.server.store.base import Instance
 from engine.server.store.migrations import migrate
-from engine.server.store.queries import DUE_SQL, Queries, outbox_event
+from engine.server.store.queries import (
+    WEBHOOKS_DUE,
+    Queries,
+    webhook_from_row,
+)
 from engine.server.store.rows import (
-    OUTCOMES,
-    RESPONSE_LIMIT,
     AddResult,
     NewEvent,
-    OutboxEvent,
-    Outcome,
     RecordStats,
+    StoredWebhook,
 )
+from engine.server.store.sqlite_outbox import OutboxWrites
 
 #: the store's file in a data folder (``hookmap serve --data DIR``)
 DB_NAME = "hookmap.sqlite3"
@@ -69,11 +75,42 @@ def _wire_text(event: NewEvent) -> str | None:
     return (event.wire if event.wire is not None else body_bytes(event.body)).decode()
 
 
+def _remember_change(
+    db: sqlite3.Connection, shop: str, change: tuple[str, str, float] | None, now: float
+) -> None:
+    """The values last sent for an entity (``changes:``), with the event that sends them."""
+    if change is None:
+        return
+    entity, fingerprint, expire = change
+    db.execute(
+        "INSERT INTO changes (shop, entity, fingerprint, expires_at) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT (shop, entity) DO UPDATE SET fingerprint = excluded.fingerprint,"
+        " expires_at = excluded.expires_at",
+        (shop, entity, fingerprint, now + expire),
+    )
+
+
+def _unusable(path: Path, exc: sqlite3.Error) -> str:
+    """Why the file at ``path`` cannot be the store, and what to do, in one line."""
+    text = str(exc)
+    if "not a database" in text:
+        why = "it is not a SQLite database (another file is in the way)"
+    elif "malformed" in text or "corrupt" in text:
+        why = "it is damaged (truncated or corrupt): restore a backup, or move it aside"
+    elif "readonly" in text or "read-only" in text:
+        why = "it is read-only, and the server writes to it"
+    elif "unable to open" in text:
+        why = "it cannot be opened (check the folder's permissions, or a folder in the way)"
+    else:
+        why = text
+    return f"{path}: cannot use this file as hookmap's store: {why} (SQLite: {text})"
+
+
 def _json_or_none(value: Any) -> str | None:
     return None if value is None else json.dumps(value, ensure_ascii=False)
 
 
-class Store(Queries):
+class Store(OutboxWrites, Queries):
     """The webhook store and event outbox, over one SQLite file.
 
     Threads: ONE connection opened with ``check_same_thread=False`` and guarded by a
@@ -85,6 +122,8 @@ class Store(Queries):
     little. Other processes (the CLI) still coordinate through SQLite's own locking.
     """
 
+    errors: tuple[type[Exception], ...] = (sqlite3.Error,)
+
     def __init__(
         self, path: str | os.PathLike[str], *, clock: Callable[[], float] = time.time
     ) -> None:
@@ -94,10 +133,13 @@ class Store(Queries):
         # re-entrant: a batch() holds it while the writes inside take it again
         self._lock = threading.RLock()
         self._batch_depth = 0
-        # isolation_level=None: no implicit transactions, every write says BEGIN itself
-        self._conn = sqlite3.connect(
-            self.path, timeout=30.0, isolation_level=None, check_same_thread=False
-        )
+        try:
+            # isolation_level=None: no implicit transactions, every write says BEGIN itself
+            self._conn = sqlite3.connect(
+                self.path, timeout=30.0, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(_unusable(self.path, exc)) from None
         self._conn.row_factory = sqlite3.Row
         try:
             mode = self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
@@ -107,6 +149,9 @@ class Store(Queries):
             self._conn.execute("PRAGMA synchronous = FULL")
             self._conn.execute("PRAGMA foreign_keys = ON")
             migrate(self._conn)
+        except sqlite3.Error as exc:
+            self._conn.close()
+            raise StoreError(_unusable(self.path, exc)) from None
         except BaseException:
             self._conn.close()
             raise
@@ -180,10 +225,12 @@ class Store(Queries):
         body: bytes,
         delivery_id: str | None,
         received_at: float | None = None,
+        *,
+        shop: str = "",
     ) -> AddResult:
         """Store a webhook as received (committed and synced before returning).
 
-        When ``(source, delivery_id)`` is already stored, nothing is stored and the
+        When ``(source, shop, delivery_id)`` is already stored, nothing is stored and the
         existing id comes back with ``duplicate=True``. ``StoreUnavailable`` when the
         write cannot be made now (a full disk): nothing is stored.
         """
@@ -193,16 +240,16 @@ class Store(Queries):
             with self._write() as db:
                 if delivery_id is not None:
                     row = db.execute(
-                        "SELECT id FROM webhooks WHERE source = ? AND delivery_id = ?",
-                        (source, delivery_id),
+                        "SELECT id FROM webhooks WHERE source = ? AND shop = ? AND delivery_id = ?",
+                        (source, shop, delivery_id),
                     ).fetchone()
                     if row is not None:
                         return AddResult(row[0], True)
                 # the body goes to webhook_bodies; the old column gets an empty blob
                 cursor = db.execute(
-                    "INSERT INTO webhooks (source, received_at, headers, body, delivery_id)"
-                    " VALUES (?, ?, ?, x'', ?)",
-                    (source, when, json.dumps(lowered, sort_keys=True), delivery_id),
+                    "INSERT INTO webhooks (source, shop, received_at, headers, body, delivery_id)"
+                    " VALUES (?, ?, ?, ?, x'', ?)",
+                    (source, shop, when, json.dumps(lowered, sort_keys=True), delivery_id),
                 )
                 assert cursor.lastrowid is not None
                 db.execute(
@@ -239,7 +286,8 @@ class Store(Queries):
         states = ", ".join(f"'{s}'" for s in refresh)  # our own constants, not input
         inserted = requeued = 0
         with self._write() as db:
-            if db.execute("SELECT 1 FROM webhooks WHERE id = ?", (webhook_id,)).fetchone() is None:
+            found = db.execute("SELECT shop FROM webhooks WHERE id = ?", (webhook_id,)).fetchone()
+            if found is None:
                 raise StoreError(f"no webhook #{webhook_id}")
             for event in events:
                 row = {
@@ -252,19 +300,21 @@ class Store(Queries):
                     "contact": _json_or_none(event.contact),
                     "due": now if event.valid else None,
                     "now": now,
+                    "shop": found[0],
                 }
                 # only the identity conflict is ignored (INSERT OR IGNORE would also hide
                 # a CHECK or NOT NULL violation)
                 cursor = db.execute(
                     "INSERT INTO events (webhook_id, rule, idx, event_type, api_version, body,"
-                    " state, problems, contact, next_attempt_at, created_at) VALUES (:webhook_id,"
-                    " :rule, :idx, :event_type, :api_version, :body, :state, :problems, :contact,"
-                    " :due, :now)"
+                    " state, problems, contact, next_attempt_at, created_at, shop) VALUES"
+                    " (:webhook_id, :rule, :idx, :event_type, :api_version, :body, :state,"
+                    " :problems, :contact, :due, :now, :shop)"
                     " ON CONFLICT (webhook_id, rule, idx) DO NOTHING",
                     row,
                 )
                 if cursor.rowcount:
                     inserted += 1
+                    _remember_change(db, row["shop"], event.change, now)
                 elif refresh:
                     cursor = db.execute(
                         "UPDATE events SET event_type = :event_type, api_version = :api_version,"
@@ -275,10 +325,12 @@ class Store(Queries):
                         row,
                     )
                     requeued += cursor.rowcount
+                    if cursor.rowcount:
+                        _remember_change(db, row["shop"], event.change, now)
             state = "processed" if error is None else "failed"
             db.execute(
                 "UPDATE webhooks SET state = ?, topic = ?, summary = ?, error = ?,"
-                " processed_at = ?, next_process_at = NULL WHERE id = ?",
+                " processed_at = ?, next_process_at = NULL, leased_by = NULL WHERE id = ?",
                 (state, topic, summary, error, now, webhook_id),
             )
         return RecordStats(inserted, requeued)
@@ -295,7 +347,8 @@ class Store(Queries):
         attempts = "1" if restart else "process_attempts + 1"
         self._set_webhook(
             webhook_id,
-            f"state = 'received', error = ?, process_attempts = {attempts}, next_process_at = ?",
+            f"state = 'received', error = ?, process_attempts = {attempts}, next_process_at = ?,"
+            " leased_by = NULL",
             (error, next_at),
         )
 
@@ -307,7 +360,7 @@ class Store(Queries):
         self._set_webhook(
             webhook_id,
             "state = 'failed', error = ?, process_attempts = process_attempts + 1,"
-            " next_process_at = NULL, processed_at = ?",
+            " next_process_at = NULL, leased_by = NULL, processed_at = ?",
             (error, self._clock()),
         )
 
@@ -319,94 +372,22 @@ class Store(Queries):
             if cursor.rowcount == 0:
                 raise StoreError(f"no webhook #{webhook_id}")
 
-    def remember_contact(self, key: str, contact_id: int | None) -> None:
-        """Note that the CDP knows the contact ``key`` (its id when the answer gave one).
-
-        Remembering a key again keeps the first time and fills in an id learnt later.
-        """
-        with self._write() as db:
-            db.execute(
-                "INSERT INTO contacts (key, contact_id, created_at) VALUES (?, ?, ?)"
-                " ON CONFLICT (key) DO UPDATE SET"
-                " contact_id = COALESCE(excluded.contact_id, contact_id)",
-                (key, contact_id, self._clock()),
-            )
-
-    def claim_due(
+    def claim_webhooks(
         self, now: float, limit: int, lease: float, owner: str | None = None
-    ) -> list[OutboxEvent]:
-        """Take up to ``limit`` due events to send, pushing their next attempt ``lease`` ahead.
+    ) -> list[StoredWebhook]:
+        """Take up to ``limit`` webhooks due for processing, leasing them ``lease`` seconds.
 
-        The lease keeps a second dispatcher (another process, a CLI drain) from sending
-        the same event while this one is in flight; if this process dies mid-send, the
-        event falls due again when the lease ends, or at once when the next server
-        start finds ``owner`` (its instance id, engine.server.leases) gone.
+        A lease keeps a second server from processing the same webhook meanwhile; recording
+        its result (or putting it off) ends the lease, and a server found gone has its
+        leases released (``release_leases``).
         """
         with self._write() as db:
-            rows = db.execute(DUE_SQL, (now, limit)).fetchall()
+            rows = db.execute(f"{WEBHOOKS_DUE} LIMIT ?", (now, limit)).fetchall()
             db.executemany(
-                "UPDATE events SET next_attempt_at = ?, leased_by = ? WHERE id = ?",
+                "UPDATE webhooks SET next_process_at = ?, leased_by = ? WHERE id = ?",
                 [(now + lease, owner, r["id"]) for r in rows],
             )
-        return [outbox_event(r) for r in rows]
-
-    def release_leases(self, owner: str, now: float | None = None) -> int:
-        """Make the pending events ``owner`` had claimed due now (it is gone, or stopped
-        with sends cut short); how many."""
-        now = self._clock() if now is None else now
-        with self._write() as db:
-            cursor = db.execute(
-                "UPDATE events SET next_attempt_at = min(next_attempt_at, ?), leased_by = NULL"
-                " WHERE state = 'pending' AND leased_by = ?",
-                (now, owner),
-            )
-        return cursor.rowcount
-
-    def record_attempt(
-        self,
-        event_id: int,
-        outcome: Outcome,
-        status: int | None,
-        error: str | None,
-        response: str | None,
-        started_at: float,
-        duration_ms: float,
-        next_attempt_at: float | None = None,
-    ) -> bool:
-        """Record one attempt and move the event on, in one transaction.
-
-        'sent' sets ``sent_at``; 'retry' counts the attempt and sets ``next_attempt_at``
-        (required); 'dead' stops the event. ``error`` is a connection error's text; for
-        an HTTP error the status and response text become the event's ``last_error``.
-        Returns False when the event was no longer pending (the attempt is still kept).
-        """
-        if outcome not in OUTCOMES:
-            raise ValueError(f"unknown outcome {outcome!r}")
-        if outcome == "retry" and next_attempt_at is None:
-            raise ValueError("a retry needs next_attempt_at")
-        text = None if response is None else response[:RESPONSE_LIMIT]
-        last_error = error
-        if last_error is None and outcome != "sent":
-            last_error = f"HTTP {status}: {text}" if text else f"HTTP {status}"
-        with self._write() as db:
-            db.execute(
-                "INSERT INTO attempts (event_id, started_at, duration_ms, status, error,"
-                " response, outcome) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (event_id, started_at, duration_ms, status, error, text, outcome),
-            )
-            if outcome == "sent":
-                sql = "state = 'sent', sent_at = ?, last_error = NULL"
-                args: tuple[Any, ...] = (started_at + duration_ms / 1000,)
-            elif outcome == "retry":
-                sql, args = "next_attempt_at = ?, last_error = ?", (next_attempt_at, last_error)
-            else:
-                sql, args = "state = 'dead', next_attempt_at = NULL, last_error = ?", (last_error,)
-            cursor = db.execute(
-                f"UPDATE events SET {sql}, attempts = attempts + 1, last_status = ?,"
-                " leased_by = NULL WHERE id = ? AND state = 'pending'",
-                (*args, status, event_id),
-            )
-        return cursor.rowcount == 1
+        return [webhook_from_row(r) for r in rows]
 
     def writable(self, min_free: int = MIN_FREE_BYTES) -> bool:
         """Whether a write succeeds now and the disk has ``min_free`` bytes for more
@@ -420,19 +401,21 @@ class Store(Queries):
             return False
         return disk.f_bavail * disk.f_frsize >= min_free
 
-    def retry(self, event_id: int) -> int:
-        """Put one dead event back in the queue, due now, with a fresh retry schedule."""
-        return self._requeue_dead("AND id = ?", (event_id,))
+    def instance(self) -> Instance:
+        """This process as a server on the data folder (a lock file: engine.server.leases)."""
+        return leases.Instance(self.path.parent)
 
-    def retry_dead(self) -> int:
-        """Put every dead event back in the queue; return how many."""
-        return self._requeue_dead("", ())
+    def servers(self) -> tuple[list[tuple[str, str]], list[str]]:
+        return leases.survey(self.path.parent)
 
-    def _requeue_dead(self, extra: str, args: tuple[Any, ...]) -> int:
-        with self._write() as db:
-            cursor = db.execute(
-                "UPDATE events SET state = 'pending', attempts = 0, next_attempt_at = ?"
-                f" WHERE state = 'dead' {extra}",
-                (self._clock(), *args),
-            )
-        return cursor.rowcount
+    def describe(self) -> str:
+        return str(self.path)
+
+    def rate_limiter(self, rate: float, burst: float | None = None) -> RateLimiter:
+        """In this process: one server per data folder sends (a second one shares the
+        file but not the limiter: share a PostgreSQL store to share the limit)."""
+        return LocalLimiter(rate, burst)
+
+
+if TYPE_CHECKING:  # mypy holds this class to the interface every store implements
+    _IS_A_STORE: type[base.Store] = Store
