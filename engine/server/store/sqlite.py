@@ -62,8 +62,9 @@ from engine.server.store.sqlite_outbox import OutboxWrites
 
 #: the store's file in a data folder (``hookmap serve --data DIR``)
 DB_NAME = "hookmap.sqlite3"
-#: free space below which the store does not count as writable (readiness)
-MIN_FREE_BYTES = 4 * 1024 * 1024
+#: free space below which the store does not count as writable (readiness): room for
+#: one more webhook of the default largest size (--max-body)
+MIN_FREE_BYTES = 1024 * 1024
 
 _NEW_EVENT_FIELDS = dataclasses.fields(NewEvent)
 
