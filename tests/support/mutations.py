@@ -9,8 +9,8 @@ Two kinds, both reproducible from one integer seed:
   mutated file is valid YAML that reaches the schema walk and the compiler.
 
 The tokens are the inputs that crashed ``hookmap validate`` when this was written (a
-NUL, an unknown tag, an impossible date, a merge key bringing a list key) and their
-neighbours.
+NUL, an unknown tag, an impossible date, a merge key bringing a list key, nesting 1,100
+levels deep) and their neighbours.
 """
 
 from __future__ import annotations
@@ -39,6 +39,9 @@ TOKENS = (
 VALUE_TOKENS = (
     *("!foo ", "!!int ", "!!float ", "!!timestamp ", "!!binary ", "!!set ", "!!bool ", "!!map "),
     *("2026-13-45 #", "2026-02-30 #", "*nowhere #", "&a ", "1e400 #", "{<<: {[a]: 1}} #"),
+    # nesting past what the walk allows, and past libyaml's 1,000 (the Python composer
+    # ran out of stack on it)
+    *("[" * 150 + "]" * 150 + " #", "[" * 1100 + "]" * 1100 + " #"),
 )
 
 #: keys the structural mutation adds where they may not belong
