@@ -16,6 +16,7 @@ import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -172,25 +173,91 @@ def test_keep_alive_requests_and_an_early_answer_are_not_cut_short(quick: Served
 # -- connections -----------------------------------------------------------------------------
 
 
-def test_connections_over_the_limit_get_503_with_a_bounded_log(
+def test_idle_connections_make_room_for_a_signed_order_at_the_limit(
     box: RunningSandbox, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """400 idle sockets once held every descriptor (and the log grew 208 MB in 15 s): now
-    those over --max-connections get 503 at once, each a line until repeats are counted,
-    and once the idle ones time out a signed order is accepted."""
+    """400 idle sockets once held every descriptor, so every signed order timed out (and
+    the log grew 208 MB in 15 s): at --max-connections a new connection takes the place
+    of the one idle longest, so the order is accepted at once, in a bounded log."""
     caplog.set_level(logging.INFO)
-    limits = dataclasses.replace(QUICK, idle_timeout=1.0, max_connections=20)
+    limits = dataclasses.replace(QUICK, idle_timeout=60.0, max_connections=20)
+    with serving(box.destination(), tmp_path / "data", limits=limits) as srv, _sockets() as idle:
+        idle.extend(connect(srv) for _ in range(400))
+        assert post_order(srv, 1).json()["status"] == "accepted"
+        # the 380 oldest made room for the newer ones, then one more for the order
+        assert [read_until_closed(sock) for sock in idle[:381]] == [b""] * 381
+        assert len(_connections(srv)) <= 20
+        wait_until(lambda: settled(srv.store), what="the order delivered")
+    made_room = [r for r in lines(caplog) if "to make room" in r.getMessage()]
+    assert 1 <= len(made_room) <= RepeatFilter().burst
+    assert all(r.exc_info is None for r in lines(caplog))
+
+
+def test_at_the_limit_with_every_connection_busy_a_new_one_gets_503(
+    box: RunningSandbox, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Connections in the middle of a body are never closed to make room: the new one is
+    answered 503 Retry-After: 1 at once, one line each until repeats are counted."""
+    caplog.set_level(logging.INFO)
+    limits = dataclasses.replace(QUICK, body_timeout=60.0, max_connections=5)
     with serving(box.destination(), tmp_path / "data", limits=limits) as srv:
-        held = [connect(srv) for _ in range(20)]
-        wait_until(lambda: len(srv.service._listeners.servers[0].server_state.connections) == 20)
-        refused = [read_until_closed(connect(srv)) for _ in range(380)]
-        assert all(r.startswith(b"HTTP/1.1 503 Service Unavailable\r\n") for r in refused)
-        assert all(b"retry-after: 1\r\n" in r for r in refused)
-        assert [read_until_closed(sock) for sock in held] == [b""] * 20  # idle: closed
+        with _sockets() as busy:
+            busy.extend(connect(srv) for _ in range(5))
+            for sock in busy:
+                sock.sendall(HEAD + b"Content-Length: 100\r\n\r\n{")
+            wait_until(lambda: sum(c._phase == "body" for c in _connections(srv)) == 5)
+            refused = [read_until_closed(connect(srv)) for _ in range(40)]
+            assert all(r.startswith(b"HTTP/1.1 503 Service Unavailable\r\n") for r in refused)
+            assert all(b"retry-after: 1\r\n" in r for r in refused)
+        wait_until(lambda: not _connections(srv), what="the busy ones gone")
         assert post_order(srv, 1).json()["status"] == "accepted"
     refusals = [r for r in lines(caplog) if "refused a connection" in r.getMessage()]
     assert 1 <= len(refusals) <= RepeatFilter().burst
     assert all(r.exc_info is None for r in lines(caplog))
+
+
+def test_at_the_limit_a_head_stuck_over_a_second_makes_room_a_fresh_one_does_not(
+    box: RunningSandbox, tmp_path: Path
+) -> None:
+    """Slow heads (a slowloris) filling the limit keep an order out for a second at most:
+    under a second old they are someone's request on its way (the new one gets 503),
+    past it the oldest is closed for the order."""
+    limits = dataclasses.replace(QUICK, header_timeout=30.0, max_connections=3)
+    with serving(box.destination(), tmp_path / "data", limits=limits) as srv, _sockets() as slow:
+        slow.extend(connect(srv) for _ in range(3))
+        for count, sock in enumerate(slow, 1):  # one by one: slow[0] is the oldest
+            sock.sendall(HEAD)  # no blank line: the head never ends
+            wait_until(lambda n=count: _heads(srv) == n)
+        assert read_until_closed(connect(srv)).startswith(b"HTTP/1.1 503 ")
+        wait_until(lambda: _oldest_head(srv) > 1.0)
+        assert post_order(srv, 1).json()["status"] == "accepted"
+        assert read_until_closed(slow[0]) == b""
+
+
+def _heads(server: ServedService) -> int:
+    return sum(c._phase == "head" for c in _connections(server))
+
+
+def _oldest_head(server: ServedService) -> float:
+    """Seconds the oldest connection still in its request head has been there."""
+    heads = [c for c in _connections(server) if c._phase == "head"]
+    return max((c.loop.time() - c._since for c in heads), default=0.0)
+
+
+@contextlib.contextmanager
+def _sockets() -> Iterator[list[socket.socket]]:
+    """A list of client sockets, all closed at the end (a failing test leaks none)."""
+    socks: list[socket.socket] = []
+    try:
+        yield socks
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def _connections(server: ServedService) -> list[Any]:
+    assert server.service._listeners is not None
+    return list(server.service._listeners.servers[0].server_state.connections)
 
 
 def test_a_client_leaving_mid_body_costs_one_info_line_and_stores_nothing(
@@ -207,10 +274,6 @@ def test_a_client_leaving_mid_body_costs_one_info_line_and_stores_nothing(
     assert all(r.levelno == logging.INFO and r.exc_info is None for r in lines(caplog))
     assert all("disconnected while sending its body" in r.getMessage() for r in lines(caplog))
     assert quick.store.counts()["webhooks"]["received"] == 0
-
-
-def _connections(server: ServedService) -> list[object]:
-    return list(server.service._listeners.servers[0].server_state.connections)
 
 
 # -- a full disk -----------------------------------------------------------------------------

@@ -145,7 +145,7 @@ def signed_request(
     default=_SERVE.limits.max_connections,
     type=click.IntRange(min=1),
     help=(
-        "Connections open at once; more are answered 503 and closed. "
+        "Connections open at once; then a new one closes the longest idle, or gets 503. "
         f"[default: {DEFAULT_MAX_CONNECTIONS}, or the open-file limit less {FD_RESERVE}]"
     ),
 )

@@ -13,8 +13,10 @@ protocol with each of those bounded, per connection:
   their first byte: answered 408 and closed;
 * body: the body is not complete within ``body_timeout`` of the head: answered 408 (or
   closed, if the app already answered) and closed; nothing was stored;
-* limit: a connection beyond ``max_connections`` open at once is answered 503 with
-  ``Retry-After: 1`` and closed at once, before it can hold a file descriptor.
+* limit: at ``max_connections`` open at once, a new connection takes the place of the
+  one idle longest (or of one stuck in its head for over a second), which is closed;
+  when every connection is busy, it is answered 503 with ``Retry-After: 1`` and closed
+  at once, before it can hold a file descriptor.
 
 Each of these, and a client that disconnects in the middle of its body, is one log line
 (``hookmap.guard``; repeats are counted by ``engine.server.logs``), never a traceback.
@@ -32,13 +34,15 @@ from typing import Any, ClassVar
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-log = logging.getLogger("hookmap.guard")
+from engine.server.logs import GUARD
+
+log = logging.getLogger(GUARD)
 
 #: seconds a connection may wait before its request begins; a request head may take;
 #: a body may take after its head
 DEFAULT_IDLE_TIMEOUT = 5.0
 DEFAULT_HEADER_TIMEOUT = 10.0
-DEFAULT_BODY_TIMEOUT = 30.0
+DEFAULT_BODY_TIMEOUT = 15.0
 #: connections open at once, unless the open-file limit leaves room for fewer
 DEFAULT_MAX_CONNECTIONS = 1024
 #: file descriptors kept for everything else (the store, the CDP and lookup clients, logs)
@@ -97,6 +101,7 @@ class GuardedProtocol(H11Protocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._phase = "idle"
+        self._since = self.loop.time()
         self._timer: asyncio.TimerHandle | None = None
         self._seen: object = None
         self._refused = False
@@ -104,8 +109,8 @@ class GuardedProtocol(H11Protocol):
     # -- asyncio's protocol interface -----------------------------------------------------
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        if len(self.server_state.connections) >= self.max_connections:
-            # answered and closed before it holds a descriptor any longer
+        if len(self.server_state.connections) >= self.max_connections and not self._make_room():
+            # every connection is busy: answered and closed before it holds a descriptor
             self._refused = True
             transport.write(_raw_response(503, "too many connections", "retry-after: 1\r\n"))
             transport.close()
@@ -136,7 +141,7 @@ class GuardedProtocol(H11Protocol):
         if self._refused or self._phase == "closed":
             return
         if self._phase == "idle":
-            self._phase = "head"
+            self._enter("head")
             self._arm(self.limits.header_timeout, self._head_expired)
         super().data_received(data)
         self._follow()
@@ -150,9 +155,38 @@ class GuardedProtocol(H11Protocol):
                 return  # answered early (413): the body still has its deadline
             # the idle timer replaces uvicorn's keep-alive timer (same role, our setting)
             self._unset_keepalive_if_required()
-            self._phase = "idle"
+            self._enter("idle")
             self._arm(self.limits.idle_timeout, self._idle_expired)
         self._follow()
+
+    def _make_room(self) -> bool:
+        """At the limit: close the connection idle longest (or the oldest one still in
+        its head after a second), which loses nothing; False when none is (all busy).
+
+        400 idle sockets then cost a new webhook nothing: it takes an idle one's place.
+        """
+        now = self.loop.time()
+        idle: list[tuple[float, GuardedProtocol]] = []
+        heads: list[tuple[float, GuardedProtocol]] = []
+        for other in self.server_state.connections:
+            if not isinstance(other, GuardedProtocol) or other._phase == "closed":
+                continue
+            if other._phase == "idle":
+                idle.append((other._since, other))
+            elif other._phase == "head" and now - other._since > 1.0:
+                heads.append((other._since, other))
+        victims = idle or heads
+        if not victims:
+            return False
+        _, victim = min(victims, key=lambda pair: pair[0])
+        log.info(
+            "at the connection limit (%d): closed the %s connection from %s to make room",
+            self.max_connections,
+            "idle" if victim._phase == "idle" else "slow",
+            _peer(victim.transport),
+        )
+        victim._close(None)
+        return True
 
     # -- phases ---------------------------------------------------------------------------
 
@@ -175,10 +209,14 @@ class GuardedProtocol(H11Protocol):
             self._cancel()
             if cycle.response_complete:  # answered early, and now the body is in
                 self._unset_keepalive_if_required()
-                self._phase = "idle"
+                self._enter("idle")
                 self._arm(self.limits.idle_timeout, self._idle_expired)
             else:
                 self._phase = "app"
+
+    def _enter(self, phase: str) -> None:
+        self._phase = phase
+        self._since = self.loop.time()
 
     def _idle_expired(self) -> None:
         self._close(None)
@@ -203,7 +241,7 @@ class GuardedProtocol(H11Protocol):
         self._close(None if answered else _raw_response(408, "request body not complete in time"))
 
     def _close(self, answer: bytes | None) -> None:
-        self._timer = None
+        self._cancel()  # a connection closed to make room still has its idle timer
         self._phase = "closed"
         if self.transport.is_closing():
             return

@@ -5,6 +5,8 @@ client that sends thousands a second must not fill the disk with them (400 idle 
 once grew the log by 208 MB in 15 s). ``RepeatFilter`` lets the first ``burst`` records
 of one kind (logger, level and message template) through per ``window`` seconds, drops
 the rest, and says how many it dropped on the next line of that kind it lets through.
+Warnings and errors are limited; for ``hookmap.guard``, whose every line is a client's
+doing, INFO lines too.
 
 asyncio's "socket.accept() out of system resource" (the process ran out of file
 descriptors) comes with a traceback each time: the filter keeps the line, drops the
@@ -18,8 +20,9 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-#: loggers whose repeats are limited while ``hookmap serve`` runs
-LIMITED_LOGGERS = ("hookmap.server", "hookmap.guard", "hookmap.service", "uvicorn.error", "asyncio")
+GUARD = "hookmap.guard"
+#: loggers whose repeats (warnings; for the guard, INFO too) are limited while serving
+LIMITED_LOGGERS = ("hookmap.server", GUARD, "hookmap.service", "uvicorn.error", "asyncio")
 
 _ACCEPT_FAILED = "socket.accept() out of system resource"
 
@@ -41,7 +44,8 @@ class RepeatFilter(logging.Filter):
         self._kinds: dict[tuple[str, int, str], list[float]] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno < logging.WARNING:
+        # a client's doings are logged at INFO too (a disconnect mid-body): limited alike
+        if record.levelno < (logging.INFO if record.name == GUARD else logging.WARNING):
             return True
         message = str(record.msg)
         if message.startswith(_ACCEPT_FAILED):
