@@ -49,7 +49,7 @@ sys.path.insert(0, str(ROOT))
 
 from engine.decoders import decode  # noqa: E402
 from engine.evaluate import Produced, evaluate_rule  # noqa: E402
-from engine.events import checks  # noqa: E402
+from engine.events import checks, money  # noqa: E402
 from engine.events.encode import body_bytes, encode_request, request_body  # noqa: E402
 from engine.pipeline import process  # noqa: E402
 from engine.rules import compiler  # noqa: E402
@@ -113,7 +113,11 @@ def handwritten(
     shipping_address = order.get("shipping_address")
     shipping = shipping_address if isinstance(shipping_address, dict) else {}
     email = _first(order.get("email"), order.get("contact_email"), customer.get("email"))
-    key = email or functions._func_phone(_first(order.get("phone"), customer.get("phone")))
+    regions = (billing.get("country_code"), shipping.get("country_code"))
+    shop_region = functions.context.vars.get("phone_country")
+    key = email or functions._func_phone(
+        _first(order.get("phone"), customer.get("phone")), *regions, shop_region
+    )
     lines = order.get("shipping_lines") or []
     statuses = [s for s in (order.get("financial_status"), order.get("fulfillment_status")) if s]
     if order.get("cancelled_at") or order.get("financial_status") in ("refunded", "voided"):
@@ -154,7 +158,9 @@ def handwritten(
                     billing.get("phone"),
                     shipping.get("phone"),
                 ),
-                functions.context.vars.get("phone_country"),
+                *regions,
+                (customer.get("default_address") or {}).get("country_code"),
+                shop_region,
             ),
         ),
         (
@@ -278,6 +284,7 @@ class Case:
             tables=ruleset.tables,
         )
         key, params = handwritten(order, self.headers, EngineFunctions(context))
+        params = list(money.normalize("orderCreated", params))  # amounts as the engine writes them
         body = {
             "eventTypeKey": _rule(ruleset).events[0].type,
             "keyValue": key,

@@ -21,6 +21,7 @@ defined here (``tests/test_layout.py`` holds every module to it)::
     ├── ServeRefused                  rule sets that cannot be served as declared
     ├── StoreError                    the store cannot do what was asked
     │   └── StoreUnavailable          a write failed for now (disk full): try again later
+    ├── PlatformApiError              a shop platform's API stopped a backfill: it resumes
     └── UsageError                    exit 2: bad command line or unreadable input
         └── PayloadError              a webhook body is not valid JSON (with line/col)
 
@@ -83,6 +84,8 @@ CODES: dict[str, str] = {
     # W: warnings
     "W401": "param name looks like a misspelled standard param",
     "W402": "param is not part of the standard event type",
+    # W5xx: receiving
+    "W501": "the dedupe header is not covered by the signature (the signed body is used)",
     # V: problems with a produced event (it is not sent)
     "V101": "required param is missing (null, absent or empty)",
     "V102": "param value is not a number",
@@ -103,6 +106,7 @@ CODES: dict[str, str] = {
     "W103": "an optional param is absent and the service reads a default (cartUpdated: empty cart)",
     "W104": "an item lacks a key the event docs ask for (url, imageUrl)",
     "W105": "the declared contact has no email, phone or externalCustomerId on this webhook",
+    "W106": "a function dropped a value it cannot use (phone(): not a valid number); left out",
     "W107": "changes: the entity key is null on this webhook (the event is sent as usual)",
 }
 
@@ -221,10 +225,13 @@ class InvalidArgument(EvaluationError, ValueError):
     """A function got a value of the right type that it cannot use.
 
     A ValueError too, as jmespath's own errors are, so callers catching either see it.
+    ``code`` is the problem it makes of a param: V111 (an expression failed), or a more
+    precise one (V102 for text that is not a number).
     """
 
-    def __init__(self, function: str, message: str) -> None:
+    def __init__(self, function: str, message: str, code: str = "V111") -> None:
         self.function = function
+        self.code = code
         super().__init__(f"{function}(): {message}")
 
 
@@ -265,6 +272,15 @@ class StoreError(HookmapError):
 class StoreUnavailable(StoreError):
     """A write the store could not make now (the disk is full, the file is locked or
     read-only): nothing was written, and the same write may succeed later."""
+
+
+class PlatformApiError(HookmapError):
+    """A shop platform's API gave no usable answer to a backfill's listing (an error status,
+    retries used up): the run stops where it is, and running it again resumes there."""
+
+    def __init__(self, platform: str, target: str, reason: str) -> None:
+        self.platform, self.target, self.reason = platform, target, reason
+        super().__init__(f"{platform} API: GET {target}: {reason}")
 
 
 class Signal(Exception):

@@ -17,11 +17,13 @@ import jmespath
 from jmespath import exceptions as jp_exc
 from jmespath import functions as jp_functions
 
-from engine.errors import EvaluationError, Location, Problem, UnknownLookupValue
+from engine.errors import EvaluationError, InvalidArgument, Location, Problem, UnknownLookupValue
 from engine.records import fast_init
+from engine.rules.functions.common import Dropped
 from engine.rules.model import BUILTINS, EventSpec, Expression, ParamSpec, Rule
 
-Outcome = Literal["sent", "default", "omitted", "problem", "const"]
+#: ``dropped``: a function dropped the value (W106) and the param is left out
+Outcome = Literal["sent", "default", "omitted", "dropped", "problem", "const"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -170,7 +172,14 @@ def _produce(
     rule: Rule, spec: EventSpec, index: int, data: Any, options: jmespath.Options
 ) -> Produced:
     problems: list[Problem] = []
+    # what functions drop is read after each part of the event, so each warning stands
+    # where its value was; drops of `when` and `for_each` are not this event's
+    sink: list[Dropped] | None = getattr(options.custom_functions, "dropped", None)
+    if sink:
+        sink.clear()
+    reported: set[tuple[str, str]] = set()
     key_value: Any = None
+    key_drops: list[Dropped] = []
     if spec.key is not None:
         try:
             key_value = run(spec.key, data, options)
@@ -178,6 +187,8 @@ def _produce(
             problems.append(
                 Problem("V111", f"key: {describe_error(exc)}", None, where=spec.key.where)
             )
+        if sink:
+            key_drops, sink[:] = list(sink), []
     # Expression.search, unrolled for the loop below (it runs for every param of every
     # event): compiled code called with the bound functions, else the interpreter
     functions: jp_functions.Functions | None = None
@@ -205,7 +216,8 @@ def _produce(
                 problems.append(Problem("V112", str(exc), param.name, where=param.where))
             except EXPRESSION_ERRORS as exc:
                 value, outcome = None, "problem"
-                problems.append(Problem("V111", describe_error(exc), param.name, where=param.where))
+                code = exc.code if isinstance(exc, InvalidArgument) else "V111"
+                problems.append(Problem(code, describe_error(exc), param.name, where=param.where))
             else:
                 if value is None or value == "":
                     value, outcome, problem = _settle(param, expr, value)
@@ -216,8 +228,16 @@ def _produce(
                 else:
                     outcome = "sent"
                     params.append((param.name, value))
+            if sink:
+                problems += _warn_dropped(sink, param.name, param.where, reported)
+                if outcome == "omitted":
+                    outcome = "dropped"
         values.append(value)
         outcomes.append(outcome)
+    # a key such as coalesce(email, phone(tel)) evaluates every argument: what it dropped
+    # matters when no key came of it (and is said once, where a param dropped it too)
+    if key_drops and key_value is None and spec.key is not None:
+        problems += _warn_dropped(key_drops, "key", spec.key.where, reported)
     contact: list[tuple[str, Any]] = []
     for field, expr in spec.contact:
         try:
@@ -227,6 +247,9 @@ def _produce(
                 Problem("V111", describe_error(exc), f"contact.{field}", where=expr.where)
             )
             continue
+        finally:
+            if sink:
+                problems += _warn_dropped(sink, f"contact.{field}", expr.where, reported)
         if value not in (None, ""):
             contact.append((field, value))
     change = None if spec.changes is None else _change(rule, spec, data, key_value, options)
@@ -245,6 +268,23 @@ def _produce(
         contact=tuple(contact),
         change=change,
     )
+
+
+def _warn_dropped(
+    drops: list[Dropped], param: str, where: Location | None, reported: set[tuple[str, str]]
+) -> list[Problem]:
+    """A W106 warning for each value in ``drops`` not reported before for this event (a
+    phone read for the key and for the phone param is one dropped value); empties it."""
+    out = []
+    for drop in drops:
+        seen = (drop.function, repr(drop.value))
+        if seen in reported:
+            continue
+        reported.add(seen)
+        message = f"{drop.function}() dropped {drop.value!r}: {drop.reason}"
+        out.append(Problem("W106", message, param, "warning", where))
+    drops.clear()
+    return out
 
 
 def _change(

@@ -7,8 +7,9 @@ webhook only fill ``{placeholders}``, percent-encoded so they cannot add a path,
 query or another host. Expressions read the result with ``fetched('name')``.
 
 Evaluation itself does no I/O: the pipeline asks a ``Fetcher`` for the lookups the
-matched rules use before evaluating them. The server uses ``HttpFetcher``; dry-run
-and rule tests can use ``MockFetcher`` with fixture files instead of the network.
+matched rules use before evaluating them. The server uses ``HttpFetcher``; rule tests
+use ``MockFetcher`` with fixture files instead of the network, and dry-run an
+``OfflineFetcher``, which calls the network only when asked (``--live``).
 """
 
 from __future__ import annotations
@@ -102,3 +103,33 @@ class MockFetcher:
                 raise LookupFailed(spec.name, url, "no mock given for this URL")
             return answer[url]
         return answer
+
+
+class OfflineFetcher:
+    """Dry-run's fetcher: mocks first, the platform's API only when ``live`` is given.
+
+    Without ``live`` a lookup that has no mock is not an error to stop at: it is noted in
+    ``missing`` (name, URL) and answered null, so that one run names every lookup the
+    webhook needs; the caller then shows what to mock instead of the events, which were
+    made from null answers. Call ``reset`` before each webhook.
+    """
+
+    def __init__(self, answers: Mapping[str, Any], live: HttpFetcher | None = None) -> None:
+        self.mocks = MockFetcher(answers)
+        self.live = live
+        self.missing: list[tuple[str, str]] = []
+
+    def close(self) -> None:
+        if self.live is not None:
+            self.live.close()
+
+    def reset(self) -> None:
+        self.missing = []
+
+    def fetch(self, spec: LookupSpec, url: str) -> Any:
+        if spec.name in self.mocks.answers:
+            return self.mocks.fetch(spec, url)
+        if self.live is not None:
+            return self.live.fetch(spec, url)
+        self.missing.append((spec.name, url))
+        return None

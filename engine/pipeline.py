@@ -20,7 +20,7 @@ from engine.evaluate import (
     evaluate_rule,
     truthy,
 )
-from engine.events import checks
+from engine.events import checks, money
 from engine.events.contacts import contact_request
 from engine.events.encode import as_text, encode_request
 from engine.lookups import Fetcher
@@ -42,7 +42,12 @@ def fetch_lookups(
     context: EvalContext,
     fetcher: Fetcher | None,
 ) -> tuple[dict[str, Any], list[LookupTrace]]:
-    """Fetch the ``needed`` lookups in declaration order; raises ``LookupFailed``."""
+    """Fetch the ``needed`` lookups in declaration order; raises ``LookupFailed``.
+
+    A lookup whose argument is null or ``""`` on this webhook is not made: it cannot
+    apply (a Stripe charge without a payment intent has no Checkout session to find,
+    and asking again later would find none either). ``fetched()`` gives null for it,
+    the rules' `when` and `ignore` say what that means, and the trace says why."""
     fetched: dict[str, Any] = {}
     traces: list[LookupTrace] = []
     for spec in ruleset.lookups:
@@ -57,6 +62,13 @@ def fetch_lookups(
                 raise LookupFailed(
                     spec.name, spec.url, f"argument '{arg}': {describe_error(exc)}"
                 ) from exc
+        missing = next((arg for arg, value in values.items() if value in (None, "")), None)
+        if missing is not None:
+            why = "null" if values[missing] is None else "empty"
+            fetched[spec.name] = None
+            reason = f"argument '{missing}' is {why}"
+            traces.append(LookupTrace(spec.name, spec.url, None, reason))
+            continue
         url = spec.build_url(values)
         if fetcher is None:
             raise LookupFailed(spec.name, url, "no way to fetch here (give a mock)")
@@ -219,13 +231,14 @@ def finish(item: Produced, version: Any) -> EventResult:
             item,
             item.spec.where,
         )
-    result = checks.check_event(item.spec.type, key_value, item.params, item.spec.identify_by)
+    params = money.normalize(item.spec.type, item.params)  # every amount in one form
+    result = checks.check_event(item.spec.type, key_value, params, item.spec.identify_by)
     if result.problems:
-        problems.extend(_locate(result.problems, item))
+        problems.extend(_locate(_not_again(result.problems, problems), item))
     body: dict[str, Any] | None
     raw: bytes | None = None
     try:
-        body, raw = encode_request(item.spec.type, key_value, item.params, version)
+        body, raw = encode_request(item.spec.type, key_value, params, version)
         size = checks.check_body_size(raw)
     except UnicodeEncodeError:  # a lone surrogate ("\ud800" in the webhook's JSON)
         body = None
@@ -261,6 +274,15 @@ def finish(item: Produced, version: Any) -> EventResult:
         None,
         item.change,
     )
+
+
+def _not_again(found: tuple[Problem, ...], evaluated: list[Problem]) -> tuple[Problem, ...]:
+    """The checks' problems without "'date' is missing" for a param whose expression
+    already failed: the failure says why, once (a bad date was reported twice)."""
+    failed = {p.param for p in evaluated if p.severity == "error" and p.param}
+    if not failed:
+        return found
+    return tuple(p for p in found if not (p.code == "V101" and p.param in failed))
 
 
 def _locate(problems: tuple[Problem, ...], item: Produced) -> list[Problem]:

@@ -120,16 +120,20 @@ class Result:
         )
 
     def summary(self) -> str:
-        """One line saying what happened (logs, dry-run)."""
+        """One line saying what happened (logs, dry-run, the store's record of it)."""
         if self.topic is None:
             return "no topic found: nothing matched"
         if not self.matched:
             return f"no rule matches topic '{self.topic}': nothing to send"
         if self.ignored and not self.events:
-            return f"ignored: {self.ignored}"
-        text = f"{len(self.sent)} event(s) to send, {len(self.dropped)} dropped"
-        held = self.held
-        return f"{text}, {len(held)} held back (unchanged)" if held else text
+            text = f"ignored: {self.ignored}"
+        else:
+            text = f"{len(self.sent)} event(s) to send, {len(self.dropped)} dropped"
+            held = self.held
+            if held:
+                text += f", {len(held)} held back (unchanged)"
+        skipped = [f"lookup '{t.name}' not made: {t.skipped}" for t in self.lookups if t.skipped]
+        return f"{text} ({'; '.join(skipped)})" if skipped else text
 
 
 @fast_init
@@ -138,5 +142,7 @@ class LookupTrace:
     """One lookup made for a webhook: its URL and answer (``--explain`` shows these)."""
 
     name: str
-    url: str
+    url: str  #: the URL asked; the template when the lookup was not made
     answer: Any
+    #: why the lookup was not made (an argument null on this webhook), or None
+    skipped: str | None = None

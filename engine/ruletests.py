@@ -99,6 +99,8 @@ def check_expectations(expect: dict[str, Any] | Any, result: Result) -> list[str
             _compare_events(expect["events"] or [], result.sent, expect.get("match") or "exact")
         )
     failures.extend(_compare_dropped(expect.get("dropped"), result))
+    if "warnings" in expect:
+        failures.extend(_compare_warnings(expect["warnings"] or [], result))
     failures.extend(_compare_held(expect.get("held"), result))
     return failures
 
@@ -118,6 +120,31 @@ def _compare_held(expected: Any, result: Result) -> list[str]:
             if key in want and want[key] != got:
                 failures.append(f"held {index}: {key} {got!r}, expected {want[key]!r}")
     return failures
+
+
+def _compare_warnings(expected: list[Any], result: Result) -> list[str]:
+    """Each expected warning on one of the events sent; none at all for ``[]``."""
+    sent = [e for e in result.events if e.ok and e.held is None]
+    got = [(p.code, p.param, p.message) for e in sent for p in e.warnings]
+    listed = "; ".join(f"{c} {p or ''}: {m}" for c, p, m in got) or "none"
+    if not expected:
+        return [] if not got else [f"expected no warning on the events sent, got {listed}"]
+    failures = []
+    for want in expected:
+        code, param = _code_and_param(want)
+        if not any(c == code and (param is None or p == param) for c, p, _ in got):
+            failures.append(
+                f"expected warning {code}{f'({param})' if param else ''} on an event sent, "
+                f"got {listed}"
+            )
+    return failures
+
+
+def _code_and_param(problem: Any) -> tuple[Any, Any]:
+    """``W106`` or ``{code: W106, param: phone}`` as (code, param or None)."""
+    if isinstance(problem, dict):
+        return problem.get("code"), problem.get("param")
+    return problem, None
 
 
 def _normalise(expected: Any, actual: Any) -> Any:
@@ -209,11 +236,7 @@ def _compare_dropped(expected: Any, result: Result) -> list[str]:
             failures.append(f"dropped {index}: rule {have.rule!r}, expected {want['rule']!r}")
         got = {(p.code, p.param) for p in have.problems}
         for problem in want.get("problems") or ():
-            code, param = (
-                (problem.get("code"), problem.get("param"))
-                if isinstance(problem, dict)
-                else (problem, None)
-            )
+            code, param = _code_and_param(problem)
             if not any(c == code and (param is None or p == param) for c, p in got):
                 listed = ", ".join(
                     f"{c}({p})" if p else c

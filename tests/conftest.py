@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-#: Real servers (PostgreSQL, headless Chromium) as fixtures; tests/support/ says how.
-pytest_plugins = ["tests.support.postgres", "tests.support.browser"]
+#: Real servers (PostgreSQL, headless Chromium) and both stores as fixtures; tests/support/
+#: says how.
+pytest_plugins = ["tests.support.postgres", "tests.support.browser", "tests.support.stores"]
 
 ROOT = Path(__file__).resolve().parents[1]
 #: ../shared beside the checkout (CI lays a copy there); HOOKMAP_SHARED overrides it.

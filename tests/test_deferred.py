@@ -164,6 +164,27 @@ def test_once_the_fetcher_heals_the_webhook_is_processed_and_its_events_stored(
     assert json.loads(event.body)["keyValue"] == "ada@shop.test"
 
 
+def test_a_null_lookup_argument_is_processed_at_once_never_deferred(
+    store: Store, rulesets: dict[str, RuleSet], clock: Clock
+) -> None:
+    """A webhook whose lookup argument is null cannot be enriched now or later: the lookup
+    is not made, the webhook is processed (no retry), and its record says why."""
+    body = json.dumps({"id": None}).encode()
+    wid = store.add_webhook("enrich", {"X-Topic": "order.created"}, body, None).id
+    fetcher = MockFetcher({})
+    outcome = process_stored(store, rulesets, current(store, wid), fetcher=fetcher, clock=clock)
+    assert (outcome.state, outcome.deferred_until, fetcher.calls) == ("processed", None, [])
+    assert outcome.result is not None
+    (skipped,) = outcome.result.lookups
+    assert (skipped.name, skipped.skipped) == ("order", "argument 'id' is null")
+    w = current(store, wid)
+    assert (w.state, w.process_attempts) == ("processed", 0)
+    assert w.summary is not None
+    assert w.summary.endswith("(lookup 'order' not made: argument 'id' is null)")
+    # what the rule makes of it: events without the order's fields, kept as invalid
+    assert store.counts()["events"]["invalid"] == 1
+
+
 def test_each_failure_waits_the_next_delay_then_the_webhook_fails_keeping_the_error(
     store: Store, rulesets: dict[tuple[str, str], RuleSet], clock: Clock
 ) -> None:

@@ -463,7 +463,7 @@ def test_retry_after_reads_seconds_or_an_http_date(
 
 def _asking(status: int, value: str) -> HttpStub:
     """A CDP on loopback answering ``status`` with ``Retry-After: value`` to everything."""
-    return HttpStub(lambda call: Reply(status, "slow down", headers=(("Retry-After", value),)))
+    return HttpStub(lambda call: Reply(status, "slow down", headers={"Retry-After": value}))
 
 
 def _retry_at(store: Store, api: HttpStub, **kw: Any) -> tuple[float, EventRow, AttemptRow]:

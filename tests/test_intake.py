@@ -1,5 +1,6 @@
 """Intake decisions without a socket (engine.server.intake), the metrics text format
-(engine.server.metrics) and the operator helpers mask_headers / parse_since (engine.cli.ops)."""
+(engine.server.metrics) and the operator helpers mask_headers (engine.cli.ops) and
+parse_since (engine.cli.options)."""
 
 from __future__ import annotations
 
@@ -12,13 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from engine.cli.ops import mask_headers, parse_since
+from engine.cli.ops import mask_headers
+from engine.cli.options import parse_since
 from engine.errors import ServeRefused, UsageError
 from engine.rules import compiler
 from engine.rules.model import RuleSet
 from engine.rules.schemes import VerifySpec
 from engine.server.intake import (
     DEFAULT_MAX_BODY,
+    REMOVED,
     Source,
     build_sources,
     is_woocommerce_ping,
@@ -176,26 +179,64 @@ def test_a_signature_that_is_not_base64_is_malformed(shipped: dict[str, Source])
     assert reason_label(verdict) == "signature_malformed"
 
 
-# -- delivery_id -----------------------------------------------------------------------
+# -- delivery_id: what a repeat is recognised by --------------------------------------------
 
 
-def test_delivery_id_from_the_dedupe_header(shipped: dict[str, Source]) -> None:
-    headers = {"x-shopify-webhook-id": "d3fee87b"}
-    assert shipped["shopify"].delivery_id(ORDER, headers) == "d3fee87b"
-    assert shipped["woocommerce"].delivery_id(b"{}", {"x-wc-webhook-delivery-id": "bb5e"}) == "bb5e"
+def digest(body: bytes, topic: str | None = None) -> str:
+    """The digest by hand: sha256 over the topic header, a NUL, and the body, or over the
+    body alone when the request names no topic."""
+    prefix = b"" if topic is None else topic.encode() + b"\0"
+    return "sha256:" + hashlib.sha256(prefix + body).hexdigest()
 
 
-def test_delivery_id_is_none_without_the_header_or_with_it_empty(
+def test_an_unsigned_delivery_id_header_is_not_trusted_the_signed_body_is(
     shipped: dict[str, Source],
 ) -> None:
-    assert shipped["shopify"].delivery_id(ORDER, {}) is None
-    assert shipped["shopify"].delivery_id(ORDER, {"x-shopify-webhook-id": ""}) is None
+    """Shopify and WooCommerce sign the body only: a captured order posted again with a
+    fresh delivery-id header is still the same signed body, so still a repeat."""
+    topic = {"x-shopify-topic": "orders/create"}
+    for ids in ({"x-shopify-webhook-id": "d3fee87b"}, {"x-shopify-webhook-id": "fresh"}, {}):
+        assert shipped["shopify"].delivery_id(ORDER, topic | ids) == digest(ORDER, "orders/create")
+    woo = shipped["woocommerce"]
+    woo_headers = {"x-wc-webhook-delivery-id": "bb5e", "x-wc-webhook-topic": "order.created"}
+    assert woo.delivery_id(b"{}", woo_headers) == digest(b"{}", "order.created")
+
+
+def test_one_body_under_two_topics_is_two_deliveries(shipped: dict[str, Source]) -> None:
+    """Shopify sends an order paid at checkout as orders/create and orders/paid with one
+    body: neither is a repeat of the other (the topic header is in the digest)."""
+    shopify = shipped["shopify"]
+    created = shopify.delivery_id(ORDER, {"X-Shopify-Topic": "orders/create"})
+    paid = shopify.delivery_id(ORDER, {"x-shopify-topic": "orders/paid"})
+    assert created != paid
+    assert created == shopify.delivery_id(ORDER, {"x-shopify-topic": "orders/create"})
+
+
+def test_a_signed_delivery_id_header_is_used(tmp_path: Path) -> None:
+    """Standard Webhooks signs webhook-id with the body (BigCommerce): the id is the key."""
+    sw = "verify: {scheme: standard-webhooks, secret_env: SW}\ndedupe: {header: webhook-id}\n"
+    source = build_sources(rulesets(tmp_path, sw=sw), {"SW": "whsec_c2VjcmV0"})["sw"]
+    assert source.delivery_id(b"{}", {"webhook-id": "msg_1"}) == "msg_1"
+    assert source.delivery_id(b"{}", {}) == digest(b"{}")
+
+
+def test_an_unsigned_dedupe_header_is_a_located_warning(tmp_path: Path) -> None:
+    text = "verify: {scheme: hmac, secret_env: S, header: X-Sig}\ndedupe: {header: X-Id}\n"
+    path = tmp_path / "unsigned.yaml"
+    path.write_text(f"name: unsigned\n{HEAD}{text}{TAIL}", encoding="utf-8")
+    result = compiler.load([str(path)], {})
+    assert result.ok
+    (warning,) = [d for d in result.diagnostics if d.code == "W501"]
+    assert warning.severity == "warning"
+    assert warning.location is not None
+    assert (warning.location.file, warning.location.line) == (str(path), 1 + HEAD.count("\n") + 2)
+    assert "does not cover the header X-Id" in warning.message
 
 
 @pytest.fixture
 def by_body(tmp_path: Path) -> Source:
-    extra = "verify: {scheme: none}\ndedupe: {expression: eventId}\n"
-    return build_sources(rulesets(tmp_path, byid=extra), {})["byid"]
+    extra = "verify: {scheme: hmac, secret_env: S, header: X-Sig}\ndedupe: {expression: eventId}\n"
+    return build_sources(rulesets(tmp_path, byid=extra), {"S": "s"})["byid"]
 
 
 @pytest.mark.parametrize(
@@ -215,18 +256,46 @@ def by_body(tmp_path: Path) -> Source:
 def test_delivery_id_from_a_body_expression(
     by_body: Source, body: bytes, expected: str | None
 ) -> None:
-    """Found by the expression; None when absent, empty, or the body is not JSON."""
-    assert by_body.delivery_id(body, {}) == expected
+    """Found by the expression over a signed body; the body's digest when absent, empty,
+    or the body is not JSON."""
+    assert by_body.delivery_id(body, {}) == (expected or digest(body))
 
 
-def test_delivery_id_without_any_dedupe_is_none(tmp_path: Path) -> None:
-    source = build_sources(rulesets(tmp_path, plain="verify: {scheme: none}\n"), {})["plain"]
-    assert source.delivery_id(b'{"eventId": "x"}', {"x-shopify-webhook-id": "y"}) is None
+@pytest.mark.parametrize("scheme", ["none", "basic", "bearer"])
+def test_a_scheme_that_signs_nothing_keeps_the_declared_id_else_the_body(
+    tmp_path: Path, scheme: str
+) -> None:
+    """commercetools (Bearer): the id Pub/Sub keeps across redeliveries; PrestaShop
+    (Basic), no id at all: a request posted again unchanged is recognised by its body."""
+    verify = f"verify: {{scheme: {scheme}, secret_env: C}}" if scheme != "none" else ""
+    with_id = (verify or "verify: {scheme: none}") + "\ndedupe: {expression: eventId}\n"
+    without = verify or "verify: {scheme: none}\n"
+    loaded = rulesets(tmp_path, declared=with_id, plain=without + "\n")
+    sources = build_sources(loaded, {"C": "user:pass"})
+    body = b'{"eventId": "x"}'
+    assert sources["declared"].delivery_id(body, {}) == "x"
+    assert sources["declared"].delivery_id(b"{}", {}) == digest(b"{}")
+    assert sources["plain"].delivery_id(body, {"x-shopify-webhook-id": "y"}) == digest(body)
 
 
-def test_delivery_id_of_a_deeply_nested_body_is_none(by_body: Source) -> None:
+def test_stored_headers_keep_no_credential(tmp_path: Path) -> None:
+    basic = "verify: {scheme: basic, secret_env: C, header: X-Auth}\n"
+    source = build_sources(rulesets(tmp_path, ps=basic), {"C": "user:pass"})["ps"]
+    stored = source.storable(
+        {"x-auth": "Basic dXNlcjpwYXNz", "authorization": "Bearer t", "cookie": "s=1", "a": "b"}
+    )
+    assert stored == {
+        "x-auth": REMOVED,
+        "authorization": REMOVED,
+        "cookie": REMOVED,
+        "a": "b",
+    }
+
+
+def test_delivery_id_of_a_deeply_nested_body_is_its_digest(by_body: Source) -> None:
     """A body too deep for json.loads is 'not JSON' like any other undecodable body."""
-    assert by_body.delivery_id(b"[" * 100_000, {}) is None
+    body = b"[" * 100_000
+    assert by_body.delivery_id(body, {}) == digest(body)
 
 
 # -- is_woocommerce_ping ----------------------------------------------------------------

@@ -371,8 +371,8 @@ def test_a_list_param_is_reported_once(tmp_path: Path) -> None:
 
 
 def test_arity_message_for_optional_arguments(tmp_path: Path) -> None:
-    """E202 for phone(a, b, c) says it takes 1 to 2 arguments."""
-    (d,) = _diagnostics(tmp_path, _event("          p: phone(a, '380', b)\n"))
+    """E202 for iso_datetime(a, b, c) says it takes 1 to 2 arguments."""
+    (d,) = _diagnostics(tmp_path, _event("          p: iso_datetime(a, 'UTC', b)\n"))
     assert d.code == "E202"
     assert "2" in d.message.split("got")[0]
 

@@ -276,10 +276,10 @@ def _loopback_ruleset(tmp_path: Path, port: int, url_path: str = "/api/orders/{i
 
 @pytest.mark.parametrize(
     "value",
-    ["..", ".", "1/../../admin", "%2e%2e", "%2E.", "．．", "‥", "..\\..", ".. ", ""],
+    ["..", ".", "1/../../admin", "%2e%2e", "%2E.", "．．", "‥", "..\\..", ".. "],
     ids=[
         *("dots", "dot", "slashes", "encoded", "half-encoded", "fullwidth", "leader"),
-        *("backslash", "space", "empty"),
+        *("backslash", "space"),
     ],
 )
 def test_a_value_that_makes_a_dot_segment_reaches_no_server(tmp_path: Path, value: str) -> None:
@@ -296,6 +296,22 @@ def test_a_value_that_makes_a_dot_segment_reaches_no_server(tmp_path: Path, valu
         finally:
             fetcher.close()
         assert api.calls == []
+
+
+def test_an_empty_path_argument_reaches_no_server_either(tmp_path: Path) -> None:
+    """An empty segment (`/api/orders/`, the listing) is no lookup of this webhook: the
+    lookup is not made, and the record says why, as for a null argument."""
+    with HttpStub(lambda call: Reply(200, {"email": "a@b.c", "total": 1})) as api:
+        ruleset = _loopback_ruleset(tmp_path, api.port, "/api/orders/{id}")
+        body = {"event": "order.paid", "order_id": "", "note": ".."}
+        fetcher = HttpFetcher(sleep=lambda _s: None)
+        try:
+            result = process(ruleset, Webhook.make(json.dumps(body)), fetcher=fetcher)
+        finally:
+            fetcher.close()
+        assert api.calls == []
+    (skipped,) = result.lookups
+    assert skipped.skipped is not None and "'id'" in skipped.skipped
 
 
 def test_dots_inside_a_segment_or_in_the_query_stay_data(tmp_path: Path) -> None:

@@ -371,7 +371,15 @@ def test_prestashop_order_is_completed_from_the_webservice_and_delivered(
     assert contact_emails(box) == ["camille.dubois@example.fr"]
     # every call carried the key, asked for JSON, and stayed on the declared host
     paths = sorted(urllib.parse.urlsplit(target).path for target, _ in webservice.requests)
-    assert paths == ["/api/addresses", "/api/currencies/1", "/api/customers", "/api/orders/24"]
+    assert paths == [
+        "/api/addresses",
+        "/api/countries/8",
+        "/api/currencies/1",
+        "/api/customers",
+        "/api/orders/24",
+    ]
+    # the phone is read in the address's country (France), the shop's default unset
+    assert param(event, "phone") == "33612345678"
     assert {auth for _, auth in webservice.requests} == {f"Basic {WS_AUTH}"}
 
     # the same order shipped: an orderDelivered, the known contact not created again
@@ -383,6 +391,29 @@ def test_prestashop_order_is_completed_from_the_webservice_and_delivered(
         "DELIVERED",
     )
     assert len(box.sandbox.contacts()) == 1
+
+
+def test_prestashop_webhook_posted_again_unchanged_is_a_duplicate_and_stored_without_the_password(
+    prestashop: ServedService, box: RunningSandbox, client: httpx.Client, tmp_path: Path
+) -> None:
+    """Basic signs nothing and the module sends no delivery id: a request posted again
+    as it was is recognised by its body (issue 14.3); the credential is not stored
+    (issue 14.6)."""
+    first = module_post(client, prestashop, "prestashop/order-add", WEBHOOK_CREDENTIALS)
+    again = module_post(client, prestashop, "prestashop/order-add", WEBHOOK_CREDENTIALS)
+    assert (first.json()["status"], again.json()["status"]) == ("accepted", "duplicate")
+    wait_until(lambda: settled(prestashop.store), what="the store to settle")
+    assert len(sent_events(box)) == 1
+    (stored,) = prestashop.store.list_webhooks()
+    detail = prestashop.store.get_webhook(stored.id)
+    assert detail is not None
+    assert detail.webhook.headers["authorization"] == "[removed: a credential]"
+    password = WEBHOOK_CREDENTIALS.split(":", 1)[1]
+    # the database and its write-ahead log, as a copy of the folder would take them
+    raw = b"".join(p.read_bytes() for p in (tmp_path / "data").glob("hookmap.sqlite3*"))
+    assert raw
+    assert password.encode() not in raw
+    assert base64.b64encode(WEBHOOK_CREDENTIALS.encode()) not in raw
 
 
 def test_prestashop_webhook_without_the_right_basic_credentials_is_401(
@@ -424,8 +455,8 @@ def test_prestashop_lookup_failure_keeps_the_webhook_and_retries_it(
             assert detail is not None
             assert detail.webhook.state == "processed"
             assert detail.webhook.process_attempts >= 1  # put off once
-            # 3 refused calls (the attempt and its retries), then the 4 lookups answered
-            assert len(webservice.requests) == 3 + 4
+            # 3 refused calls (the attempt and its retries), then the 5 lookups answered
+            assert len(webservice.requests) == 3 + 5
 
 
 # -- hookmap post with a test key ----------------------------------------------------------

@@ -14,6 +14,7 @@ Each ``tests/data/semantics/*.yaml`` file is a list of suites::
               problems: [[V101, totalCost], [V106, null]]
           matched: [rule names]           # optional: the rules that matched, in order
           summary_contains: "..."         # optional: a part of Result.summary()
+          warnings: [[W106, phone]]       # optional: the warnings of the sent events
           xfail: "BUG: ..."               # optional: the case shows a reported engine bug
 
 ``sent`` and ``dropped`` default to ``[]``: a case that leaves them out says that
@@ -50,6 +51,7 @@ CASE_KEYS = {
     "dropped",
     "matched",
     "summary_contains",
+    "warnings",
     "xfail",
 }
 
@@ -150,6 +152,10 @@ def test_semantics_case(
     assert dropped == expected, "\n".join(
         f"{p.code} {p.param}: {p.message}" for e in result.dropped for p in e.problems
     )
+    if "warnings" in case:
+        sent = [e for e in result.events if e.ok and e.held is None]
+        warnings = ((p.code, p.param) for e in sent for p in e.warnings)
+        assert _problems(warnings) == _problems(case["warnings"])
     if "matched" in case:
         assert [r.rule for r in result.rules if r.matched] == case["matched"]
     if "summary_contains" in case:

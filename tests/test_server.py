@@ -3,6 +3,7 @@ serve`` subprocesses), delivering to the sandbox CDP. No mocks: httpx over socke
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import shutil
@@ -146,7 +147,11 @@ def test_signed_shopify_order_is_accepted_and_reaches_the_sandbox_as_dry_run_sho
     assert [e["body"] for e in received] == dry_run == processed
     detail = webhook(server, 1)
     assert detail.webhook.state == "processed"
-    assert detail.webhook.delivery_id == headers["x-shopify-webhook-id"]
+    # Shopify signs the body, not its X-Shopify-Webhook-Id: the signed body (and topic)
+    # is what a repeat is recognised by
+    topic = headers["x-shopify-topic"].encode()
+    digest = hashlib.sha256(topic + b"\0" + body).hexdigest()
+    assert detail.webhook.delivery_id == "sha256:" + digest
     event = only_event(detail)
     assert (event.state, event.attempts, event.last_status) == ("sent", 1, 200)
 
@@ -304,6 +309,23 @@ def test_repeated_delivery_id_is_acknowledged_as_duplicate_and_sent_once(
     counts = server.store.counts()
     assert counts["webhooks"]["processed"] == 1
     assert counts["events"]["sent"] == 1
+
+
+def test_a_captured_order_posted_with_a_fresh_delivery_id_is_a_duplicate_not_a_new_order(
+    server: ServedService, box: RunningSandbox, client: httpx.Client
+) -> None:
+    """Shopify signs the body, not X-Shopify-Webhook-Id: a replay with a fresh id still
+    verifies, and is answered 'duplicate' (issue 14.3). The same body under another
+    topic (orders/paid) is a delivery of its own."""
+    body, headers = signed_example(ORDER)
+    first = post(client, server, "shopify", body, headers)
+    replayed = post(client, server, "shopify", body, headers | {"x-shopify-webhook-id": "new"})
+    paid = post(client, server, "shopify", body, headers | {"x-shopify-topic": "orders/paid"})
+    assert first.json() == {"status": "accepted", "id": 1}
+    assert replayed.json() == {"status": "duplicate", "id": 1}
+    assert paid.json() == {"status": "accepted", "id": 2}
+    wait_until(lambda: settled(server.store), what="the store to settle")
+    assert server.store.counts()["webhooks"]["processed"] == 2
 
 
 def test_concurrent_repeats_of_one_delivery_are_stored_and_sent_once(

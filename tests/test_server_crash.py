@@ -102,15 +102,15 @@ def test_kill_9_mid_burst_loses_no_acknowledged_webhook_and_duplicates_only_in_f
         # claimed by an instance whose lock file nobody holds any more
         with sqlite3.connect(data / DB_NAME) as db:
             leased = db.execute(
-                "SELECT e.id, w.delivery_id, e.leased_by FROM events e"
-                " JOIN webhooks w ON w.id = e.webhook_id"
+                "SELECT e.id, json_extract(b.body, '$.id'), e.leased_by FROM events e"
+                " JOIN webhook_bodies b ON b.webhook_id = e.webhook_id"
                 " WHERE e.state = 'pending' AND e.next_attempt_at > ?",
                 (killed_at + 30,),
             ).fetchall()
         db.close()
         assert len(leased) <= CONCURRENCY, leased
         assert {owner for _, _, owner in leased} <= {p.stem for p in (data / "servers").iterdir()}
-        in_flight = {FIRST_ORDER + int(d.rsplit("-", 1)[1]) for _, d, _ in leased}
+        in_flight = {int(order_id) for _, order_id, _ in leased}
 
         # 3. restart on the same data: it finds the first server gone and releases its
         # leases at once (everything settles well within the 60 s they had left); the

@@ -83,6 +83,21 @@ def test_a_broken_expectation_fails_with_a_readable_diff() -> None:
     assert '+  "keyValue": "olivia.bennett@example.com"' in text
 
 
+def test_expected_warnings_are_held_to_what_the_events_carry() -> None:
+    """`warnings:` fails for a warning the events do not carry, and `[]` for one they do."""
+    ruleset = LOADED.get("woocommerce")
+    assert ruleset is not None
+    case = next(c for c in ruleset.tests if "(555) 555-5555" in c.name)
+    assert ruletests.run_case(ruleset, case).passed
+    for wrong in ([{"code": "W106", "param": "email"}], ["W105"], []):
+        expect = {**case.expect, "warnings": wrong}
+        outcome = ruletests.run_case(ruleset, dataclasses.replace(case, expect=expect))
+        assert not outcome.passed, wrong
+        assert "phone() dropped '(555) 555-5555': not a valid number for US" in "".join(
+            outcome.failures
+        )
+
+
 @pytest.mark.parametrize(("ruleset", "case"), _cases())
 def test_each_event_is_encoded_once_as_it_is_stored(ruleset: Any, case: Any) -> None:
     """The bytes encoded while checking an event are what body_bytes writes (the store
@@ -96,3 +111,27 @@ def test_each_event_is_encoded_once_as_it_is_stored(ruleset: Any, case: Any) -> 
             assert next(
                 e.wire for e in new_events(result) if (e.rule, e.idx) == (event.rule, event.index)
             ) == body_bytes(event.body)
+
+
+def test_an_invalid_phone_is_neither_sent_nor_made_the_new_contacts_sms_channel() -> None:
+    """BigCommerce's documented 1234567890: no phone param, no sms channel in v1/contact,
+    and a W106 located at the rule's phone param that --explain marks as dropped."""
+    ruleset = LOADED.get("bigcommerce")
+    assert ruleset is not None
+    case = next(c for c in ruleset.tests if "1234567890" in c.name)
+    result = process(ruleset, ruletests.webhook_for(case), fetcher=MockFetcher(case.mocks))
+    (event,) = result.events
+    assert event.ok and event.body is not None
+    assert "phone" not in {p["name"] for p in event.body["params"]}
+    assert event.contact_request is not None
+    assert event.contact_request["channels"] == [
+        {"type": "email", "value": "jordan.ellis@example.net"}
+    ]
+    (warning,) = [p for p in event.warnings if p.code == "W106"]
+    assert (warning.param, warning.message) == (
+        "phone",
+        "phone() dropped '1234567890': not a valid number for US",
+    )
+    assert warning.where is not None and warning.where.file.endswith("orders.yaml")
+    (trace,) = [t for t in event.traces if t.name == "phone"]
+    assert (trace.value, trace.outcome, trace.where) == (None, "dropped", warning.where)

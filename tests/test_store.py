@@ -1,10 +1,16 @@
-"""The SQLite store: durability, the event identity, the outbox and its listings.
+"""The stores: durability, the event identity, the outbox and its listings.
 
-Every test runs on a real file in ``tmp_path``; time comes from a settable clock.
+Every test that takes ``store`` runs against both stores (``tests/support/stores.py``):
+SQLite on a real file in ``tmp_path`` and PostgreSQL on a fresh database of a real server
+(skipped, with the reason, when none can be started). The tests about SQLite's file
+itself (its journal, its upgrades from older versions) take ``sqlite_store`` or a path and
+are marked SQLite only; what only PostgreSQL has is in ``test_store_postgres.py``. Time
+comes from a settable clock.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import signal
 import sqlite3
@@ -21,9 +27,13 @@ from engine.cli import main
 from engine.errors import Problem, StoreError
 from engine.results import EventResult, Result
 from engine.server.processor import as_webhook, new_events
+from engine.server.store.base import Store
 from engine.server.store.migrations import MIGRATIONS, SCHEMA_VERSION
 from engine.server.store.rows import RESPONSE_LIMIT, NewEvent, Outcome
-from engine.server.store.sqlite import DB_NAME, Store
+from engine.server.store.sqlite import DB_NAME
+from engine.server.store.sqlite import Store as SqliteStore
+from tests.conftest import ROOT
+from tests.support.stores import Backend
 
 T0 = 1_700_000_000.0
 
@@ -42,8 +52,16 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def store(tmp_path: Path, clock: Clock) -> Iterator[Store]:
-    with Store(tmp_path / "data" / "hookmap.sqlite3", clock=clock) as s:
+def store(backend: Backend, clock: Clock) -> Iterator[Store]:
+    """A store of each kind, empty."""
+    with backend.open(clock) as s:
+        yield s
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path, clock: Clock) -> Iterator[SqliteStore]:
+    """The SQLite store alone, for the tests about its file."""
+    with SqliteStore(tmp_path / "data" / "hookmap.sqlite3", clock=clock) as s:
         yield s
 
 
@@ -94,34 +112,41 @@ def test_delivery_id_is_unique_per_source_and_null_never_duplicates(store: Store
     assert store.counts()["webhooks"]["received"] == 4
 
 
-def test_webhook_survives_reopening_the_file(tmp_path: Path) -> None:
-    path = tmp_path / "hookmap.sqlite3"
-    with Store(path) as first:
+def test_webhook_survives_reopening_the_store(backend: Backend) -> None:
+    with backend.open() as first:
         wid = first.add_webhook("shop", {"A": "1"}, b"body", "d-1").id
-    with Store(path) as second:
+    with backend.open() as second:
         found = second.get_webhook(wid)
         assert found is not None and found.webhook.body == b"body"
         assert second.add_webhook("shop", {}, b"x", "d-1").duplicate
 
 
-def test_webhook_survives_kill_9_right_after_add_webhook(tmp_path: Path) -> None:
-    """Once add_webhook returns, the row is on disk: the process is killed before close."""
-    path = tmp_path / "hookmap.sqlite3"
+def test_webhook_survives_kill_9_right_after_add_webhook(backend: Backend) -> None:
+    """Once add_webhook returns, the row is committed: the process is killed before close."""
     code = (
         "import os, signal, sys\n"
-        "from engine.server.store.sqlite import Store\n"
-        "s = Store(sys.argv[1])\n"
+        "from engine.server.store.location import open_store\n"
+        "s = open_store(sys.argv[1])\n"
         "print(s.add_webhook('shop', {}, b'kept', 'd-9').id, flush=True)\n"
         "os.kill(os.getpid(), signal.SIGKILL)\n"
     )
-    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", code, backend.where], capture_output=True, timeout=60, cwd=ROOT
+    )
     assert done.returncode == -signal.SIGKILL, done.stderr
-    with Store(path) as store:
+    with backend.open() as store:
         found = store.get_webhook(int(done.stdout))
         assert found is not None and found.webhook.body == b"kept"
 
 
-def test_opening_sets_wal_full_sync_foreign_keys_and_schema_version(store: Store) -> None:
+# -- the SQLite file (SQLite only) ----------------------------------------------------------
+
+
+def test_opening_sets_wal_full_sync_foreign_keys_and_schema_version(
+    sqlite_store: SqliteStore,
+) -> None:
+    """SQLite only: the journal and sync settings of its file."""
+    store = sqlite_store
     assert store.path.parent.name == "data"  # parent directory created
     db = store._conn
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -131,17 +156,18 @@ def test_opening_sets_wal_full_sync_foreign_keys_and_schema_version(store: Store
 
 
 def test_a_file_with_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    """SQLite only (PostgreSQL's: test_store_postgres.py)."""
     path = tmp_path / "hookmap.sqlite3"
-    Store(path).close()
+    SqliteStore(path).close()
     with sqlite3.connect(path) as db:
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     db.close()
     with pytest.raises(StoreError, match="schema version"):
-        Store(path)
+        SqliteStore(path)
 
 
 def test_a_version_3_file_keeps_its_bodies_where_they_are_byte_for_byte(tmp_path: Path) -> None:
-    """Upgrading moves no data: old rows are read from their own body column."""
+    """SQLite only: upgrading moves no data: old rows are read from their own body column."""
     path = tmp_path / "hookmap.sqlite3"
     db = sqlite3.connect(path)
     for statements in MIGRATIONS[:3]:
@@ -164,7 +190,7 @@ def test_a_version_3_file_keeps_its_bodies_where_they_are_byte_for_byte(tmp_path
     db.commit()
     db.close()
     size = path.stat().st_size
-    with Store(path) as store:
+    with SqliteStore(path) as store:
         assert store._conn.execute("SELECT count(*) FROM webhook_bodies").fetchone()[0] == 0
         for n, body in enumerate(bodies, start=1):
             found = store.get_webhook(n)
@@ -189,9 +215,10 @@ def test_a_version_3_file_keeps_its_bodies_where_they_are_byte_for_byte(tmp_path
     assert path.stat().st_size < size + 64_000  # nothing was copied
 
 
-def test_processing_a_webhook_does_not_write_its_body_again(store: Store) -> None:
-    """The state change after processing writes a few pages, not the body's: measured
-    on the write-ahead log, which holds every page a commit wrote."""
+def test_processing_a_webhook_does_not_write_its_body_again(sqlite_store: SqliteStore) -> None:
+    """SQLite only: the state change after processing writes a few pages, not the body's:
+    measured on the write-ahead log, which holds every page a commit wrote."""
+    store = sqlite_store
     body = json.dumps({"note": "y" * 256_000}).encode()
     wid = store.add_webhook("shopify", {}, body, "big").id
     wal = Path(f"{store.path}-wal")
@@ -463,7 +490,7 @@ def test_new_events_carries_the_contact_request() -> None:
 
 
 def test_contacts_are_remembered_once_and_an_id_learnt_later_is_kept(
-    store: Store, clock: Clock
+    store: Store, clock: Clock, backend: Backend
 ) -> None:
     assert not store.contact_known("email:new@shop.test")
     store.remember_contact("email:new@shop.test", None)  # a 409: created, id unknown
@@ -472,8 +499,8 @@ def test_contacts_are_remembered_once_and_an_id_learnt_later_is_kept(
     store.remember_contact("email:new@shop.test", None)
     assert store.contact_known("email:new@shop.test")
     assert not store.contact_known("email:other@shop.test")
-    rows = store._conn.execute("SELECT key, contact_id, created_at FROM contacts").fetchall()
-    assert [tuple(r) for r in rows] == [("email:new@shop.test", 17, T0)]
+    rows = backend.query("SELECT key, contact_id, created_at FROM contacts")
+    assert rows == [("email:new@shop.test", 17, T0)]
 
 
 def test_a_deferred_webhook_waits_until_due_and_still_counts_as_received(
@@ -554,15 +581,13 @@ def test_webhooks_since_come_a_page_at_a_time_in_id_order(store: Store) -> None:
     assert list(store.iter_webhooks_since(T0 + 1)) == []
 
 
-def _processed_elsewhere(store: Store) -> int:
+def _processed_elsewhere(backend: Backend) -> int:
     """What another connection (another process) sees committed."""
-    with sqlite3.connect(store.path) as other:
-        return int(
-            other.execute("SELECT count(*) FROM webhooks WHERE state = 'processed'").fetchone()[0]
-        )
+    ((count,),) = backend.query("SELECT count(*) FROM webhooks WHERE state = 'processed'")
+    return int(count)
 
 
-def test_a_batch_is_one_transaction_of_atomic_writes(store: Store) -> None:
+def test_a_batch_is_one_transaction_of_atomic_writes(store: Store, backend: Backend) -> None:
     """Inside batch(), results are committed together at its end; a write that fails
     is undone alone and the batch goes on; reads inside see the batch's writes."""
     first, second = webhook(store), webhook(store)
@@ -573,24 +598,24 @@ def test_a_batch_is_one_transaction_of_atomic_writes(store: Store) -> None:
         # a write failing after its first insert (api_version NOT NULL): its savepoint
         # undoes that insert too
         broken = NewEvent("r", 1, "x", None, {})  # type: ignore[arg-type]
-        with pytest.raises(sqlite3.IntegrityError):
+        with pytest.raises(store.errors):
             store.record_result(second, "t", "s", [event(5), broken])
         store.record_result(second, "t", "s", [event(0)])
-        assert _processed_elsewhere(store) == 0, "another process saw the batch before its end"
+        assert _processed_elsewhere(backend) == 0, "another process saw the batch before its end"
         assert store.counts()["webhooks"]["processed"] == 2
-    assert _processed_elsewhere(store) == 2
+    assert _processed_elsewhere(backend) == 2
     # event 5 of the failed write is gone with it
     assert [e.webhook_id for e in store.list_events()] == [second, first]
 
 
-def test_an_interrupted_batch_keeps_what_it_finished(store: Store) -> None:
+def test_an_interrupted_batch_keeps_what_it_finished(store: Store, backend: Backend) -> None:
     first, second = webhook(store), webhook(store)
     with pytest.raises(KeyboardInterrupt), store.batch():
         store.record_result(first, "t", "s", [event(0)])
         raise KeyboardInterrupt
-    assert _processed_elsewhere(store) == 1
+    assert _processed_elsewhere(backend) == 1
     store.record_result(second, "t", "s", [event(0)])  # the store is usable after it
-    assert _processed_elsewhere(store) == 2
+    assert _processed_elsewhere(backend) == 2
 
 
 def test_a_claim_names_its_server_and_release_makes_only_its_events_due(
@@ -614,11 +639,62 @@ def test_a_claim_names_its_server_and_release_makes_only_its_events_due(
     assert {e.id: e.leased_by for e in store.list_events()}[second[0].id] is None
 
 
-# -- damaged files -------------------------------------------------------------------------
+def test_claim_webhooks_leases_them_to_one_server_until_released(
+    store: Store, clock: Clock
+) -> None:
+    """A claimed webhook is not due for anyone else until its lease ends, its result is
+    recorded, or its server is found gone; the rows come back as they were claimed."""
+    first, second, third = (webhook(store) for _ in range(3))
+    store.defer_webhook(third, "lookup failed", T0 + 5)
+    claimed = store.claim_webhooks(T0, 10, 60.0, owner="server-a")
+    assert [(w.id, w.next_process_at, w.body) for w in claimed] == [
+        (first, None, b'{"id": 1}'),
+        (second, None, b'{"id": 1}'),
+    ]
+    assert store.claim_webhooks(T0, 10, 60.0, owner="server-b") == []
+    assert [w.id for w in store.claim_webhooks(T0 + 5, 10, 60.0, owner="server-b")] == [third]
+    store.record_result(first, "t", "s", [event(0)])
+    assert store.release_webhooks("server-a", now=T0 + 1) == 1  # first is processed
+    assert store.release_webhooks("server-a", now=T0 + 1) == 0
+    assert [w.id for w in store.webhooks_to_process(10, now=T0 + 1)] == [second]
+    # a lease that ends by itself: due again for anyone
+    assert [w.id for w in store.claim_webhooks(T0 + 65, 10, 60.0)] == [second, third]
+
+
+def test_lanes_are_claimed_apart_and_listed_longest_waiting_first(store: Store) -> None:
+    """A lane (source, shop) claims only its own webhooks; the due lanes come back with
+    the one whose oldest webhook waited longest first, and a leased lane is not due."""
+    a1 = store.add_webhook("prestashop", {}, b"1", None, shop="eu").id
+    b1 = store.add_webhook("shopify", {}, b"2", None).id
+    a2 = store.add_webhook("prestashop", {}, b"3", None, shop="eu").id
+    c1 = store.add_webhook("prestashop", {}, b"4", None, shop="us").id
+    assert store.due_lanes(T0) == [("prestashop", "eu"), ("shopify", ""), ("prestashop", "us")]
+    claimed = store.claim_webhooks(T0, 10, 60.0, owner="x", lane=("prestashop", "eu"))
+    assert [w.id for w in claimed] == [a1, a2]
+    assert store.due_lanes(T0) == [("shopify", ""), ("prestashop", "us")]
+    assert [w.id for w in store.claim_webhooks(T0, 1, 60.0, lane=("shopify", ""))] == [b1]
+    assert store.claim_webhooks(T0, 10, 60.0, lane=("shopify", "")) == []
+    assert [w.id for w in store.claim_webhooks(T0, 10, 60.0)] == [c1]
+    assert store.due_lanes(T0) == []
+
+
+def test_a_release_of_one_lane_leaves_the_servers_other_lanes_claimed(store: Store) -> None:
+    """A lane whose write failed gives back only its own webhooks: another lane of the
+    same server may be processing its own at that moment."""
+    eu = store.add_webhook("prestashop", {}, b"1", None, shop="eu").id
+    store.add_webhook("shopify", {}, b"2", None)
+    store.claim_webhooks(T0, 10, 60.0, owner="x", lane=("prestashop", "eu"))
+    store.claim_webhooks(T0, 10, 60.0, owner="x", lane=("shopify", ""))
+    assert store.release_webhooks("x", now=T0 + 1, lane=("prestashop", "eu")) == 1
+    assert store.due_lanes(T0 + 1) == [("prestashop", "eu")]
+    assert [w.id for w in store.webhooks_to_process(10, now=T0 + 1)] == [eu]
+
+
+# -- damaged files (SQLite only) -----------------------------------------------------------
 
 
 def _truncated(path: Path) -> None:
-    with Store(path) as store:
+    with SqliteStore(path) as store:
         for n in range(50):
             store.add_webhook("shop", {}, b"x" * 2000, f"d-{n}")
     with path.open("r+b") as handle:
@@ -639,9 +715,33 @@ def test_a_damaged_store_file_is_a_located_error_not_a_traceback(
     path = tmp_path / DB_NAME
     damage(path)
     with pytest.raises(StoreError) as caught:
-        Store(path).close()
+        SqliteStore(path).close()
     assert str(caught.value).startswith(f"{path}: cannot use this file as hookmap's store: {why}")
     result = CliRunner().invoke(main, ["status", "--data", str(tmp_path)])
     assert result.exit_code == 2
     assert result.output.startswith(f"error: {path}: cannot use this file as hookmap's store")
     assert "Traceback" not in result.output
+
+
+def test_the_values_sent_are_remembered_per_shop_and_entity_until_they_expire(
+    store: Store, clock: Clock
+) -> None:
+    """``changes:``: recording an event remembers its fingerprint with it (a replay that
+    re-queues the event too); an event already stored remembers nothing new."""
+    wid = webhook(store, shop="acme")
+    cart = NewEvent("cart", 0, "cartUpdated", "v2", {"a": 1}, change=("cart-1", "f1", 100.0))
+    store.record_result(wid, "t", "s", [cart])
+    assert store.last_change("cart-1", shop="acme") == "f1"
+    assert store.last_change("cart-1", shop="other") is None
+    assert store.last_change("cart-1", shop="acme", now=T0 + 100) is None
+    again = dataclasses.replace(cart, change=("cart-1", "f2", 100.0))
+    store.record_result(wid, "t", "s", [again])  # the same event: stored already
+    assert store.last_change("cart-1", shop="acme") == "f1"
+    _send_all(store, "dead")
+    store.record_result(wid, "t", "s", [again], replay=True)  # re-queued: its values go
+    assert store.last_change("cart-1", shop="acme") == "f2"
+    clock.now = T0 + 99
+    assert store.forget_expired_changes() == 0
+    clock.now = T0 + 100
+    assert store.forget_expired_changes() == 1
+    assert store.forget_expired_changes() == 0

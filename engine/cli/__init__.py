@@ -2,7 +2,8 @@
 
 One module per family of commands (``rules``: validate, dry-run, test, schema, docs;
 ``serve``: serve, sandbox, post; ``ops``: the data folder's status, listings, retry and
-replay), the options they share in ``options``, and the group that holds them here.
+replay; ``backfill``: a shop's order history), the options they share in ``options``,
+and the group that holds them here.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 import click
 
-from engine.cli import ops, rules, serve
+from engine.cli import backfill, ops, rules, serve
 from engine.cli.options import choose_evaluator
 from engine.errors import HookmapError, did_you_mean
 
@@ -72,6 +73,7 @@ for command in (
     ops.show_command,
     ops.retry_command,
     ops.replay_command,
+    backfill.backfill_command,
 ):
     main.add_command(command)
 

@@ -3,35 +3,32 @@ replay. They read the same data folder as the running server."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import datetime
 import json
 import re
 import sys
-import time
 from collections.abc import Iterable, Mapping
 
 import click
 
 from engine.cli.options import (
+    Sender,
     data_option,
     load_tenancy,
     open_store,
+    parse_since,
     rules_option,
     shop_option,
     shops_option,
 )
 from engine.errors import LookupFailed, UsageError
-from engine.events.destination import API_KEY_ENV
 from engine.lookups import HttpFetcher
 from engine.pipeline import process
 from engine.rules.model import RuleSet
-from engine.server.dispatch import Dispatcher
-from engine.server.processor import as_webhook, new_events, process_stored
+from engine.server.processor import as_webhook, new_events, page_transaction, process_page
 from engine.server.store.base import Store
 from engine.server.store.rows import StoredWebhook
-from engine.server.tenants import Tenancy
 
 #: header names whose values are credentials or signatures: never shown
 _SECRET_HEADER = re.compile(
@@ -57,21 +54,6 @@ def age(seconds: float | None) -> str:
 def mask_headers(headers: dict[str, str]) -> dict[str, str]:
     """Headers with credential and signature values replaced."""
     return {k: ("****" if _SECRET_HEADER.search(k) else v) for k, v in headers.items()}
-
-
-def parse_since(text: str) -> float:
-    """``2h``, ``30m``, ``1d``, ``45s`` ago, or an ISO 8601 date-time / date."""
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd])", text.strip())
-    if match:
-        size = {"s": 1, "m": 60, "h": 3600, "d": 86400}[match[2]]
-        return time.time() - float(match[1]) * size
-    try:
-        moment = datetime.datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise UsageError(f"--since {text!r}: use 2h, 30m, 1d or an ISO date-time") from exc
-    if moment.tzinfo is None:
-        moment = moment.astimezone()
-    return moment.timestamp()
 
 
 @click.command("status")
@@ -270,14 +252,6 @@ def replay_command(
                 _replay_preview(store, rulesets, page)
             return
 
-        # One commit per page, not one sync per webhook: each webhook's result is still
-        # all or nothing, and an interrupted replay keeps what it finished. Not for a
-        # page with lookups to make: the batch holds the write lock, and a slow API
-        # would hold up a running server's intake with it.
-        def batched(page: list[StoredWebhook]) -> bool:
-            found = (rulesets.get((w.source, w.shop)) for w in page)
-            return not any(r is not None and r.lookups for r in found)
-
         inserted = requeued = replayed = 0
         with (
             contextlib.closing(HttpFetcher()) as fetcher,
@@ -286,30 +260,28 @@ def replay_command(
             ) as bar,
         ):
             for page in pages:
-                with store.batch() if batched(page) else contextlib.nullcontext():
-                    for webhook in page:
-                        stats = process_stored(
-                            store, rulesets, webhook, fetcher=fetcher, replay=True, force=force
-                        ).stats
-                        inserted += stats.inserted
-                        requeued += stats.requeued
-                        replayed += 1
-                        bar.update(1)
+                found = [rulesets.get((w.source, w.shop)) for w in page]
+                with page_transaction(store, found):
+                    totals = process_page(
+                        store,
+                        rulesets,
+                        page,
+                        fetcher=fetcher,
+                        replay=True,
+                        force=force,
+                        each=lambda _done: bar.update(1),
+                    )
+                inserted += totals.inserted
+                requeued += totals.requeued
+                replayed += totals.webhooks
         click.echo(f"{replayed} webhook(s) replayed: {inserted} new event(s), {requeued} re-queued")
         if no_send or not (inserted or requeued):
             return
-        outcomes = asyncio.run(_drain(store, tenancy))
+        with Sender(store, tenancy) as sender:
+            outcomes = sender.send()
         click.echo(
             "sent: " + (", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())) or "nothing due")
         )
-
-
-async def _drain(store: Store, tenancy: Tenancy) -> dict[str, int]:
-    single = tenancy.destinations.get("")
-    if single is not None and not single.api_key:
-        raise UsageError(f"{API_KEY_ENV} is not set: cannot send (use --no-send)")
-    async with Dispatcher(store, tenancy.destinations.get) as dispatcher:
-        return dict(await dispatcher.drain())
 
 
 def _replay_preview(

@@ -1,9 +1,14 @@
-"""What the commands share: the options they take, and how they load rules and stores."""
+"""What the commands share: the options they take, how they load rules and stores, and
+how they send what they stored."""
 
 from __future__ import annotations
 
+import asyncio
+import datetime
 import os
+import re
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -11,12 +16,13 @@ from typing import Any
 import click
 
 from engine.errors import Diagnostic, UsageError, did_you_mean
-from engine.events.destination import Destination
+from engine.events.destination import API_KEY_ENV, RATE_LIMIT, Destination
 from engine.rules import compiler
 from engine.rules.codegen import COMPILED, INTERPRETER
 from engine.rules.model import Evaluator, RuleSet
 from engine.rules.shops import load_shops_or_raise
 from engine.server import tenants
+from engine.server.dispatch import Dispatcher
 from engine.server.intake import DEFAULT_MAX_BODY
 from engine.server.store import location
 from engine.server.store.base import Store
@@ -82,11 +88,32 @@ def open_store(data_dir: str, must_exist: bool = True) -> Store:
     return location.open_store(data_dir, must_exist=must_exist)
 
 
+def parse_since(text: str, option: str = "--since") -> float:
+    """``2h``, ``30m``, ``1d``, ``45s`` ago, or an ISO 8601 date-time / date (local time
+    when it names no offset)."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd])", text.strip())
+    if match:
+        size = {"s": 1, "m": 60, "h": 3600, "d": 86400}[match[2]]
+        return time.time() - float(match[1]) * size
+    try:
+        moment = datetime.datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise UsageError(f"{option} {text!r}: use 2h, 30m, 1d or an ISO date-time") from exc
+    if moment.tzinfo is None:
+        moment = moment.astimezone()
+    return moment.timestamp()
+
+
 def load_tenancy(
-    rules_paths: Sequence[str], shops_path: str | None, env: Mapping[str, str] | None = None
+    rules_paths: Sequence[str],
+    shops_path: str | None,
+    env: Mapping[str, str] | None = None,
+    *,
+    only: str | None = None,
 ) -> Tenancy:
     """The rule sets each (rule set, shop) is processed with, and each shop's CDP account,
-    for commands that process stored webhooks (replay) rather than receive them."""
+    for commands that process stored webhooks (replay) rather than receive them.
+    ``only``: that shop of the shops file alone (the others' variables are not needed)."""
     env = os.environ if env is None else env
     evaluator = evaluator_from_context()
 
@@ -98,7 +125,58 @@ def load_tenancy(
     if shops_path is None:
         return tenants.single(rulesets, env, default, DEFAULT_MAX_BODY, receive=False)
     shops = load_shops_or_raise(shops_path, [rs.name for rs in rulesets])
+    if only is not None:
+        chosen = [s for s in shops if s.id == only]
+        if not chosen:
+            hint = did_you_mean(only, [s.id for s in shops])
+            raise UsageError(f"no shop '{only}' in {shops_path}" + (f"; {hint}" if hint else ""))
+        shops = tuple(chosen)
     return tenants.for_shops(rulesets, shops, env, default, DEFAULT_MAX_BODY, load, receive=False)
+
+
+class Sender:
+    """Sends what is due in a store to each shop's CDP account, as often as asked, through
+    one dispatcher (one pooled HTTP client) on one event loop: a backfill sends after
+    every page without setting up a client (and its TLS context) each time."""
+
+    def __init__(self, store: Store, tenancy: Tenancy) -> None:
+        single = tenancy.destinations.get("")
+        if single is not None and not single.api_key:
+            raise UsageError(f"{API_KEY_ENV} is not set: cannot send (use --no-send)")
+        self._store = store
+        self._tenancy = tenancy
+        self._loop: asyncio.Runner | None = None
+        self._dispatcher: Dispatcher | None = None
+        # the limit the servers use: on a shared database, these sends count against
+        # each CDP account's rate together with theirs
+        self._limiter = store.rate_limiter(RATE_LIMIT)
+
+    def __enter__(self) -> Sender:
+        self._loop = asyncio.Runner()
+        self._dispatcher = self._loop.run(self._open())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._loop is not None and self._dispatcher is not None
+        try:
+            self._loop.run(self._close(self._dispatcher))
+        finally:
+            self._loop.close()
+
+    async def _open(self) -> Dispatcher:
+        return Dispatcher(self._store, self._tenancy.destinations.get, limiter=self._limiter)
+
+    async def _close(self, dispatcher: Dispatcher) -> None:
+        try:
+            await dispatcher.aclose()
+        finally:
+            await self._limiter.aclose()
+
+    def send(self) -> dict[str, int]:
+        """Send every due event (and the retries due within the drain's wait); the
+        attempts' outcomes (sent / retry / dead)."""
+        assert self._loop is not None and self._dispatcher is not None
+        return dict(self._loop.run(self._dispatcher.drain()))
 
 
 def print_diagnostics(diagnostics: Sequence[Diagnostic], stream: Any = None) -> None:

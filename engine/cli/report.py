@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from engine.errors import Problem
+from engine.errors import LookupFailed, Problem
 from engine.events.destination import API_KEY_ENV, USER, Destination
 from engine.events.encode import body_bytes
 from engine.results import EventResult, Result
@@ -67,7 +67,12 @@ def result_json(result: Result, origin: str, explain: bool = False) -> dict[str,
             {"rule": e.rule, "index": e.index, "eventTypeKey": e.event_type, "reason": e.held}
             for e in result.held
         ],
-        "lookups": [{"name": lk.name, "url": lk.url, "answer": lk.answer} for lk in result.lookups],
+        "lookups": [
+            {"name": lk.name, "url": lk.url, "answer": lk.answer}
+            if lk.skipped is None
+            else {"name": lk.name, "url": lk.url, "skipped": lk.skipped}
+            for lk in result.lookups
+        ],
     }
     if explain:
         doc["explain"] = {
@@ -112,6 +117,9 @@ def result_text(
         f"topic {result.topic or '(none)'}"
     ]
     for lk in result.lookups:
+        if lk.skipped is not None:
+            lines.append(f"  lookup {lk.name}: not made: {lk.skipped}")
+            continue
         lines.append(f"  lookup {lk.name}: GET {lk.url}")
         if explain:
             answer = json.dumps(lk.answer, ensure_ascii=False)
@@ -175,6 +183,76 @@ def result_text(
                 lines.append(_indent(pretty_body(e.body), 4))
     lines.append(f"  {result.summary()}")
     return "\n".join(lines)
+
+
+def mock_option(name: str) -> str:
+    """The option that answers lookup ``name`` from a file (its JSON answer)."""
+    return f"--mock {name}=FILE"
+
+
+def missing_mocks_text(result: Result, origin: str, missing: list[tuple[str, str]]) -> str:
+    """Dry-run's report of a webhook whose lookups have no mock: what to pass, not events."""
+    lines = [
+        f"{origin}: rule set '{result.ruleset}' ({result.api_version}), "
+        f"topic {result.topic or '(none)'}"
+    ]
+    for name, url in missing:
+        lines.append(f"  NO ANSWER lookup {name}: GET {url}")
+        lines.append(
+            f"    dry-run calls no platform API: pass {mock_option(name)} (a JSON file "
+            "holding that GET's answer), or --live to call the API"
+        )
+    lines.append(f"  {_missing_summary(missing)}")
+    return "\n".join(lines)
+
+
+def missing_mocks_json(
+    result: Result, origin: str, missing: list[tuple[str, str]]
+) -> dict[str, Any]:
+    """The ``--json`` document of a webhook whose lookups have no mock."""
+    return {
+        "events": [],
+        "dropped": [],
+        "ruleset": result.ruleset,
+        "api_version": result.api_version,
+        "topic": result.topic,
+        "summary": _missing_summary(missing),
+        "webhook": origin,
+        "needs_mock": [
+            {"lookup": name, "url": url, "option": mock_option(name)} for name, url in missing
+        ],
+    }
+
+
+def _missing_summary(missing: list[tuple[str, str]]) -> str:
+    names = list(dict.fromkeys(name for name, _ in missing))
+    options = " ".join(mock_option(name) for name in names)
+    return f"not evaluated: no answer for lookup(s) {', '.join(names)}: pass {options}, or --live"
+
+
+def lookup_failed_text(exc: LookupFailed, origin: str, ruleset: str) -> str:
+    """A lookup that failed (``--live``, or a mock lacking the URL asked), and the way out."""
+    return (
+        f"{origin}: rule set '{ruleset}': {exc}\n"
+        f"  answer it from a file instead: {mock_option(exc.name)} (the server keeps such a "
+        "webhook and tries again later)"
+    )
+
+
+def lookup_failed_json(exc: LookupFailed, origin: str, ruleset: str) -> dict[str, Any]:
+    return {
+        "events": [],
+        "dropped": [],
+        "ruleset": ruleset,
+        "summary": f"not evaluated: {exc}",
+        "webhook": origin,
+        "lookup_failed": {
+            "lookup": exc.name,
+            "url": exc.url,
+            "reason": exc.reason,
+            "option": mock_option(exc.name),
+        },
+    }
 
 
 def pretty_body(body: dict[str, Any]) -> str:

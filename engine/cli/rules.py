@@ -23,7 +23,7 @@ from engine.cli.options import (
 )
 from engine.errors import LookupFailed, UsageError
 from engine.events.destination import Destination
-from engine.lookups import Fetcher, HttpFetcher, MockFetcher
+from engine.lookups import HttpFetcher, OfflineFetcher
 from engine.pipeline import ChangeMemory, process
 from engine.rules import compiler, docs
 from engine.rules.schema import json_schema, shops_json_schema
@@ -98,6 +98,12 @@ def validate(paths: tuple[str, ...], as_json: bool, strict: bool) -> None:
     ),
 )
 @click.option("--shop", help="With --data: the shop whose last sent values count.")
+@click.option(
+    "--live",
+    is_flag=True,
+    help="Call the platform's API for lookups without a --mock, with the credentials in "
+    "the environment (without it, dry-run makes no network call and says what to mock).",
+)
 @click.argument("payloads", nargs=-1, required=True, type=click.Path())
 def dry_run(
     rules_paths: tuple[str, ...],
@@ -111,14 +117,17 @@ def dry_run(
     mocks: tuple[str, ...],
     data_dir: str | None,
     shop: str | None,
+    live: bool,
     payloads: tuple[str, ...],
 ) -> None:
     """Show exactly what would be sent for webhook bodies in PAYLOADS, or why not.
 
     Headers come from PAYLOAD's .headers file beside it (NAME.json → NAME.headers)
-    and from -H. Exit 0 when every produced event is valid, 1 when one is dropped.
-    PAYLOADS are taken in order: an event held back by `changes:` is one whose values
-    a payload before it sent already (or, with --data, the server sent last).
+    and from -H. Lookups are answered by --mock files; no platform API is called unless
+    --live says so. Exit 0 when every produced event is valid, 1 when one is dropped or
+    a lookup has no answer. PAYLOADS are taken in order: an event held back by `changes:`
+    is one whose values a payload before it sent already (or, with --data, the server
+    sent last).
     """
     loaded = load_clean(rules_paths)
     with contextlib.ExitStack() as stack:
@@ -138,6 +147,7 @@ def dry_run(
             source,
             topic,
             changes,
+            live,
         )
 
 
@@ -153,35 +163,50 @@ def _dry_run(
     source: str | None,
     topic: str | None,
     changes: ChangeMemory,
+    live: bool,
 ) -> None:
     extra = parse_header_lines(headers, "-H")
     destination = Destination.from_env()
-    fetcher: Fetcher = MockFetcher(_read_mocks(mocks)) if mocks else HttpFetcher()
+    fetcher = OfflineFetcher(_read_mocks(mocks), HttpFetcher() if live else None)
     documents: list[dict[str, Any]] = []
     dropped = False
-    for index, payload in enumerate(payloads):
-        path = Path(payload)
-        if not path.is_file():
-            raise UsageError(f"no such payload file: {payload}")
-        webhook = read_webhook_file(path, use_sidecar=not no_headers_file)
-        webhook = Webhook(webhook.body, {**webhook.headers, **extra}, topic, webhook.origin)
-        ruleset = pick_ruleset(loaded.rulesets, source, webhook)
-        try:
-            result = process(ruleset, webhook, fetcher=fetcher, changes=changes)
+    try:
+        for index, payload in enumerate(payloads):
+            path = Path(payload)
+            if not path.is_file():
+                raise UsageError(f"no such payload file: {payload}")
+            webhook = read_webhook_file(path, use_sidecar=not no_headers_file)
+            webhook = Webhook(webhook.body, {**webhook.headers, **extra}, topic, webhook.origin)
+            ruleset = pick_ruleset(loaded.rulesets, source, webhook)
+            fetcher.reset()
+            if index and not as_json:
+                click.echo()
+            try:
+                result = process(ruleset, webhook, fetcher=fetcher, changes=changes)
+            except LookupFailed as exc:
+                # the server keeps such a webhook and tries again later
+                dropped = True
+                if as_json:
+                    documents.append(report.lookup_failed_json(exc, payload, ruleset.name))
+                else:
+                    click.echo(report.lookup_failed_text(exc, payload, ruleset.name))
+                continue
+            if fetcher.missing:  # the events were made from null answers: not shown
+                dropped = True
+                if as_json:
+                    documents.append(report.missing_mocks_json(result, payload, fetcher.missing))
+                else:
+                    click.echo(report.missing_mocks_text(result, payload, fetcher.missing))
+                continue
             if isinstance(changes, SentChanges):
                 changes.remember(result)
-        except LookupFailed as exc:
-            # the server keeps such a webhook and tries again later
-            click.echo(f"{payload}: {exc}", err=True)
-            dropped = True
-            continue
-        dropped = dropped or bool(result.dropped)
-        if as_json:
-            documents.append(report.result_json(result, payload, explain))
-        else:
-            if index:
-                click.echo()
-            click.echo(report.result_text(result, payload, destination, explain, curl))
+            dropped = dropped or bool(result.dropped)
+            if as_json:
+                documents.append(report.result_json(result, payload, explain))
+            else:
+                click.echo(report.result_text(result, payload, destination, explain, curl))
+    finally:
+        fetcher.close()
     if as_json:
         doc: Any = documents[0] if len(documents) == 1 else {"results": documents}
         click.echo(json.dumps(doc, indent=2, ensure_ascii=False))

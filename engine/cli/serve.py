@@ -100,6 +100,14 @@ def signed_request(
     help="Sends in flight at once.",
 )
 @click.option(
+    "--lanes",
+    default=_SERVE.lanes,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Rule sets (per shop) whose webhooks are processed at once, each waiting only "
+    "on its own lookups.",
+)
+@click.option(
     "--rate",
     default=_SERVE.rate_per_second,
     show_default=True,
@@ -172,6 +180,7 @@ def serve_command(
     data_dir: str,
     max_body: int,
     concurrency: int,
+    lanes: int,
     rate: float,
     grace: float,
     reload_watch: bool,
@@ -204,6 +213,7 @@ def serve_command(
         shops=shops_path,
         max_body=max_body,
         concurrency=concurrency,
+        lanes=lanes,
         rate_per_second=rate,
         grace_seconds=grace,
         reload_watch=reload_watch,

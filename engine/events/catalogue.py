@@ -89,6 +89,8 @@ class Field:
     if_absent: str | None = None
     #: Asked for by the docs but not enforced by the service: absent is a W104 warning.
     recommended: bool = False
+    #: An amount of money: every one of an event is written in one form (``engine.events.money``).
+    money: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,6 +109,11 @@ class Shape:
     def names(self) -> frozenset[str]:
         """The names of ``fields`` (checked for every key of every object)."""
         return frozenset(f.name for f in self.fields)
+
+    @functools.cached_property
+    def money_keys(self) -> tuple[str, ...]:
+        """The keys holding an amount of money (an item's cost)."""
+        return tuple(f.name for f in self.fields if f.money)
 
     @functools.cached_property
     def rows(self) -> tuple[tuple[str, bool, bool, Kind | None, Field], ...]:
@@ -146,6 +153,15 @@ class EventType:
         return found
 
     @functools.cached_property
+    def money_fields(self) -> Mapping[str, Field]:
+        """The params that are amounts of money, or lists and objects holding some."""
+        return {
+            f.name: f
+            for f in self.params
+            if f.money or (f.shape is not None and f.shape.money_keys)
+        }
+
+    @functools.cached_property
     def required_fields(self) -> tuple[Field, ...]:
         return tuple(f for f in self.params if f.required)
 
@@ -167,6 +183,10 @@ def _n(name: str, required: bool = False) -> Field:
     return Field(name, Kind.NUMBER, required)
 
 
+def _money(name: str, required: bool = False) -> Field:
+    return Field(name, Kind.NUMBER, required, money=True)
+
+
 _ORDER_ITEM = Shape(
     fields=(
         # The orders spec requires externalItemId and quantity; the event docs add the
@@ -176,7 +196,7 @@ _ORDER_ITEM = Shape(
         _s("externalItemId", True),
         _s("name", True),
         _n("quantity", True),
-        _n("cost", True),
+        _money("cost", True),
         Field("url", Kind.STRING, recommended=True),
         Field("imageUrl", Kind.STRING, recommended=True),
         _s("category"),
@@ -186,7 +206,7 @@ _ORDER_ITEM = Shape(
 )
 _ORDER_PARAMS = (
     _s("externalOrderId", True),
-    _n("totalCost", True),
+    _money("totalCost", True),
     Field("status", Kind.ENUM, True, choices=ORDER_STATUSES),
     Field("date", Kind.DATETIME, True),
     # Older docs left it optional; the current orders spec requires it.
@@ -197,9 +217,9 @@ _ORDER_PARAMS = (
     _s("firstName"),
     _s("lastName"),
     # Adjustments may be negative (a refund, a discount written as -10).
-    _n("shipping"),
-    _n("discount"),
-    _n("taxes"),
+    _money("shipping"),
+    _money("discount"),
+    _money("taxes"),
     _s("restoreUrl"),
     _s("statusDescription"),
     _s("storeId"),
@@ -217,7 +237,7 @@ _ORDER_CONTACT = ("externalCustomerId", "email", "phone")
 _PRODUCT = Shape(
     fields=(
         _s("productId", True),
-        _n("price", True),
+        _money("price", True),
         Field("isInStock", Kind.FLAG),
         _n("quantity"),
     ),
@@ -227,7 +247,7 @@ _CART_PRODUCT = Shape(
     fields=(
         _s("productId", True),
         _n("quantity", True),
-        _n("price", True),
+        _money("price", True),
         _s("name"),
         _s("category"),
         _s("discount"),  # documented as a string

@@ -36,7 +36,7 @@ from engine.rules.model import (
     table_key,
 )
 from engine.rules.schema import HEADER_KEYS, RULE_SET
-from engine.rules.schemes import VerifySpec
+from engine.rules.schemes import SIGNS_BODY, VerifySpec, covers_header
 from engine.rules.source import LocatedDict, LocatedList
 from engine.rules.verify import check_verify
 
@@ -204,6 +204,7 @@ def _compile_group(group: Group, ctx: CompileContext) -> RuleSet | None:
     raw_dedupe = head.get("dedupe")
     dedupe: dict[str, Any] = raw_dedupe if isinstance(raw_dedupe, LocatedDict) else {}
     dedupe_expr = expression(ctx, dedupe.get("expression"), names)
+    _check_dedupe_header(ctx, verify, dedupe)
     if not topic:
         return None  # reported above; everything else was still checked
     return RuleSet(
@@ -259,6 +260,27 @@ def _closure(used: frozenset[str], lookups: list[LookupSpec]) -> frozenset[str]:
         out.add(name)
         pending.extend(n for _, e in by_name[name].args for n in e.lookups)
     return frozenset(out)
+
+
+def _check_dedupe_header(
+    ctx: CompileContext, verify: VerifySpec | None, dedupe: LocatedDict | dict[str, Any]
+) -> None:
+    """W501 when the delivery-id header is one the scheme's signature does not cover."""
+    header = dedupe.get("header")
+    if not isinstance(header, str) or verify is None or verify.scheme not in SIGNS_BODY:
+        return
+    if covers_header(verify.scheme, header):
+        return
+    where = getattr(dedupe, "value_locs", {}).get("header")
+    ctx.error(
+        "W501",
+        f"the {verify.scheme} signature does not cover the header {header}: anyone who "
+        "captured a request could post it again with a fresh id, so repeats are "
+        "recognised by the signed body (and topic) instead",
+        where,
+        hint="remove dedupe, or name an id inside the body with dedupe.expression",
+        severity="warning",
+    )
 
 
 def _compile_verify(ctx: CompileContext, head: LocatedDict) -> VerifySpec | None:

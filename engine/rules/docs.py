@@ -93,6 +93,57 @@ the 20 KB body limit).
 (`0.1 + 0.2` → `"0.3"`), booleans as `true`/`false`, objects and arrays JSON-encoded
 (the source page's `items`). `v2` sends objects and arrays as native JSON and scalars
 as strings: its spec types a value as a string or a JSON object or array.
+
+## Money values: one form
+
+Every amount of a standard event (`totalCost`, `shipping`, `discount`, `taxes`, an item's
+`cost`, a product's `price`) is written as its shortest decimal: `"89.10"` is sent as
+`89.1`, `86.0` as `86`, `"1566.5000"` as `1566.5`, ¥12800 as `12800`. Platforms write
+amounts as they like (WooCommerce `"20.00"` beside a line price `10.0`, Magento
+`"58.0400"`, Stripe minor units), so one order would otherwise mix forms. The shortest
+decimal is how JSON writes the item costs inside `items`, the only form they can take,
+so the params beside them take it too; two fixed decimals would misstate JPY (none) and
+KWD (three), and the platform's own form cannot be kept for amounts a rule computes
+(sums, `money()`). Only the spelling changes, never the value; custom event types are
+sent as the rules made them, and text that is no number is reported (V102), not changed.
+
+## Phone numbers
+
+`phone(value, region, ...)` gives the E.164 digits eSputnik matches contacts on
+(`380501234567`), read with libphonenumber: a number written with `+` or `00` is
+international; a national one is read in the first region it is valid in. Pass the
+payload's own country first and the shop's after it: `phone(billing.phone,
+billing.country, shipping.country, var('phone_country'))`. A region is an ISO 3166 code
+(`UA`, `US`; `UK` is read as `GB`) or, as older rule files wrote it, a calling code
+(`380`, `+380`); null and `''` are skipped. The shipped rule sets read the shop's region
+from `<PLATFORM>_PHONE_COUNTRY_CODE` (either form).
+
+A value that is there but is no valid number (`(555) 555-5555` in the US, `1234567890`,
+`1-800-FLOWERS`, a national number with no region to read it in) is **dropped**: the
+function gives null, never a wrong number, and the event carries a W106 warning at the
+param's `file:line:col` saying which value and why. The param is then left out (its
+`default`, `required` and `on_null` apply as for any null), the contact is created
+without that phone, and `--explain` shows the param as `[dropped]`. Each dropped value
+is reported once per event: on the first param that dropped it, on `key` only when no
+key came of it.
+
+## Lookups that cannot apply
+
+A lookup whose argument is null or `""` on a webhook (a Stripe charge without a payment
+intent, an Ecwid webhook naming no order) is **not made**: asking again later would find
+nothing either. `fetched('name')` gives null, dry-run shows `lookup name: not made:
+argument 'pi' is null`, and the result's summary, which the server stores with the
+webhook, ends with the same. The rules say what it means, with `when` and `ignore`:
+
+```yaml
+  - name: charge-refunded-not-checkout
+    topics: charge.refunded
+    when: data.object.refunded && !(fetched('refund_session').data[0])
+    ignore: the refunded payment was not made through Checkout
+```
+
+Only a lookup that was asked and failed (the API down, 5xx, 429, a 404 with
+`not_found: retry`) keeps the webhook to try again later.
 """
 
 
@@ -196,7 +247,8 @@ def _functions_section() -> list[str]:
             if example.data is not None:
                 data = f"  (on {_code(json.dumps(example.data, ensure_ascii=False))})"
             result = json.dumps(example.result, ensure_ascii=False)
-            lines.append(f"* {_code(example.expression)} → {_code(result)}{data}")
+            dropped = f", warning W106: {example.dropped}" if example.dropped else ""
+            lines.append(f"* {_code(example.expression)} → {_code(result)}{dropped}{data}")
         lines.append("")
     return lines
 

@@ -254,6 +254,10 @@ TOPIC = Obj(
     one_of=(("header", "expression"),),
 )
 
+_WARNINGS_DOC = (
+    "Warnings the events sent must carry: `[code or {code, param}]`, each on one of them "
+    "(others allowed); `[]`: none."
+)
 EXPECT = Obj(
     title="Expect",
     doc="What a rule test expects.",
@@ -278,6 +282,7 @@ EXPECT = Obj(
             "Events expected to be dropped: "
             "`{eventTypeKey, rule, problems: [code or {code, param}]}` (subset match).",
         ),
+        Field("warnings", ListOf(item=AnyValue()), _WARNINGS_DOC),
         Field(
             "held",
             ListOf(item=AnyValue()),

@@ -94,7 +94,12 @@ VERIFY = Obj(
 
 DEDUPE = Obj(
     title="Dedupe",
-    doc="Where the platform's delivery id is: a repeated id is acknowledged, not processed twice.",
+    doc=(
+        "Where the platform's delivery id is: a repeated id is acknowledged, not processed "
+        "twice. A header the signature does not cover is not trusted (W501): repeats are "
+        "then recognised by the digest of the topic and signed body, as when no id is "
+        'declared (docs/server.md, "Repeats and replayed requests").'
+    ),
     fields=(
         Field(
             "header",
@@ -149,7 +154,9 @@ LOOKUP = Obj(
             "args",
             MapOf(value=Expr(), key_doc="placeholder"),
             "Placeholder → expression "
-            "over the body (may use `fetched()` of a lookup declared before).",
+            "over the body (may use `fetched()` of a lookup declared before). An argument "
+            'null or `""` on a webhook: the lookup is not made and `fetched()` gives null '
+            "(see *Lookups that cannot apply*).",
         ),
         Field(
             "headers",

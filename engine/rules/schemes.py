@@ -41,6 +41,22 @@ DEFAULT_SIGNED: Signed = "base64-body"
 #: schemes checked with the platform's PEM public key instead of a shared secret
 PUBLIC_KEY_SCHEMES = frozenset({"rsa-sha256", "jwt"})
 
+#: schemes whose signature covers the body (a delivery id read from it is as good as it)
+#: or, for ``ecwid``, the event id the body carries
+SIGNS_BODY = frozenset(
+    {"shopify", "woocommerce", "hmac", "timestamped", "standard-webhooks", "ecwid"}
+    | {"rsa-sha256", "jwt"}
+)
+#: schemes that check a shared credential and sign nothing of the request
+CREDENTIAL_SCHEMES = frozenset({"basic", "bearer"})
+
+
+def covers_header(scheme: str, header: str) -> bool:
+    """Whether ``scheme``'s signature covers the request header ``header`` (only Standard
+    Webhooks signs its id header; every other scheme signs the body, or nothing)."""
+    return scheme == "standard-webhooks" and header.lower() in ("webhook-id", "svix-id")
+
+
 #: Which keys of ``verify:`` each scheme reads; any other is a mistake worth reporting.
 APPLIES: dict[str, frozenset[str]] = {
     "none": frozenset({"scheme"}),

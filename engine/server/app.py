@@ -293,7 +293,7 @@ async def receive_webhook(
         added = await asyncio.to_thread(
             functools.partial(service.store.add_webhook, shop=source.shop),
             source.name,
-            headers,
+            source.storable(headers),
             body,
             delivery_id,
             time.time(),

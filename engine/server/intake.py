@@ -8,6 +8,7 @@ share them.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import re
 from collections.abc import Mapping, Sequence
 
@@ -16,6 +17,7 @@ from engine.errors import PayloadError, SecretError, ServeRefused
 from engine.evaluate import EXPRESSION_ERRORS
 from engine.rules.functions import EvalContext, make_options
 from engine.rules.model import RuleSet
+from engine.rules.schemes import CREDENTIAL_SCHEMES, SIGNS_BODY, covers_header
 from engine.server.secrets import resolve_secrets
 from engine.server.signatures import Verdict, verify
 from engine.webhook import Webhook
@@ -51,12 +53,39 @@ class Source:
         return verify(self.ruleset.verify, self.secrets, body, headers, now)
 
     def delivery_id(self, body: bytes, headers: Mapping[str, str]) -> str | None:
-        """The platform's delivery id (header or body expression), or None."""
+        """What a repeat is recognised by: the platform's delivery id, unless the scheme
+        signs the body and the id is in a header it does not sign; else the digest of
+        the topic and body (``sha256:...``).
+
+        Shopify and WooCommerce sign the body, not their delivery-id headers: whoever
+        captured a request can post it again with a fresh id and a signature that still
+        verifies, so the signed body (and topic) is what repeats. Shopify sends one order
+        body as both ``orders/create`` and ``orders/paid``: two deliveries, each sent
+        once. A scheme that signs nothing (Basic, Bearer) keeps the declared id: a captured
+        request carries the credential itself, so no key stops a forgery, and the id is
+        what the platform keeps across its redeliveries.
+        """
         rs = self.ruleset
+        scheme = rs.verify.scheme if rs.verify is not None else "none"
         if rs.dedupe_header:
-            return headers.get(rs.dedupe_header) or None
-        if rs.dedupe_expr is None:
-            return None
+            trusted = covers_header(scheme, rs.dedupe_header) or scheme not in SIGNS_BODY
+            found = _header(headers, rs.dedupe_header) if trusted else None
+            return found or self._digest(body, headers)
+        if rs.dedupe_expr is not None:
+            return self._declared_id(body, headers) or self._digest(body, headers)
+        return self._digest(body, headers)
+
+    def _digest(self, body: bytes, headers: Mapping[str, str]) -> str:
+        digest = hashlib.sha256()
+        topic = self.ruleset.topic_header and _header(headers, self.ruleset.topic_header)
+        if topic:
+            digest.update(topic.encode("utf-8") + b"\0")
+        digest.update(body)
+        return "sha256:" + digest.hexdigest()
+
+    def _declared_id(self, body: bytes, headers: Mapping[str, str]) -> str | None:
+        rs = self.ruleset
+        assert rs.dedupe_expr is not None
         try:
             # the id sits in the decoded data (a JWT's claims, a Pub/Sub message)
             decoded = decode(Webhook(body, headers), rs.decode)
@@ -68,6 +97,28 @@ class Source:
         except EXPRESSION_ERRORS:
             return None
         return None if found in (None, "") else str(found)
+
+    def storable(self, headers: Mapping[str, str]) -> dict[str, str]:
+        """``headers`` as the store keeps them: credentials never (a scheme's own shared
+        credential, Basic or Bearer, and any Authorization or Cookie), signatures yes."""
+        secret = set(_CREDENTIAL_HEADERS)
+        verify = self.ruleset.verify
+        if verify is not None and verify.scheme in CREDENTIAL_SCHEMES:
+            secret.add(verify.header.lower())
+        return {k: (REMOVED if k.lower() in secret else v) for k, v in headers.items()}
+
+
+#: what a stored credential header holds instead of its value
+REMOVED = "[removed: a credential]"
+_CREDENTIAL_HEADERS = ("authorization", "proxy-authorization", "cookie")
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    found = headers.get(name)
+    if found is None:
+        lowered = name.lower()
+        found = next((v for k, v in headers.items() if k.lower() == lowered), None)
+    return found or None
 
 
 def build_sources(

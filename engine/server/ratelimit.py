@@ -3,7 +3,7 @@
 A dispatcher asks its ``RateLimiter`` before every request, naming the account
 (``Destination.account``). ``LocalLimiter`` keeps one token bucket per account in this
 process: the limit holds for one server. Several servers sending for one account share a
-limiter kept in their shared store (``engine.server.store.postgres``).
+limiter kept in their shared store (``engine.server.store.pg_limiter``).
 """
 
 from __future__ import annotations
@@ -16,6 +16,9 @@ from typing import Protocol
 class RateLimiter(Protocol):
     async def acquire(self, account: str) -> None:
         """Return once a request for ``account`` may be sent now."""
+
+    async def aclose(self) -> None:
+        """Let go of what it holds (a shared limiter's connections), in its event loop."""
 
 
 class TokenBucket:
@@ -60,3 +63,6 @@ class LocalLimiter:
         if bucket is None:
             bucket = self._buckets[account] = TokenBucket(self.rate, self.burst)
         await bucket.acquire()
+
+    async def aclose(self) -> None:
+        """Nothing to let go of: the buckets are in memory."""

@@ -1,10 +1,10 @@
 """``hookmap serve``: the server, the processor and the dispatcher in one event loop.
 
 * The ASGI app (``engine.server.app``) stores each accepted webhook and wakes the processor.
-* The processor (``engine.server.processor``) turns stored webhooks into outbox events, in a
-  worker thread, and wakes the dispatcher; on start it picks up whatever a crash left.
-  Lookups go through one ``HttpFetcher``; a webhook whose lookup failed is put off and
-  picked up again when due.
+* The processor (``engine.server.processor``) turns stored webhooks into outbox events, in
+  lanes (``engine.server.lanes``: one per rule set and shop, each in a worker thread), and
+  wakes the dispatcher; on start it picks up whatever a crash left. Lookups go through one
+  ``HttpFetcher``; a webhook whose lookup failed is put off and picked up again when due.
 * The dispatcher (``engine.server.dispatch``) delivers the outbox.
 
 Each port (``engine.server.listeners``: hooks, and admin when ``admin_port`` is set) has
@@ -27,7 +27,7 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +50,9 @@ from engine.server.dispatch import (
     Dispatcher,
 )
 from engine.server.guard import DEFAULT_LIMITS, Limits
+from engine.server.housekeeping import keep_house, release_gone
 from engine.server.intake import DEFAULT_MAX_BODY, Source
+from engine.server.lanes import DEFAULT_LANES, Lane, Lanes
 from engine.server.listeners import ADMIN_TOKEN_ENV, Listeners
 from engine.server.logs import limited
 from engine.server.metrics import Metrics
@@ -65,10 +67,8 @@ log = logging.getLogger("hookmap.service")
 #: how long processing one webhook may take before another server may take it over (its
 #: lookups' timeouts and retries are far shorter); a server found gone frees it at once
 PROCESS_LEASE = 600.0
-#: seconds between looks for servers that died (their claims are released)
-SERVERS_CHECK = 5.0
-#: seconds between purges of the expired values remembered for ``changes:``
-CHANGES_PURGE = 3600.0
+#: webhooks a lane claims at once: it gives its worker back after them
+LANE_BATCH = 20
 
 #: where ``hookmap serve`` listens unless told
 DEFAULT_HOST = "127.0.0.1"
@@ -97,6 +97,8 @@ class ServiceConfig:
     limits: Limits = DEFAULT_LIMITS
     #: a port of its own for /healthz, /readyz and /metrics (None: beside the hooks)
     admin_port: int | None = None
+    #: (rule set, shop) lanes processed at once, each in a worker of its own
+    lanes: int = DEFAULT_LANES
 
 
 class Service:
@@ -119,7 +121,6 @@ class Service:
         self.store: Store = open_store(config.data_dir)
         #: this process as a running server (while ``run`` runs): what it claims is its
         self.instance: Instance | None = None
-        self._next_purge = 0.0
         #: the send rate per CDP account: shared by every server on a shared store
         self.limiter: RateLimiter = self.store.rate_limiter(config.rate_per_second)
         # one client for the service's life: its connections and cache serve every webhook
@@ -141,6 +142,8 @@ class Service:
         self._mtimes = self._rule_mtimes()
         self._listeners: Listeners | None = None
         self._store_errors: tuple[type[Exception], ...] = (*self.store.errors, StoreError)
+        #: lanes whose last batch a failed write cut short: their claims to release
+        self._stale_lanes: set[Lane] = set()
         # a secret: read here, never logged
         self._admin_token = self.env.get(ADMIN_TOKEN_ENV) or None
 
@@ -224,16 +227,42 @@ class Service:
 
     # -- the loops ----------------------------------------------------------------------
 
-    def process_pending(self, limit: int = 200) -> int:
-        """Process stored webhooks that are due (a worker thread runs this).
+    def process_lane(self, lane: Lane, stopping: Callable[[], bool] = bool) -> int:
+        """Process one batch of a lane's due webhooks, in order (a lane worker runs this).
 
         A webhook whose lookup failed is put off (``process_stored``) and comes back
-        here once due: the processor loop looks at least once a second.
+        once due: the lanes look at least once a second.
         """
-        done = 0
         owner = self.instance.id if self.instance is not None else None
+        try:
+            return self._drain(lane, owner, stopping)
+        except self._store_errors as exc:
+            # the disk is full or the file locked: what was stored stays, and what the
+            # lane had taken is released by the next look for due lanes (_due_lanes)
+            log.warning("cannot process the webhooks of %s now: %s; trying again", lane[0], exc)
+            self._stale_lanes.add(lane)
+            return 0
+
+    def _due_lanes(self, busy: Collection[Lane]) -> list[Lane]:
+        """The lanes with webhooks due and no worker now. First the webhooks a lane had
+        taken when a write failed are made due again (not in 10 minutes, as their lease
+        says): no worker holds that lane any more."""
+        owner = self.instance.id if self.instance is not None else None
+        for lane in self._stale_lanes - set(busy):
+            if owner is not None:
+                self.store.release_webhooks(owner, lane=lane)
+            self._stale_lanes.discard(lane)
+        return [lane for lane in self.store.due_lanes(time.time()) if lane not in busy]
+
+    def _drain(self, lane: Lane, owner: str | None, stopping: Callable[[], bool]) -> int:
+        done = 0
         rulesets = self.rulesets
-        for webhook in self.store.claim_webhooks(time.time(), limit, PROCESS_LEASE, owner):
+        claimed = self.store.claim_webhooks(
+            time.time(), LANE_BATCH, PROCESS_LEASE, owner, lane=lane
+        )
+        for webhook in claimed:
+            if stopping():
+                break  # the rest stays claimed by this server: released as it stops
             outcome = process_stored(
                 self.store,
                 rulesets,
@@ -253,31 +282,22 @@ class Service:
                 where = f"{webhook.source}/{webhook.shop}" if webhook.shop else webhook.source
                 log.warning("webhook #%d (%s) %s: %s", webhook.id, where, state, outcome.error)
             done += 1
+            self._wake_dispatcher()  # each event goes out as soon as it is stored
         return done
 
+    def _wake_dispatcher(self) -> None:
+        if self._loop is not None and self._dispatcher_wake is not None:
+            self._loop.call_soon_threadsafe(self._dispatcher_wake.set)
+
     async def _processor(self, stop: asyncio.Event) -> None:
-        assert self._processor_wake is not None and self._dispatcher_wake is not None
-        stale = False
-        while not stop.is_set():
-            self._processor_wake.clear()
-            try:
-                if stale and self.instance is not None:  # claims a failed write left
-                    await asyncio.to_thread(self.store.release_webhooks, self.instance.id)
-                    stale = False
-                done = await asyncio.to_thread(self.process_pending)
-            except self._store_errors as exc:
-                # the disk is full or the file locked: what was stored stays, to be
-                # processed once the store takes writes again (the loop must not die)
-                log.warning("cannot process stored webhooks now: %s; trying again", exc)
-                done, stale = 0, True
-            if done:
-                self._dispatcher_wake.set()
-                continue
-            woken = asyncio.ensure_future(self._processor_wake.wait())
-            stopped = asyncio.ensure_future(stop.wait())
-            await asyncio.wait({woken, stopped}, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
-            woken.cancel()
-            stopped.cancel()
+        assert self._processor_wake is not None
+        lanes = Lanes(
+            self._due_lanes,
+            self.process_lane,
+            self.config.lanes,
+            errors=self._store_errors,
+        )
+        await lanes.run(stop, self._processor_wake, self.config.grace_seconds)
 
     async def _watch(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -331,7 +351,7 @@ class Service:
             self._loop.add_signal_handler(signal.SIGHUP, self.reload)
         stop_work = asyncio.Event()
         instance = self.instance = self.store.instance()
-        self._release_gone(instance)
+        release_gone(self.store, instance)
         dispatcher = Dispatcher(
             self.store,
             self.destination_for,
@@ -347,7 +367,7 @@ class Service:
         )
         tasks = [
             asyncio.create_task(self._processor(stop_work), name="processor"),
-            asyncio.create_task(self._watch_servers(stop_work, instance), name="servers"),
+            asyncio.create_task(keep_house(self.store, instance, stop_work), name="servers"),
             asyncio.create_task(
                 dispatcher.run(stop_work, self._dispatcher_wake), name="dispatcher"
             ),
@@ -372,6 +392,7 @@ class Service:
         started = time.monotonic()
         await asyncio.gather(*tasks, return_exceptions=True)
         await dispatcher.aclose()
+        await self.limiter.aclose()
         # sends cut short at shutdown: due again for whichever server starts next
         self.store.release_leases(instance.id)
         self.store.release_webhooks(instance.id)
@@ -381,44 +402,6 @@ class Service:
             self._own_fetcher.close()
         self.store.close()
         log.info("stopped in %.1fs; pending events stay queued", time.monotonic() - started)
-
-    def _release_gone(self, instance: Instance) -> None:
-        """What servers on this store that died (kill -9, a crash, a power cut) had claimed
-        was cut short mid-send or mid-processing: due again now, not when its lease ends."""
-        for other in instance.gone():
-            events = self.store.release_leases(other)
-            webhooks = self.store.release_webhooks(other)
-            instance.forget(other)
-            if events:
-                log.warning(
-                    "%d event(s) claimed by a server that stopped without finishing "
-                    "(instance %s) are due again",
-                    events,
-                    other[:8],
-                )
-            if webhooks:
-                log.warning(
-                    "%d webhook(s) a server that stopped without finishing was processing "
-                    "(instance %s) are due again",
-                    webhooks,
-                    other[:8],
-                )
-
-    async def _watch_servers(self, stop: asyncio.Event, instance: Instance) -> None:
-        """Every few seconds, take back what a server that died had claimed: with several
-        servers on one store the others go on, and do not wait for a restart."""
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=SERVERS_CHECK)
-            if stop.is_set():
-                return
-            try:
-                await asyncio.to_thread(self._release_gone, instance)
-                if time.monotonic() >= self._next_purge:
-                    self._next_purge = time.monotonic() + CHANGES_PURGE
-                    await asyncio.to_thread(self.store.forget_expired_changes)
-            except self.store.errors:
-                log.warning("cannot look for servers that stopped; trying again later")
 
     def stop(self) -> None:
         """Begin a graceful shutdown (what SIGTERM does)."""

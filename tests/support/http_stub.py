@@ -9,7 +9,8 @@ queued statuses are all this server with a different ``answer``::
         assert [c.path for c in api.calls] == ["/orders/5"]
 
 ``answer`` receives the request as a ``Call`` (its ``status`` not set yet) and returns a
-``Reply``; a body that is not bytes or text is sent as JSON.
+``Reply``; a body that is not bytes or text is sent as JSON, and ``headers`` go with it
+(a platform's ``Link``, ``Retry-After`` or rate-limit headers).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import http.server
 import json
 import threading
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -55,7 +56,7 @@ class Reply:
     body: Any = b""
     content_type: str | None = None
     #: more response headers (``Retry-After``...)
-    headers: tuple[tuple[str, str], ...] = ()
+    headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     def encoded(self) -> tuple[bytes, str]:
         if isinstance(self.body, bytes):
@@ -91,7 +92,7 @@ class HttpStub:
                 self.send_response(reply.status)
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(raw)))
-                for name, value in reply.headers:
+                for name, value in reply.headers.items():
                     self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(raw)

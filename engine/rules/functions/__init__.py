@@ -13,6 +13,10 @@ The value functions follow two conventions, because webhooks leave fields out:
 * **An empty string is no value** where the input is data, not text: ``number("")``,
   ``phone("")``, ``coalesce()`` and ``default()`` treat it as null, since shops send
   ``""`` for a field the customer left blank (Shopify's ``email`` on POS orders).
+* **A value that is there but unusable is dropped out loud.** ``phone('(555) 555-5555',
+  'US')`` is no number at all: the function gives null, as for an absent value, and
+  notes a ``Dropped`` on the functions object's ``dropped`` list, which the evaluate
+  stage turns into a W106 warning on the param. A wrong number is worse than none.
 
 A value of the right type that a function still cannot use (a template with
 ``{0.attr}``, a string that is not JSON, an unreadable date) raises ``InvalidArgument``.
@@ -27,6 +31,7 @@ import jmespath
 from jmespath import exceptions as jp_exceptions
 from jmespath import functions as jp_functions
 
+from engine.rules.functions.common import Dropped
 from engine.rules.functions.contacts import ContactFunctions
 from engine.rules.functions.context import ContextFunctions, EvalContext
 from engine.rules.functions.dates import DateFunctions
@@ -39,6 +44,7 @@ from engine.rules.model import Table
 __all__ = [
     "EXAMPLE_CONTEXT",
     "SPECS",
+    "Dropped",
     "EngineFunctions",
     "EvalContext",
     "Example",
@@ -62,6 +68,8 @@ class EngineFunctions(
 
     def __init__(self, context: EvalContext | None = None) -> None:
         self.context = context or EvalContext()
+        # one list per evaluation: what functions dropped, read by the evaluate stage
+        self.dropped: list[Dropped] = []
 
     if TYPE_CHECKING:  # jmespath's own type check, which its stubs leave out
 

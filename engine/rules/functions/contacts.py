@@ -1,48 +1,57 @@
-"""Contact functions: ``phone`` (international digits), ``sha256``, ``md5``, ``sha1``."""
+"""Contact functions: ``phone`` (E.164 digits, read with libphonenumber), ``sha256``, ``md5``,
+``sha1``."""
 
 from __future__ import annotations
 
 import hashlib
-import re
 
-from engine.rules.functions.common import DIALLABLE, TEXT, text_of
+from engine.rules.functions.common import DIALLABLE, REGION, TEXT, Dropped, text_of
+from engine.rules.functions.phones import normalize
 from engine.rules.functions.registry import Example, function, signature
-
-# An extension after the number ("x12", "ext. 12", ";ext=12") is no part of what
-# eSputnik matches contacts on. It must follow a digit, or "Fax: +380..." would lose all.
-_EXTENSION = re.compile(r"(?<=[0-9)])\s*[;,]?\s*(?:ext(?:ension)?|x)\s*[.:=]?\s*[0-9]+\s*$", re.I)
-_NON_DIGIT = re.compile(r"[^0-9]")
-_INTERNATIONAL = re.compile(r"[^0-9]*\+")
 
 
 class ContactFunctions:
+    #: what a function gave up on while evaluating (``EngineFunctions`` makes the list);
+    #: the evaluate stage turns each into a W106 warning on the param
+    dropped: list[Dropped]
+
     @function(
-        "phone(value[, country_code])",
-        "International digits without `+`: `00` dropped; a national number with a trunk 0"
-        " gets `country_code` instead; an extension (`x12`, `ext. 12`) dropped; no digits: null.",
+        "phone(value[, region, ...])",
+        "E.164 digits without `+`, as eSputnik matches contacts: an international number as"
+        " it is, a national one read in the first `region` it is valid in (a country, `'UA'`,"
+        " or a calling code, `'380'`; null and `''` are skipped), checked by libphonenumber."
+        " A value that is not a valid number (too short, no such area code, letters) gives"
+        " null and a W106 warning on the param, never a wrong number; absent stays null.",
         Example("phone(phone)", "380501234567", {"phone": "+380 50 123 45 67"}),
-        Example("phone('(050) 123-45-67', '380')", "380501234567"),
+        Example("phone('(050) 123-45-67', 'UA')", "380501234567"),
+        Example("phone('050 123 4567', '380')", "380501234567"),
+        Example(
+            "phone(billing.phone, billing.country, shipping.country, 'UA')",
+            "12075550142",
+            {"billing": {"phone": "(207) 555-0142", "country": "US"}, "shipping": None},
+        ),
         Example("phone('00380501234567')", "380501234567"),
-        Example("phone('050.123.45.67')", "0501234567"),
-        Example("phone('+1 (555) 123-4567 ext. 89')", "15551234567"),
+        Example("phone('+1 207 555 0142 ext. 89')", "12075550142"),
         Example("phone(`380501234567`)", "380501234567"),
+        Example("phone('(555) 555-5555', 'US')", None, dropped="not a valid number for US"),
+        Example(
+            "phone('1-800-FLOWERS', 'US')",
+            None,
+            dropped="letters in the number (a vanity number, 18003569377 on a keypad)",
+        ),
+        Example(
+            "phone('050 123 4567')", None, dropped="a national number, and no region to read it in"
+        ),
         Example("phone(billing.phone)", None, {"billing": {"phone": ""}}),
     )
-    @signature({"types": DIALLABLE}, {"types": DIALLABLE, "optional": True})
-    def _func_phone(
-        self, value: str | float | None, country_code: str | float | None = None
-    ) -> str | None:
+    @signature({"types": DIALLABLE}, {"types": REGION, "variadic": True, "optional": True})
+    def _func_phone(self, value: str | float | None, *regions: str | float | None) -> str | None:
         if value is None:
             return None
-        if country_code is None:
-            code = None
-        elif type(country_code) is str and country_code.isascii() and country_code.isdigit():
-            code = country_code  # digits already: nothing to take out
-        elif country_code == "":
-            code = ""
-        else:
-            code = _NON_DIGIT.sub("", text_of(country_code))
-        return _phone(text_of(value), code or None)
+        read = normalize(value, [r if type(r) is str else text_of(r) for r in regions])
+        if read.reason is not None:
+            self.dropped.append(Dropped("phone", value, read.reason))
+        return read.digits
 
     @function(
         "sha256(text)",
@@ -75,27 +84,6 @@ class ContactFunctions:
     @signature({"types": TEXT})
     def _func_sha1(self, text: str | None) -> str | None:
         return _digest("sha1", text)
-
-
-def _phone(number: str, country_code: str | None) -> str | None:
-    """International digits without "+", as eSputnik matches contacts on them."""
-    if number.isascii() and number.isdigit():  # digits only: no extension, no "+"
-        digits = number
-    elif number[:1] == "+" and number[1:].isascii() and number[1:].isdigit():
-        return number[1:]  # E.164 as Shopify sends it
-    else:
-        if "x" in number or "X" in number:  # every extension marker has an x
-            number = _EXTENSION.sub("", number)
-        digits = _NON_DIGIT.sub("", number)
-        if not digits:
-            return None
-        if _INTERNATIONAL.match(number):  # "+" before the first digit: already international
-            return digits
-    if digits.startswith("00"):  # the international call prefix
-        return digits[2:] or None
-    if digits.startswith("0") and country_code:  # national, with its trunk 0
-        return country_code + digits[1:]
-    return digits
 
 
 def _digest(algorithm: str, text: str | None) -> str | None:

@@ -92,11 +92,14 @@ def _moment(function: str, value: str | float | None, tz: str | None = None) -> 
     try:
         # the zone is checked even when unused, so a typo shows on the first webhook
         where = datetimes.zone(tz) if tz else None
+    except ValueError as exc:
+        raise InvalidArgument(function, str(exc)) from exc
+    try:
         moment = _plain_iso(value)
         if moment is None:
             moment = datetimes.parse_datetime(value)
-    except ValueError as exc:
-        raise InvalidArgument(function, str(exc)) from exc
+    except ValueError as exc:  # the webhook's value: a date-time problem (V104) on the param
+        raise InvalidArgument(function, str(exc), code="V104") from exc
     if moment is None or where is None:
         return moment
     return datetimes.assume_zone(moment, where)

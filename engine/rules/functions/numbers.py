@@ -53,13 +53,14 @@ class NumberFunctions:
 
     @function(
         "number(value)",
-        'A number from a number or a plain decimal string; null, `""` and other text give null.',
+        'A number from a number or a plain decimal string; null and `""` give null; other'
+        " text is not a number: the param gets a V102 problem (the event is not sent).",
         Example("number(total_price)", 188.09, {"total_price": "188.09"}),
         Example("number(grand_total)", 1566.5, {"grand_total": "1566.5000"}),
         Example("number('12')", 12),
         Example("number(`21.6`)", 21.6),
         Example("number('')", None),
-        Example("number('n/a')", None),
+        Example("number('  ')", None),
     )
     @signature({"types": NUMERIC})
     def _func_number(self, value: str | float | None) -> float | None:
@@ -69,7 +70,11 @@ class NumberFunctions:
         # digits around at most one dot (the prices shops send) pass without the regex
         plain = text.isascii() and text.replace(".", "", 1).isdigit()
         if not plain and _PLAIN_DECIMAL.fullmatch(text) is None:
-            return None
+            if not text:
+                return None  # a field left blank: no value, as null
+            # "n/a", "12,50", "$5": a value that is there, and no number; null would pass
+            # it off as missing
+            raise InvalidArgument("number", f"{value!r} is not a number", code="V102")
         # float() and int() of a plain decimal string are exactly float() and int() of
         # its Decimal, without building one
         if "." in value:

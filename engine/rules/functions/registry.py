@@ -40,11 +40,13 @@ def signature_arity(arguments: Sequence[ArgSpec]) -> tuple[int, int | None]:
 
 @dataclasses.dataclass(frozen=True)
 class Example:
-    """``expression`` evaluated on ``data`` gives ``result`` (run by the tests)."""
+    """``expression`` evaluated on ``data`` gives ``result`` (run by the tests); ``dropped``
+    is the reason of the W106 warning it gives, when the function drops the value."""
 
     expression: str
     result: Any
     data: Any = None
+    dropped: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)

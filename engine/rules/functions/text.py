@@ -1,9 +1,10 @@
-"""Text functions: ``lower``, ``upper``, ``trim``, ``replace``, ``split``, ``concat``,
-``format``."""
+"""Text functions: ``lower``, ``upper``, ``trim``, ``replace``, ``unescape_html``, ``split``,
+``concat``, ``format``."""
 
 from __future__ import annotations
 
 import decimal
+import html
 import re
 import string
 from collections.abc import Sequence
@@ -54,6 +55,29 @@ class TextFunctions:
     @signature({"types": TEXT}, {"types": ["string"]}, {"types": ["string"]})
     def _func_replace(self, text: str | None, old: str, new: str) -> str | None:
         return None if text is None else text.replace(old, new)
+
+    @function(
+        "unescape_html(text)",
+        "Text with its HTML character references decoded (`&amp;`, `&ndash;`, `&#8211;`), as"
+        " WordPress stores product names; null stays null. Tags are left as they are.",
+        Example(
+            "unescape_html(name)",
+            "Linen Shirt – Sage, M",
+            {"name": "Linen Shirt &ndash; Sage, M"},
+        ),
+        Example(
+            "unescape_html('Fish &amp; Chips &#8211; 2 for &pound;5')", "Fish & Chips – 2 for £5"
+        ),
+        Example("unescape_html('AT&T 5 < 6')", "AT&T 5 < 6"),
+        Example("unescape_html(title)", "Tote", {"title": "Tote"}),
+    )
+    @signature({"types": TEXT})
+    def _func_unescape_html(self, text: str | None) -> str | None:
+        # html.unescape is the HTML5 reading: named references with and without ";",
+        # numeric ones, and a bare "&" left alone
+        if text is None or "&" not in text:
+            return text
+        return html.unescape(text)
 
     @function(
         "split(text, separator)",

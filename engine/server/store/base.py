@@ -84,8 +84,9 @@ class Store(Protocol):
         """Register this process as a running server instance."""
 
     def servers(self) -> tuple[list[tuple[str, str]], list[str]]:
-        """(id, pid) of the servers running, and the ids of those that stopped without
-        finishing (their claims are taken back by the next server that looks)."""
+        """(id, pid) of the servers running (``pid@host`` where they run on several
+        machines), and the ids of those that stopped without finishing (their claims are
+        taken back by the next server that looks)."""
 
     def describe(self) -> str:
         """Where the store is, for messages (never a password)."""
@@ -107,9 +108,19 @@ class Store(Protocol):
     ) -> AddResult: ...
 
     def claim_webhooks(
-        self, now: float, limit: int, lease: float, owner: str | None = None
+        self,
+        now: float,
+        limit: int,
+        lease: float,
+        owner: str | None = None,
+        *,
+        lane: tuple[str, str] | None = None,
     ) -> list[StoredWebhook]:
-        """Take up to ``limit`` webhooks due for processing, leasing them ``lease`` s."""
+        """Take up to ``limit`` webhooks due for processing (of one ``lane``, a source and
+        shop, when given), oldest first, leasing them ``lease`` s."""
+
+    def due_lanes(self, now: float) -> list[tuple[str, str]]:
+        """The (source, shop) pairs with webhooks due, the longest waiting first."""
 
     def webhooks_to_process(
         self, limit: int = 100, now: float | None = None
@@ -147,8 +158,11 @@ class Store(Protocol):
     def release_leases(self, owner: str, now: float | None = None) -> int:
         """Make the pending events ``owner`` had claimed due now; how many."""
 
-    def release_webhooks(self, owner: str, now: float | None = None) -> int:
-        """Make the webhooks ``owner`` was processing due now; how many."""
+    def release_webhooks(
+        self, owner: str, now: float | None = None, *, lane: tuple[str, str] | None = None
+    ) -> int:
+        """Make the webhooks ``owner`` was processing (in one ``lane`` when given) due
+        now; how many."""
 
     def record_attempt(
         self,

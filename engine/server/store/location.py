@@ -14,6 +14,7 @@ from pathlib import Path
 
 from engine.errors import StoreError, UsageError
 from engine.server.store.base import Store
+from engine.server.store.postgres import Store as PostgresStore
 from engine.server.store.sqlite import DB_NAME
 from engine.server.store.sqlite import Store as SqliteStore
 
@@ -39,9 +40,10 @@ def open_store(where: str | os.PathLike[str], *, must_exist: bool = False) -> St
     date. ``must_exist``: a data folder with no store yet is a usage error (operator
     commands look at a server's data; they do not start an empty one)."""
     if is_database_url(where):
-        raise UsageError(
-            "PostgreSQL stores need the postgresql extra: pip install 'hookmap[postgresql]'"
-        )
+        try:
+            return PostgresStore(str(where), create=not must_exist)
+        except StoreError as exc:
+            raise UsageError(str(exc)) from exc
     path = Path(where) / DB_NAME
     if must_exist and not path.is_file():
         raise UsageError(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -41,15 +41,21 @@ _WEBHOOKS = (
     " coalesce(webhook_bodies.body, webhooks.body) AS raw_body FROM webhooks"
     " LEFT JOIN webhook_bodies ON webhook_bodies.webhook_id = webhooks.id"
 )
+_DUE = "state = 'received' AND (next_process_at IS NULL OR next_process_at <= ?)"
 #: webhooks due for processing, oldest first (``?``: now; a LIMIT follows)
-WEBHOOKS_DUE = (
-    f"{_WEBHOOKS} WHERE state = 'received'"
-    " AND (next_process_at IS NULL OR next_process_at <= ?) ORDER BY webhooks.id"
-)
+WEBHOOKS_DUE = f"{_WEBHOOKS} WHERE {_DUE} ORDER BY webhooks.id"
+#: the same, of one lane (``?``: now, source, shop; a LIMIT follows)
+LANE_DUE = f"{_WEBHOOKS} WHERE {_DUE} AND source = ? AND shop = ? ORDER BY webhooks.id"
+#: the lanes (source, shop) with webhooks due, the one whose oldest waited longest first
+LANES_DUE = f"SELECT source, shop FROM webhooks WHERE {_DUE} GROUP BY source, shop ORDER BY min(id)"
 
 
-def webhook_from_row(row: sqlite3.Row) -> StoredWebhook:
-    """A ``StoredWebhook`` from a row of the webhook queries."""
+#: a row of either store's queries, by column name (PostgreSQL's come as dicts)
+Row = sqlite3.Row | Mapping[str, Any]
+
+
+def webhook_from_row(row: Row) -> StoredWebhook:
+    """A ``StoredWebhook`` from a row of the webhook queries (``raw_body``: its body)."""
     return StoredWebhook(
         id=row["id"],
         source=row["source"],
@@ -68,14 +74,15 @@ def webhook_from_row(row: sqlite3.Row) -> StoredWebhook:
     )
 
 
-def _event(row: sqlite3.Row) -> EventRow:
+def event_from_row(row: Row) -> EventRow:
+    """An ``EventRow`` from every column of ``events``."""
     values = dict(row)
     values["problems"] = json.loads(values["problems"])
     values["contact"] = _contact(values["contact"])
     return EventRow(**values)
 
 
-def outbox_event(row: sqlite3.Row) -> OutboxEvent:
+def outbox_event(row: Row) -> OutboxEvent:
     """An ``OutboxEvent`` from a ``DUE_SQL`` row."""
     values = dict(row)
     values["contact"] = _contact(values["contact"])
@@ -194,7 +201,7 @@ class Queries:
             rows = db.execute(
                 f"SELECT * FROM events{where} ORDER BY id DESC LIMIT ?", [*args, limit]
             ).fetchall()
-        return [_event(r) for r in rows]
+        return [event_from_row(r) for r in rows]
 
     def get_webhook(self, webhook_id: int) -> WebhookDetail | None:
         """One webhook, its events and all their attempts; None when there is no such id."""
@@ -212,7 +219,7 @@ class Queries:
             ).fetchall()
         return WebhookDetail(
             webhook_from_row(row),
-            [_event(e) for e in events],
+            [event_from_row(e) for e in events],
             [AttemptRow(**dict(a)) for a in attempts],
         )
 

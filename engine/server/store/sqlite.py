@@ -48,6 +48,8 @@ from engine.server.store import base
 from engine.server.store.base import Instance
 from engine.server.store.migrations import migrate
 from engine.server.store.queries import (
+    LANE_DUE,
+    LANES_DUE,
     WEBHOOKS_DUE,
     Queries,
     webhook_from_row,
@@ -374,21 +376,35 @@ class Store(OutboxWrites, Queries):
                 raise StoreError(f"no webhook #{webhook_id}")
 
     def claim_webhooks(
-        self, now: float, limit: int, lease: float, owner: str | None = None
+        self,
+        now: float,
+        limit: int,
+        lease: float,
+        owner: str | None = None,
+        *,
+        lane: tuple[str, str] | None = None,
     ) -> list[StoredWebhook]:
-        """Take up to ``limit`` webhooks due for processing, leasing them ``lease`` seconds.
+        """Take up to ``limit`` webhooks due for processing (of one ``lane``, a source and
+        shop, when given), oldest first, leasing them ``lease`` seconds.
 
         A lease keeps a second server from processing the same webhook meanwhile; recording
         its result (or putting it off) ends the lease, and a server found gone has its
         leases released (``release_leases``).
         """
         with self._write() as db:
-            rows = db.execute(f"{WEBHOOKS_DUE} LIMIT ?", (now, limit)).fetchall()
+            if lane is None:
+                rows = db.execute(f"{WEBHOOKS_DUE} LIMIT ?", (now, limit)).fetchall()
+            else:
+                rows = db.execute(f"{LANE_DUE} LIMIT ?", (now, *lane, limit)).fetchall()
             db.executemany(
                 "UPDATE webhooks SET next_process_at = ?, leased_by = ? WHERE id = ?",
                 [(now + lease, owner, r["id"]) for r in rows],
             )
         return [webhook_from_row(r) for r in rows]
+
+    def due_lanes(self, now: float) -> list[tuple[str, str]]:
+        with self._read() as db:
+            return [(r[0], r[1]) for r in db.execute(LANES_DUE, (now,))]
 
     def writable(self, min_free: int = MIN_FREE_BYTES) -> bool:
         """Whether a write succeeds now and the disk has ``min_free`` bytes for more
