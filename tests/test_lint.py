@@ -336,6 +336,16 @@ def test_column_after_an_escape_in_a_single_quoted_scalar(tmp_path: Path) -> Non
     assert d.location.col == line.index("lenght(") + 1
 
 
+def test_a_number_too_long_for_int_is_e203_at_the_number(tmp_path: Path) -> None:
+    """jmespath's lexer reads numbers with int(), which raises a bare ValueError past
+    4,300 digits: `hookmap validate` crashed on such an index (the faults fuzzer)."""
+    line = "          p: a[" + "1" * 5000 + "]"
+    (d,) = _diagnostics(tmp_path, _event(line + "\n"))
+    assert (d.code, d.message) == ("E203", "JMESPath syntax error: a number of 5,000 digits")
+    assert d.location is not None
+    assert d.location.col == line.index("1") + 1
+
+
 def test_column_of_a_bad_call_inside_a_filter(tmp_path: Path) -> None:
     """E202 for `length(a, b)` in `x[?length(a, b)].length(c)` points at the bad call."""
     line = '          p: "x[?length(a, b)].length(c)"'
