@@ -20,6 +20,7 @@ defined here (``tests/test_layout.py`` holds every module to it)::
     ├── SecretError                   a verify spec names no usable secret or key
     ├── ServeRefused                  rule sets that cannot be served as declared
     ├── StoreError                    the store cannot do what was asked
+    │   └── StoreUnavailable          a write failed for now (disk full): try again later
     ├── PlatformApiError              a shop platform's API stopped a backfill: it resumes
     └── UsageError                    exit 2: bad command line or unreadable input
         └── PayloadError              a webhook body is not valid JSON (with line/col)
@@ -34,12 +35,16 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
 from engine.records import fast_init
 
 Severity = Literal["error", "warning"]
+
+#: characters a source line shown under a diagnostic must not carry to a terminal
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 #: Every stable code a user can see, with a one-line meaning (docs/rules.md lists them).
 CODES: dict[str, str] = {
@@ -53,6 +58,7 @@ CODES: dict[str, str] = {
     "E106": "value not allowed here",
     "E107": "duplicate name",
     "E108": "rule set structure (name, folder) is inconsistent",
+    "E109": "a YAML value cannot be read (an unknown tag, an impossible date, bad base64)",
     # E2xx: expressions
     "E201": "unknown function",
     "E202": "wrong number of arguments",
@@ -136,7 +142,9 @@ class Diagnostic:
             text += f" ({self.hint})"
         if self.source_line is not None and self.location is not None:
             gutter = f"{self.location.line:>4} | "
-            text += f"\n{gutter}{self.source_line}\n{' ' * (len(gutter) + self.location.col - 1)}^"
+            # a control character from the file (a NUL) is shown, not sent to the terminal
+            line = _CONTROL.sub("\N{REPLACEMENT CHARACTER}", self.source_line)
+            text += f"\n{gutter}{line}\n{' ' * (len(gutter) + self.location.col - 1)}^"
         return text
 
     def as_dict(self) -> dict[str, Any]:
@@ -259,6 +267,11 @@ class ServeRefused(HookmapError):
 
 class StoreError(HookmapError):
     """The store cannot do what was asked (unknown webhook, schema newer than the code)."""
+
+
+class StoreUnavailable(StoreError):
+    """A write the store could not make now (the disk is full, the file is locked or
+    read-only): nothing was written, and the same write may succeed later."""
 
 
 class PlatformApiError(HookmapError):

@@ -240,6 +240,9 @@ def finish(item: Produced, version: Any) -> EventResult:
     try:
         body, raw = encode_request(item.spec.type, key_value, params, version)
         size = checks.check_body_size(raw)
+    except UnicodeEncodeError:  # a lone surrogate ("\ud800" in the webhook's JSON)
+        body = None
+        size = Problem("V114", "a value holds a lone surrogate, which is not text UTF-8 can carry")
     except ValueError:  # a computed NaN or infinity: JSON cannot carry it
         body = None
         size = Problem("V114", "a value is NaN or infinite, which JSON cannot carry")

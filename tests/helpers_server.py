@@ -141,6 +141,18 @@ class ServedService:
         return f"http://127.0.0.1:{self.port}"
 
     @property
+    def admin_url(self) -> str:
+        """Where /healthz, /readyz and /metrics are: the admin port, or beside the hooks."""
+        admin = self.service.config.admin_port
+        return self.url if admin is None else f"http://127.0.0.1:{admin}"
+
+    @property
+    def admin_headers(self) -> dict[str, str]:
+        """The admin token's header when the service was given one."""
+        token = self.service.env.get("HOOKMAP_ADMIN_TOKEN")
+        return {"authorization": f"Bearer {token}"} if token else {}
+
+    @property
     def store(self) -> Store:
         return self.service.store
 
@@ -208,9 +220,10 @@ def serving(
         while not ready.wait(0.02):
             if not thread.is_alive() or time.monotonic() > deadline:
                 raise AssertionError(f"the service did not start: {errors}")
-        with httpx.Client(trust_env=False, timeout=2) as client:
+        with httpx.Client(trust_env=False, timeout=2, headers=served.admin_headers) as client:
             wait_until(
-                lambda: client.get(f"{served.url}/readyz").status_code == 200, what="/readyz"
+                lambda: client.get(f"{served.admin_url}/readyz").status_code == 200,
+                what="/readyz",
             )
         yield served
     finally:

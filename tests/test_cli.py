@@ -331,3 +331,37 @@ def test_replay_since_goes_through_every_page_once(tmp_path: Path) -> None:
         counts = store.counts()
     assert counts["webhooks"]["processed"] == 205
     assert counts["events"]["pending"] == 205
+
+
+def test_installed_command_dry_run_of_lone_surrogates(installed: str, tmp_path: Path) -> None:
+    """JSON may hold "\\ud800", which no encoding can print or put in a URL: a lookup
+    argument holding one fails that lookup, a param holding one drops its event with
+    V114, and --json output carries it as the same escape; no traceback."""
+    bigcommerce = tmp_path / "order.json"
+    bigcommerce.write_text(
+        '{"scope": "store/order/created", "store_id": "1", "producer": "stores/a\\udc00",'
+        ' "data": {"type": "order", "id": 250}}',
+        encoding="utf-8",
+    )
+    shopify = tmp_path / "orders-create.json"
+    order = (ROOT / ORDER).read_text(encoding="utf-8")
+    shopify.write_text(order.replace('"email": "', '"email": "\\ud800', 1), encoding="utf-8")
+    shutil.copy(ROOT / ORDER.replace(".json", ".headers"), tmp_path / "orders-create.headers")
+    env = {**os.environ, "BIGCOMMERCE_ACCESS_TOKEN": "t"}
+    mocks = ["--mock", "order=examples/bigcommerce/api/order-250.json"]
+    for args in (
+        ["--rules", "rules/bigcommerce", *mocks, "-H", "X-Topic: a", str(bigcommerce)],
+        ["--rules", "rules/shopify", "--json", str(shopify)],
+    ):
+        done = subprocess.run(
+            [installed, "dry-run", *args], capture_output=True, cwd=ROOT, env=env, check=False
+        )
+        assert done.returncode == 1, done.stderr.decode()
+        assert b"Traceback" not in done.stdout + done.stderr
+        if "--json" in args:
+            doc = json.loads(done.stdout)
+            (dropped,) = doc["dropped"]
+            assert {p["code"] for p in dropped["problems"]} >= {"V114"}
+            assert doc["details"][0]["contact"]["value"].startswith("\ud800")
+        else:
+            assert b"argument 'store' is not valid text" in done.stdout + done.stderr

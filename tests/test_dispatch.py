@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import email.utils
 import json
 import logging
 import socket
@@ -21,7 +22,7 @@ import httpx
 import pytest
 
 from engine.events.destination import Destination
-from engine.server.delivery import classify
+from engine.server.delivery import MAX_RETRY_AFTER, classify, retry_after
 from engine.server.dispatch import DEFAULT_SCHEDULE, Dispatcher
 from engine.server.store.rows import AttemptRow, EventRow, NewEvent
 from engine.server.store.sqlite import Store
@@ -432,3 +433,106 @@ def test_real_server_receives_body_and_auth_and_a_503_is_retried(
     assert [e.state for e in events(store)] == ["sent"] * len(ids)
     retried = [a for a in attempts(store) if a.outcome == "retry"]
     assert [(a.status, a.response) for a in retried] == [(503, "try later")]
+
+
+# -- Retry-After ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "now", "wait"),
+    [
+        ("3600", 0.0, 3600.0),
+        (" 120 ", 0.0, 120.0),
+        ("Sun, 06 Nov 1994 08:49:37 GMT", 784111777.0 - 90, 90.0),
+        ("Sunday, 06-Nov-94 08:49:37 GMT", 784111777.0 - 90, 90.0),
+        ("Sun Nov  6 08:49:37 1994", 784111777.0 - 90, 90.0),
+        ("Sun, 06 Nov 1994 08:49:37 GMT", 784111777.0 + 5, 0.0),
+        ("-5", 0.0, None),
+        ("1.5", 0.0, None),
+        ("soon", 0.0, None),
+        ("", 0.0, None),
+        (None, 0.0, None),
+    ],
+)
+def test_retry_after_reads_seconds_or_an_http_date(
+    value: str | None, now: float, wait: float | None
+) -> None:
+    """RFC 9110: delay-seconds, or an HTTP date in any of its three forms; else ignored."""
+    assert retry_after(value, now) == wait
+
+
+def _asking(status: int, value: str) -> HttpStub:
+    """A CDP on loopback answering ``status`` with ``Retry-After: value`` to everything."""
+    return HttpStub(lambda call: Reply(status, "slow down", headers={"Retry-After": value}))
+
+
+def _retry_at(store: Store, api: HttpStub, **kw: Any) -> tuple[float, EventRow, AttemptRow]:
+    """One drain at a frozen clock against ``api``: the clock, the event, its attempt."""
+    frozen = time.time() + 1
+    kw.setdefault("schedule", [10])
+    outcomes = drain(store, None, Destination(f"{api.url}/api", KEY), clock=lambda: frozen, **kw)
+    assert outcomes == {"retry": 1}
+    ((event,), (attempt,)) = events(store), attempts(store)
+    assert event.next_attempt_at is not None
+    return frozen, event, attempt
+
+
+def test_a_429_retry_after_in_seconds_is_waited_and_recorded(store: Store) -> None:
+    """Retry-After: 3600 on a 429 puts the next attempt an hour away (it came 8-12 s
+    later), and the attempt and the event say why."""
+    queue(store)
+    with _asking(429, "3600") as api:
+        now, event, attempt = _retry_at(store, api)
+    assert event.next_attempt_at == now + 3600
+    assert (attempt.status, attempt.response) == (429, "slow down")
+    assert attempt.error == "HTTP 429: slow down; Retry-After: 3600, next attempt in 3600 s"
+    assert event.last_error == attempt.error
+
+
+def test_a_503_retry_after_as_an_http_date_is_waited(store: Store) -> None:
+    queue(store)
+    when = email.utils.formatdate(time.time() + 600, usegmt=True)
+    with _asking(503, when) as api:
+        now, event, _ = _retry_at(store, api)
+    expected = email.utils.parsedate_to_datetime(when).timestamp()
+    assert event.next_attempt_at == pytest.approx(expected, abs=0.01)
+    assert event.next_attempt_at > now + 590
+
+
+def test_a_retry_after_shorter_than_the_schedule_does_not_shorten_it(store: Store) -> None:
+    queue(store)
+    with _asking(429, "1") as api:
+        now, event, _ = _retry_at(store, api, schedule=[60], jitter=0)
+    assert event.next_attempt_at == now + 60
+
+
+def test_a_retry_after_beyond_the_cap_is_capped(store: Store) -> None:
+    queue(store)
+    with _asking(503, "99999999") as api:
+        now, event, attempt = _retry_at(store, api)
+    assert event.next_attempt_at == now + MAX_RETRY_AFTER
+    assert attempt.error is not None and attempt.error.endswith("(capped)")
+
+
+def test_retry_after_is_ignored_on_other_statuses(store: Store) -> None:
+    """Only 429 and 503 define it: a 500 with Retry-After keeps the schedule."""
+    queue(store)
+    with _asking(500, "3600") as api:
+        now, event, attempt = _retry_at(store, api, schedule=[10], jitter=0)
+    assert event.next_attempt_at == now + 10
+    assert attempt.error is None
+
+
+def test_a_contact_calls_retry_after_delays_its_event(store: Store) -> None:
+    """The contact call comes first; its 503 Retry-After: 120 puts the event off 120 s."""
+    wid = store.add_webhook("shop", {}, b"{}", None).id
+    body = {"eventTypeKey": "orderCreated", "keyValue": "n@e.w", "params": []}
+    contact = {"channels": [{"type": "email", "value": "n@e.w"}]}
+    store.record_result(
+        wid, "t", "s", [NewEvent("r", 0, "orderCreated", "v1", body, contact=contact)]
+    )
+    with _asking(503, "120") as api:
+        now, event, attempt = _retry_at(store, api)
+        assert [c.path for c in api.calls] == ["/api/v1/contact"]
+    assert event.next_attempt_at == now + 120
+    assert attempt.error == "contact: HTTP 503: slow down; Retry-After: 120, next attempt in 120 s"

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -110,6 +113,38 @@ def test_a_platform_api_that_never_answers_delays_no_other_platforms_webhooks(
     # within the lane, in the order they arrived
     assert [param(e, "orderId") for e in slow] == ["1", "2"]
     assert [c.path for c in held_api.stub.calls] == ["/orders/1", "/orders/2"]
+
+
+def test_a_write_the_store_refuses_mid_lane_costs_one_line_and_the_webhook_comes_back(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The disk filling up while a lane processes (its result cannot be recorded): a
+    warning line, no traceback, and the webhook the lane had taken is due again at once,
+    not when its 10-minute lease ends, so it is sent as soon as writes succeed."""
+    caplog.set_level(logging.INFO)
+    with (
+        running(SandboxConfig(api_key=API_KEY)) as box,
+        serving(box.destination(), tmp_path / "data") as srv,
+        httpx.Client(trust_env=False, timeout=5) as client,
+    ):
+        refusals = [sqlite3.OperationalError("database or disk is full")] * 2
+        record = srv.store.record_result
+
+        def full_disk(*args: Any, **kwargs: Any) -> Any:
+            if refusals:
+                raise refusals.pop()
+            return record(*args, **kwargs)
+
+        srv.store.record_result = full_disk  # type: ignore[method-assign]
+        body, headers = shopify_order(6001, "lanes-full-disk")
+        assert client.post(srv.hook("shopify"), content=body, headers=headers).status_code == 200
+        (sent,) = wait_until(box.sandbox.events, timeout=10, what="the order sent")
+        assert param(sent["body"], "externalOrderId") == "6001"
+        assert not refusals
+        wait_until(lambda: settled(srv.store), what="the store to settle")
+    warned = [r for r in caplog.records if "cannot process the webhooks of" in r.getMessage()]
+    assert len(warned) == 2
+    assert all(r.exc_info is None for r in caplog.records if r.name.startswith("hookmap"))
 
 
 # -- the scheduler alone ---------------------------------------------------------------------

@@ -263,9 +263,10 @@ def test_render_has_location_header_source_line_and_caret() -> None:
         assert lines[0].startswith(f"{loc.file}:{loc.line}:{loc.col}: {d.severity}[{d.code}]: ")
         assert len(lines) == 3, d.render()
         gutter = f"{loc.line:>4} | "
-        assert lines[1] == gutter + Path(loc.file).read_text(encoding="utf-8").splitlines()[
-            loc.line - 1
-        ].rstrip("\r")
+        source = Path(loc.file).read_text(encoding="utf-8").splitlines()[loc.line - 1]
+        # a control character of the file (e101_nul_character.yaml) is shown as U+FFFD
+        shown = re.sub("[\x00-\x08\x0b-\x1f\x7f-\x9f]", "\N{REPLACEMENT CHARACTER}", source)
+        assert lines[1] == gutter + shown.rstrip("\r")
         caret = lines[2]
         assert caret.strip() == "^"
         # the caret stands under the col-th character of the source line
@@ -333,6 +334,16 @@ def test_column_after_an_escape_in_a_single_quoted_scalar(tmp_path: Path) -> Non
     assert d.code == "E201"
     assert d.location is not None
     assert d.location.col == line.index("lenght(") + 1
+
+
+def test_a_number_too_long_for_int_is_e203_at_the_number(tmp_path: Path) -> None:
+    """jmespath's lexer reads numbers with int(), which raises a bare ValueError past
+    4,300 digits: `hookmap validate` crashed on such an index (the faults fuzzer)."""
+    line = "          p: a[" + "1" * 5000 + "]"
+    (d,) = _diagnostics(tmp_path, _event(line + "\n"))
+    assert (d.code, d.message) == ("E203", "JMESPath syntax error: a number of 5,000 digits")
+    assert d.location is not None
+    assert d.location.col == line.index("1") + 1
 
 
 def test_column_of_a_bad_call_inside_a_filter(tmp_path: Path) -> None:

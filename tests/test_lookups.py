@@ -16,6 +16,7 @@ from engine.pipeline import process
 from engine.rules import compiler
 from engine.rules.model import LookupSpec
 from engine.webhook import Webhook
+from tests.support.http_stub import HttpStub, Reply
 
 RULES = """
 name: shop
@@ -63,8 +64,8 @@ def spec(url: str = "https://api.shop.example/orders/{id}", **kw: Any) -> Lookup
 
 
 def test_values_are_percent_encoded_so_they_cannot_change_the_path_or_host() -> None:
-    url = spec().build_url({"id": "1/../../admin?x=@evil.example"})
-    assert url == "https://api.shop.example/orders/1%2F..%2F..%2Fadmin%3Fx%3D%40evil.example"
+    url = spec().build_url({"id": "1/admin?x=@evil.example#f"})
+    assert url == "https://api.shop.example/orders/1%2Fadmin%3Fx%3D%40evil.example%23f"
 
 
 def test_a_null_argument_fails_the_lookup() -> None:
@@ -242,3 +243,98 @@ def test_an_empty_credential_sends_no_header(tmp_path: Path) -> None:
     loaded = compiler.load([path], env={})
     assert loaded.ok
     assert loaded.rulesets[0].lookups[0].headers == ()
+
+
+LOOPBACK_RULES = """
+name: loop
+topic: {expression: event}
+verify: {scheme: none}
+hosts: [127.0.0.1]
+lookups:
+  order:
+    url: http://127.0.0.1:PORT/api/orders/{id}.json?note={note}
+    args: {id: order_id, note: note}
+    headers: {Authorization: "Bearer s3cret"}
+rules:
+  - name: paid
+    topics: order.paid
+    events:
+      - type: custom
+        key: fetched('order').email
+        params: {total: fetched('order').total}
+"""
+
+
+def _loopback_ruleset(tmp_path: Path, port: int, url_path: str = "/api/orders/{id}.json") -> Any:
+    path = tmp_path / "loop.yaml"
+    text = LOOPBACK_RULES.replace("PORT", str(port)).replace("/api/orders/{id}.json", url_path)
+    path.write_text(text, encoding="utf-8")
+    loaded = compiler.load([path], env={})
+    assert loaded.ok, [d.render() for d in loaded.diagnostics]
+    return loaded.rulesets[0]
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["..", ".", "1/../../admin", "%2e%2e", "%2E.", "．．", "‥", "..\\..", ".. "],
+    ids=[
+        *("dots", "dot", "slashes", "encoded", "half-encoded", "fullwidth", "leader"),
+        *("backslash", "space"),
+    ],
+)
+def test_a_value_that_makes_a_dot_segment_reaches_no_server(tmp_path: Path, value: str) -> None:
+    """`..` as a whole path segment is resolved by HTTP (`/api/orders/..` is `/api/`):
+    such a value, or one a server decodes or folds to it, is refused before any request,
+    so the lookup's token never goes to another path of the host."""
+    with HttpStub(lambda call: Reply(200, {"email": "a@b.c", "total": 1})) as api:
+        ruleset = _loopback_ruleset(tmp_path, api.port, "/api/orders/{id}")
+        body = {"event": "order.paid", "order_id": value, "note": ".."}
+        fetcher = HttpFetcher(sleep=lambda _s: None)
+        try:
+            with pytest.raises(LookupFailed, match=r"path segment '\{id\}'.*refused"):
+                process(ruleset, Webhook.make(json.dumps(body)), fetcher=fetcher)
+        finally:
+            fetcher.close()
+        assert api.calls == []
+
+
+def test_an_empty_path_argument_reaches_no_server_either(tmp_path: Path) -> None:
+    """An empty segment (`/api/orders/`, the listing) is no lookup of this webhook: the
+    lookup is not made, and the record says why, as for a null argument."""
+    with HttpStub(lambda call: Reply(200, {"email": "a@b.c", "total": 1})) as api:
+        ruleset = _loopback_ruleset(tmp_path, api.port, "/api/orders/{id}")
+        body = {"event": "order.paid", "order_id": "", "note": ".."}
+        fetcher = HttpFetcher(sleep=lambda _s: None)
+        try:
+            result = process(ruleset, Webhook.make(json.dumps(body)), fetcher=fetcher)
+        finally:
+            fetcher.close()
+        assert api.calls == []
+    (skipped,) = result.lookups
+    assert skipped.skipped is not None and "'id'" in skipped.skipped
+
+
+def test_dots_inside_a_segment_or_in_the_query_stay_data(tmp_path: Path) -> None:
+    """`..` that is not a whole path segment (`...json`, a query value) is sent as it is:
+    the server receives the declared path."""
+    with HttpStub(lambda call: Reply(200, {"email": "a@b.c", "total": 1})) as api:
+        ruleset = _loopback_ruleset(tmp_path, api.port)
+        fetcher = HttpFetcher(sleep=lambda _s: None)
+        try:
+            for order_id in ("..", "a..b", "..a"):
+                body = {"event": "order.paid", "order_id": order_id, "note": ".."}
+                result = process(ruleset, Webhook.make(json.dumps(body)), fetcher=fetcher)
+                assert [b["eventTypeKey"] for b in result.sent] == ["custom"]
+        finally:
+            fetcher.close()
+    assert [c.target for c in api.calls] == [
+        "/api/orders/...json?note=..",
+        "/api/orders/a..b.json?note=..",
+        "/api/orders/..a.json?note=..",
+    ]
+
+
+def test_a_lone_surrogate_in_an_argument_fails_the_lookup_not_the_process() -> None:
+    """JSON may carry "\\ud800", which no URL can: the lookup fails with a reason."""
+    with pytest.raises(LookupFailed, match="argument 'id' is not valid text"):
+        spec().build_url({"id": "\ud800"})

@@ -678,6 +678,18 @@ def test_lanes_are_claimed_apart_and_listed_longest_waiting_first(store: Store) 
     assert store.due_lanes(T0) == []
 
 
+def test_a_release_of_one_lane_leaves_the_servers_other_lanes_claimed(store: Store) -> None:
+    """A lane whose write failed gives back only its own webhooks: another lane of the
+    same server may be processing its own at that moment."""
+    eu = store.add_webhook("prestashop", {}, b"1", None, shop="eu").id
+    store.add_webhook("shopify", {}, b"2", None)
+    store.claim_webhooks(T0, 10, 60.0, owner="x", lane=("prestashop", "eu"))
+    store.claim_webhooks(T0, 10, 60.0, owner="x", lane=("shopify", ""))
+    assert store.release_webhooks("x", now=T0 + 1, lane=("prestashop", "eu")) == 1
+    assert store.due_lanes(T0 + 1) == [("prestashop", "eu")]
+    assert [w.id for w in store.webhooks_to_process(10, now=T0 + 1)] == [eu]
+
+
 # -- damaged files (SQLite only) -----------------------------------------------------------
 
 

@@ -9,6 +9,8 @@ options they share in ``options``, and the group that holds them here.
 
 from __future__ import annotations
 
+import io
+import sys
 from typing import Any
 
 import click
@@ -50,6 +52,11 @@ class HookmapGroup(click.Group):
 def main(ctx: click.Context, interpreter: bool) -> None:
     """Map shop webhooks to eSputnik (Yespo) events with declarative YAML rules."""
     ctx.ensure_object(dict)["evaluator"] = choose_evaluator(interpreter)
+    # a webhook's JSON may hold a lone surrogate ("\ud800"), which no encoding can write:
+    # printed as that same escape (valid in JSON output too) instead of a traceback
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
 
 
 for command in (

@@ -178,6 +178,8 @@ def show_command(data_dir: str, webhook_id: int) -> None:
                     f"  attempt {when(a.started_at)} {a.duration_ms:.0f} ms "
                     f"{result} -> {a.outcome}" + (f": {a.response[:200]}" if a.response else "")
                 )
+                if a.status and a.error:  # what the answer asked for (Retry-After)
+                    click.echo(f"    {a.error}")
 
 
 @click.command("retry")

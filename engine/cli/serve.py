@@ -27,7 +27,9 @@ from engine.rules.shops import load_shops_or_raise
 from engine.sandbox.run import SANDBOX_PORT
 from engine.sandbox.run import serve as serve_sandbox
 from engine.sandbox.settings import SandboxConfig
+from engine.server.guard import DEFAULT_MAX_CONNECTIONS, FD_RESERVE, Limits
 from engine.server.intake import DEFAULT_MAX_BODY, is_woocommerce_ping
+from engine.server.listeners import ADMIN_TOKEN_ENV
 from engine.server.secrets import read_pem, resolve_secrets
 from engine.server.service import DEFAULT_HOST, DEFAULT_PORT, ServiceConfig, serve
 from engine.server.signing import resign_jwt, sign
@@ -130,6 +132,45 @@ def signed_request(
     help="Reload the rules when a rule file changes (SIGHUP always does).",
 )
 @click.option(
+    "--idle-timeout",
+    default=_SERVE.limits.idle_timeout,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds a connection may wait before its request begins (closed after).",
+)
+@click.option(
+    "--header-timeout",
+    default=_SERVE.limits.header_timeout,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds a request's line and headers may take (408 after).",
+)
+@click.option(
+    "--body-timeout",
+    default=_SERVE.limits.body_timeout,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds a request's body may take after its headers (408 after).",
+)
+@click.option(
+    "--max-connections",
+    default=_SERVE.limits.max_connections,
+    type=click.IntRange(min=1),
+    help=(
+        "Connections open at once; then a new one closes the longest idle, or gets 503. "
+        f"[default: {DEFAULT_MAX_CONNECTIONS}, or the open-file limit less {FD_RESERVE}]"
+    ),
+)
+@click.option(
+    "--admin-port",
+    default=_SERVE.admin_port,
+    type=int,
+    help=(
+        "Serve /healthz, /readyz and /metrics on this port instead of beside the hooks. "
+        f"With {ADMIN_TOKEN_ENV} set they need 'Authorization: Bearer <token>' either way."
+    ),
+)
+@click.option(
     "--log-level",
     default="info",
     show_default=True,
@@ -147,6 +188,11 @@ def serve_command(
     rate: float,
     grace: float,
     reload_watch: bool,
+    idle_timeout: float,
+    header_timeout: float,
+    body_timeout: float,
+    max_connections: int | None,
+    admin_port: int | None,
     log_level: str,
     shops_path: str | None,
 ) -> None:
@@ -176,6 +222,8 @@ def serve_command(
         grace_seconds=grace,
         reload_watch=reload_watch,
         evaluator=evaluator_from_context(),
+        limits=Limits(idle_timeout, header_timeout, body_timeout, max_connections),
+        admin_port=admin_port,
     )
     try:
         serve(config, destination, host, port)

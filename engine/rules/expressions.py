@@ -75,6 +75,13 @@ def compile_expression(
     except jp_exc.JMESPathError as exc:  # e.g. an invalid JSON literal
         emit("E203", f"JMESPath syntax error: {exc}", 0)
         return None
+    except ValueError:
+        # jmespath's lexer reads a number with int(), which refuses more than 4,300 digits
+        # (Python's guard against quadratic conversions) with a bare ValueError
+        huge = _HUGE_NUMBER.search(str(text))
+        digits = f"{len(huge[0]):,} digits" if huge else "too many digits"
+        emit("E203", f"JMESPath syntax error: a number of {digits}", huge.start() if huge else 0)
+        return None
 
     for offset, word in _bare_keywords(str(text)):
         diagnostics.report(
@@ -144,6 +151,8 @@ def compile_expression(
 
 
 _KEYWORDS = frozenset(("null", "true", "false"))
+#: more digits than int() converts (sys.get_int_max_str_digits(): 4,300 by default)
+_HUGE_NUMBER = re.compile(r"\d{4301,}")
 
 
 def _bare_keywords(text: str) -> Iterator[tuple[int, str]]:

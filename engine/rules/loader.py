@@ -47,7 +47,22 @@ class Reader:
         return self.source.location(node.start_mark)
 
     def scalar(self, node: yaml.ScalarNode) -> Any:
-        return self._scalars.construct_object(node, deep=True)
+        """The scalar's value as YAML reads it; one E109 and ``Unreadable`` when it cannot.
+
+        PyYAML builds a value from its tag only here, after composing: an unknown tag
+        (``!foo``), an explicit one the text does not fit (``!!int abc``) or an
+        impossible date (``2026-13-45``, which YAML 1.1 types as a timestamp) raise
+        whatever the constructor met, not only YAML errors.
+        """
+        try:
+            return self._scalars.construct_object(node, deep=True)
+        except Exception as exc:  # PyYAML's constructors raise what they meet (AttributeError
+            # for `!!timestamp abc`): any of it means this text cannot be that value. And
+            # the constructor keeps the node it was building as "in progress": forget
+            # it, or reading the same node again reports a recursion instead
+            self._scalars = yaml.SafeLoader("")
+            self.report("E109", _unreadable(node, exc), self.loc(node))
+            return Unreadable(node.value)
 
     def read(self, node: yaml.Node, typ: t.Type, where: str) -> Any:
         """The value of ``node`` read as ``typ``; ``where`` names it in messages."""
@@ -68,6 +83,8 @@ class Reader:
             )
             return None
         value = self.scalar(node)
+        if isinstance(value, Unreadable) and not isinstance(typ, (t.Expr, t.Str, t.Scalar)):
+            return None  # reported; text as written serves where text is wanted
         if isinstance(typ, t.Scalar):
             return value
         if isinstance(typ, t.Enum):
@@ -275,6 +292,8 @@ def _pairs(node: yaml.Node) -> list[tuple[yaml.Node, yaml.Node]]:
     """Key/value node pairs of a mapping node, with YAML merge keys (``<<``) applied."""
     pairs: list[tuple[yaml.Node, yaml.Node]] = []
     merged: list[tuple[yaml.Node, yaml.Node]] = []
+    if not isinstance(node, yaml.MappingNode):
+        return pairs  # a null read as an empty mapping: its value is text, not pairs
     for key_node, value_node in node.value:
         if key_node.tag == "tag:yaml.org,2002:merge":
             sources = (
@@ -286,7 +305,26 @@ def _pairs(node: yaml.Node) -> list[tuple[yaml.Node, yaml.Node]]:
             continue
         pairs.append((key_node, value_node))
     own = {k.value for k, _ in pairs if isinstance(k, yaml.ScalarNode)}
-    return [p for p in merged if p[0].value not in own] + pairs
+    # a merged key that is a list or mapping is kept for ``_keys`` to report
+    kept = [p for p in merged if not isinstance(p[0], yaml.ScalarNode) or p[0].value not in own]
+    return kept + pairs
+
+
+class Unreadable(str):
+    """A scalar YAML could not build a value from, as written (already reported)."""
+
+
+def _unreadable(node: yaml.ScalarNode, exc: Exception) -> str:
+    """Why a scalar cannot be read, in the user's terms."""
+    shown = node.value if len(node.value) <= 40 else node.value[:37] + "..."
+    if node.tag.startswith("tag:yaml.org,2002:"):
+        kind = node.tag.rsplit(":", 1)[1]
+        if kind == "timestamp":  # ValueError says what is impossible; else it is no date
+            why = f" ({exc})" if isinstance(exc, ValueError) else ""
+            return f"{shown!r} reads as a date but is not one{why}: quote it to mean the text"
+        problem = exc.problem if isinstance(exc, yaml.MarkedYAMLError) else exc
+        return f"{shown!r} cannot be read as !!{kind} ({problem})"
+    return f"unknown YAML tag {node.tag!r} on {shown!r}: remove it (rule files use plain YAML)"
 
 
 def _join(where: str, key: str) -> str:
@@ -314,14 +352,42 @@ def _article(label: str) -> str:
 _FAST_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
+#: how deep a rule file may nest (the shipped ones reach 8); deeper is refused before the
+#: walk, which recurses, as PyYAML's pure-Python composer does
+MAX_DEPTH = 100
+
+
 def _compose(text: str) -> yaml.Node | None:
     """The YAML node tree of ``text``. A text libyaml refuses is composed again by the
-    pure-Python reader, whose error messages and marks the diagnostics are built on."""
+    pure-Python reader, whose error messages and marks the diagnostics are built on,
+    unless that reader runs out of stack (nesting libyaml stops at 1,000 levels)."""
     try:
         node: yaml.Node | None = yaml.compose(text, Loader=_FAST_LOADER)
-    except yaml.YAMLError:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as fast:
+        try:
+            node = yaml.compose(text, Loader=yaml.SafeLoader)
+        except RecursionError:
+            raise fast from None
     return node
+
+
+def _too_deep(root: yaml.Node) -> yaml.Node | None:
+    """The first node nested deeper than ``MAX_DEPTH``, walked without recursing (an
+    alias may make the tree a cycle: each node is walked once)."""
+    seen: set[int] = set()
+    stack: list[tuple[yaml.Node, int]] = [(root, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if depth > MAX_DEPTH:
+            return node
+        if isinstance(node, yaml.SequenceNode):
+            stack.extend((child, depth + 1) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            stack.extend((n, depth + 1) for pair in node.value for n in pair)
+    return None
 
 
 def read_file(
@@ -346,6 +412,17 @@ def read_file(
     reader = Reader(source, diagnostics)
     try:
         node = _compose(text)
+    except yaml.reader.ReaderError as exc:
+        # a character YAML does not allow (NUL, most control characters): located by
+        # its offset, since the reader's error carries no mark
+        line = text.count("\n", 0, exc.position) + 1
+        col = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        reader.report(
+            "E101",
+            f"YAML syntax error: character U+{exc.character:04X} is not allowed in YAML",
+            Location(display, line, col),
+        )
+        return None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         if mark is not None and source.line(mark.line + 1) is None and exc.context_mark:
@@ -358,5 +435,9 @@ def read_file(
         out.loc = Location(display, 1, 1)
         out.key_locs, out.value_locs, out.source = {}, {}, source
         return out
+    deep = _too_deep(node)
+    if deep is not None:
+        reader.report("E101", f"YAML nested deeper than {MAX_DEPTH} levels", reader.loc(deep))
+        return None
     result = reader.read(node, root, "")
     return result if isinstance(result, LocatedDict) else None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import re
+import unicodedata
 import urllib.parse
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
@@ -183,20 +184,65 @@ class LookupSpec:
     not_found: NotFound = DEFAULT_NOT_FOUND
 
     def build_url(self, values: Mapping[str, Any]) -> str:
-        """The URL with each ``{name}`` filled by its value, percent-encoded."""
+        """The URL with each ``{name}`` filled by its value, percent-encoded.
+
+        Encoding keeps a value from adding a path, a query or a host, but not from
+        being a whole path segment HTTP resolves: ``..`` (and ``.``) are unreserved
+        characters, so ``/orders/..`` reaches ``/`` on the declared host, with the
+        lookup's token. A value that fills a path segment to a dot segment (after the
+        decoding and Unicode folding a server may apply), or leaves it empty, is
+        refused: the lookup cannot apply to this webhook.
+        """
+        path_end = min((i for i in (self.url.find("?"), self.url.find("#")) if i >= 0), default=-1)
 
         def fill(match: re.Match[str]) -> str:
             value = values.get(match[1])
             if value is None:
                 raise LookupFailed(self.name, self.url, f"argument '{match[1]}' is null")
             text = value if isinstance(value, str) else _plain(value)
-            return urllib.parse.quote(text, safe="")
+            try:
+                return urllib.parse.quote(text, safe="")
+            except UnicodeEncodeError as exc:  # a lone surrogate (JSON "\ud800")
+                raise LookupFailed(
+                    self.name, self.url, f"argument '{match[1]}' is not valid text ({exc.reason})"
+                ) from exc
 
         url = PLACEHOLDER.sub(fill, self.url)
+        template_path = self.url if path_end < 0 else self.url[:path_end]
+        filled_path = urllib.parse.urlsplit(url).path
+        template_segments = urllib.parse.urlsplit(template_path).path.split("/")
+        for written, filled in zip(template_segments, filled_path.split("/"), strict=False):
+            if PLACEHOLDER.search(written) and _unsafe_segment(filled):
+                raise LookupFailed(
+                    self.name,
+                    self.url,
+                    f"a value fills the path segment '{written}' as {filled!r}, which a URL "
+                    "resolves as a step up, in place or to nothing: refused",
+                )
         host = urllib.parse.urlsplit(url).hostname or ""
         if host not in self.hosts:  # checked at load too; this guards the filled URL
             raise LookupFailed(self.name, url, f"host '{host}' is not in the rule set's hosts")
         return url
+
+
+def _unsafe_segment(segment: str) -> bool:
+    """Whether a filled path segment is empty or would be read as ``.`` or ``..``.
+
+    Servers differ in what they decode before resolving dot segments: percent-encoding
+    (``%2E``, even twice), a backslash as a separator (IIS), NFKC folding (``．``,
+    ``‥``), trailing dots and spaces (Windows). Any of those reaching dots alone counts.
+    """
+    if segment == "":
+        return True
+    text = segment
+    for _ in range(3):  # %252E -> %2E -> .
+        decoded = urllib.parse.unquote(text)
+        if decoded == text:
+            break
+        text = decoded
+    text = unicodedata.normalize("NFKC", text)
+    parts = text.replace("\\", "/").split("/")
+    return any(part.strip(" \t") != "" and set(part.strip(" \t")) <= {"."} for part in parts)
 
 
 def _plain(value: Any) -> str:

@@ -10,13 +10,21 @@ What a request goes through, in order (each step answers before storing anything
 
 Whatever happens after step 5 (bad JSON, no rule, a dropped event) is recorded against
 the stored webhook: platforms disable subscriptions that keep failing, so a stored
-webhook is never answered with an error.
+webhook is never answered with an error. A webhook the store cannot take (the disk is
+full) is answered 503 with ``Retry-After``: not acknowledged, so the platform sends it
+again. A client that leaves in the middle of its body gets no answer and costs no more
+than the one line ``engine.server.guard`` logs.
+
+The admin paths (``/healthz``, ``/readyz``, ``/metrics``) are served beside the hooks, or
+on a port of their own (``hookmap serve --admin-port``); with ``HOOKMAP_ADMIN_TOKEN`` set
+they answer only ``Authorization: Bearer <token>``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import hmac
 import json
 import logging
 import re
@@ -25,12 +33,18 @@ import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any, Protocol
 
-from engine.errors import BodyTooLarge
+from engine.errors import BodyTooLarge, StoreUnavailable
 from engine.server.intake import Source, is_woocommerce_ping, reason_label
 from engine.server.metrics import Metrics
 from engine.server.store.rows import AddResult
 
 log = logging.getLogger("hookmap.server")
+
+#: what answers a request the store cannot take: when to send it again, in seconds
+STORE_RETRY_AFTER = 30
+ADMIN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+#: seconds a readiness answer is reused
+READINESS_TTL = 1.0
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -88,7 +102,11 @@ async def read_body(receive: Receive, limit: int) -> bytes:
 
 
 async def respond(
-    send: Send, status: int, body: Any, content_type: str = "application/json"
+    send: Send,
+    status: int,
+    body: Any,
+    content_type: str = "application/json",
+    headers: tuple[tuple[bytes, bytes], ...] = (),
 ) -> None:
     data = (
         body
@@ -102,14 +120,27 @@ async def respond(
             "headers": [
                 (b"content-type", content_type.encode()),
                 (b"content-length", str(len(data)).encode()),
+                *headers,
             ],
         }
     )
     await send({"type": "http.response.body", "body": data})
 
 
-def make_app(service: Receiver) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
-    """The ASGI callable serving ``service`` (a plain coroutine function, as uvicorn wants)."""
+def make_app(
+    service: Receiver,
+    *,
+    hooks: bool = True,
+    admin: bool = True,
+    admin_token: str | None = None,
+) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
+    """The ASGI callable serving ``service`` (a plain coroutine function, as uvicorn wants).
+
+    ``hooks`` and ``admin`` say which paths this port serves (the other answers 404);
+    ``admin_token``, when given, is required as a Bearer token on the admin paths.
+    """
+    token = admin_token.encode() if admin_token else None
+    ready = _Readiness(service)
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -122,7 +153,7 @@ def make_app(service: Receiver) -> Callable[[Scope, Receive, Send], Awaitable[No
         if scope["type"] != "http":
             return
         path, method = scope["path"], scope["method"]
-        if path.startswith("/hooks/"):
+        if hooks and path.startswith("/hooks/"):
             key = source_key(path[len("/hooks/") :])
             if method == "GET" and key in service.sources:
                 await answer_challenge(scope, send)
@@ -131,22 +162,68 @@ def make_app(service: Receiver) -> Callable[[Scope, Receive, Send], Awaitable[No
                 await respond(send, 405, {"error": "use POST"})
                 return
             await receive_webhook(service, scope, receive, send, key)
-        elif path == "/healthz":
-            await respond(send, 200, {"status": "ok"})
-        elif path == "/readyz":
-            problems = await asyncio.to_thread(service.readiness)
-            await respond(
-                send,
-                503 if problems else 200,
-                {"status": "unready" if problems else "ready", "problems": problems},
-            )
-        elif path == "/metrics":
-            text = await asyncio.to_thread(service.metrics.render)
-            await respond(send, 200, text, "text/plain; version=0.0.4; charset=utf-8")
+        elif admin and path in ADMIN_PATHS:
+            if token is not None and not _bearer_matches(scope, token):
+                log.warning("refused %s from %s: no valid admin token", path, _client(scope))
+                await respond(
+                    send,
+                    401,
+                    {"error": "this path needs the admin token (Authorization: Bearer ...)"},
+                    headers=((b"www-authenticate", b"Bearer"),),
+                )
+                return
+            await answer_admin(service, path, send, ready)
         else:
             await respond(send, 404, {"error": "not found"})
 
     return app
+
+
+class _Readiness:
+    """The service's readiness, asked at most once per ``READINESS_TTL``: each answer
+    makes a synced write (``Store.writable``), and a flood of /readyz must not make a
+    flood of writes."""
+
+    def __init__(self, service: Receiver) -> None:
+        self._service = service
+        self._at = -READINESS_TTL
+        self._problems: list[str] = []
+
+    async def problems(self) -> list[str]:
+        if time.monotonic() - self._at >= READINESS_TTL:
+            self._problems = await asyncio.to_thread(self._service.readiness)
+            self._at = time.monotonic()
+        return self._problems
+
+
+async def answer_admin(service: Receiver, path: str, send: Send, ready: _Readiness) -> None:
+    """``/healthz`` (alive), ``/readyz`` (rules loaded, store writable), ``/metrics``."""
+    if path == "/healthz":
+        await respond(send, 200, {"status": "ok"})
+    elif path == "/readyz":
+        problems = await ready.problems()
+        await respond(
+            send,
+            503 if problems else 200,
+            {"status": "unready" if problems else "ready", "problems": problems},
+        )
+    else:
+        text = await asyncio.to_thread(service.metrics.render)
+        await respond(send, 200, text, "text/plain; version=0.0.4; charset=utf-8")
+
+
+def _bearer_matches(scope: Scope, token: bytes) -> bool:
+    """Whether the request carries ``Authorization: Bearer <token>`` (constant time)."""
+    for name, value in scope["headers"]:
+        if name.lower() == b"authorization":
+            scheme, _, given = bytes(value).partition(b" ")
+            return scheme.lower() == b"bearer" and hmac.compare_digest(given.strip(), token)
+    return False
+
+
+def _client(scope: Scope) -> str:
+    client = scope.get("client") or ("?", 0)
+    return str(client[0])
 
 
 _CHALLENGE = re.compile(r"[A-Za-z0-9._~-]{1,256}")
@@ -191,6 +268,9 @@ async def receive_webhook(
         return
     try:
         body = await read_body(receive, source.max_body)
+    except ConnectionError:  # the client left mid-body (engine.server.guard logs it)
+        log.debug("client left while sending a webhook for %s", name)
+        return
     except BodyTooLarge:
         metrics.count(metrics.rejected, reason="too_large", **labels)
         log.warning("rejected webhook for %s: body over %d bytes", name, source.max_body)
@@ -205,19 +285,30 @@ async def receive_webhook(
     verdict = source.verify(body, headers)
     if not verdict.ok:
         metrics.count(metrics.rejected, reason=reason_label(verdict), **labels)
-        client = scope.get("client") or ("?", 0)
-        log.warning("rejected webhook for %s from %s: %s", name, client[0], verdict.reason)
+        log.warning("rejected webhook for %s from %s: %s", name, _client(scope), verdict.reason)
         await respond(send, 401, {"error": "signature verification failed"})
         return
     delivery_id = source.delivery_id(body, headers)
-    added = await asyncio.to_thread(
-        functools.partial(service.store.add_webhook, shop=source.shop),
-        source.name,
-        source.storable(headers),
-        body,
-        delivery_id,
-        time.time(),
-    )
+    try:
+        added = await asyncio.to_thread(
+            functools.partial(service.store.add_webhook, shop=source.shop),
+            source.name,
+            source.storable(headers),
+            body,
+            delivery_id,
+            time.time(),
+        )
+    except StoreUnavailable as exc:
+        # not stored, so not acknowledged: the platform sends it again later
+        metrics.count(metrics.rejected, reason="store_unavailable", **labels)
+        log.warning("cannot store a webhook for %s, answered 503: %s", name, exc)
+        await respond(
+            send,
+            503,
+            {"error": "cannot store the webhook now; send it again later"},
+            headers=((b"retry-after", str(STORE_RETRY_AFTER).encode()),),
+        )
+        return
     if added.duplicate:
         metrics.count(metrics.duplicates, **labels)
         log.info(

@@ -3,7 +3,9 @@
 Each event is POSTed to ``Destination.event_url(api_version)`` with its stored body;
 what its answer means is ``engine.server.delivery.classify``: sent, retried after the
 next delay of the schedule (± jitter; dead when the schedule is used up), or dead at
-once, with the status and response text. An operator can re-queue dead events
+once, with the status and response text. A 429 or 503 with ``Retry-After`` (the event's
+or its contact call's) waits that long instead when it is longer (at most 6 h); the
+attempt's error says so. An operator can re-queue dead events
 (``Store.retry_dead``).
 
 Sends share one pooled ``httpx.AsyncClient``, a token bucket (``engine.server.ratelimit``:
@@ -38,7 +40,15 @@ import httpx
 
 from engine.events.destination import RATE_LIMIT, Destination
 from engine.server.contact_calls import Blocked, ContactCalls
-from engine.server.delivery import Call, classify, describe, read_text
+from engine.server.delivery import (
+    MAX_RETRY_AFTER,
+    RETRY_AFTER_STATUSES,
+    Call,
+    classify,
+    describe,
+    read_text,
+    retry_after,
+)
 from engine.server.ratelimit import LocalLimiter, RateLimiter
 from engine.server.store.base import Store
 from engine.server.store.rows import OutboxEvent, Outcome
@@ -173,8 +183,8 @@ class Dispatcher:
                         delay = None  # a finished send frees a slot and wakes us
                     else:
                         delay = await self._until_next_due()
-                except self._store.errors:
-                    log.exception("cannot read the outbox; trying again shortly")
+                except self._store.errors as exc:  # a full disk, a lock: the loop goes on
+                    log.warning("cannot read the outbox (%s); trying again shortly", exc)
                 waits = [stop, finished] + ([wake] if wake is not None else [])
                 await _wait_any(waits, delay)
         finally:
@@ -256,7 +266,10 @@ class Dispatcher:
                 # which is what `hookmap show` and `hookmap events` print
                 verdict, call, error = blocked
                 status = None
-        outcome, next_at = self._next_step(verdict, event.attempts)
+        outcome, next_at = self._next_step(verdict, event.attempts, call.retry_after)
+        if outcome == "retry" and call.retry_after_header is not None and next_at is not None:
+            # the attempt says why it waits longer than the schedule: `hookmap show`
+            error = _with_retry_after(error, status, call, next_at - self._clock())
         await self._record(
             event, outcome, status, error, call.text, call.started, call.duration_ms, next_at
         )
@@ -291,6 +304,7 @@ class Dispatcher:
         await self._limiter.acquire(destination.account)
         started = self._clock()
         t0 = time.monotonic()
+        header: str | None = None
         try:
             async with asyncio.timeout(self._deadline):
                 request = self._client.stream(
@@ -299,21 +313,33 @@ class Dispatcher:
                 async with request as response:
                     # the status decides; the body is only kept for the record
                     status = response.status_code
+                    if status in RETRY_AFTER_STATUSES:
+                        header = response.headers.get("retry-after")
                     text = await read_text(response)
         except (httpx.RequestError, TimeoutError) as exc:
             error = describe(exc)
         except Exception as exc:  # a bug must not lose the event: retry it later
             log.exception("unexpected error sending %s", what)
             error = describe(exc)
-        return Call(status, error, text, started, (time.monotonic() - t0) * 1000)
+        duration_ms = (time.monotonic() - t0) * 1000
+        wait = retry_after(header, self._clock())
+        return Call(status, error, text, started, duration_ms, wait, header if wait else None)
 
-    def _next_step(self, verdict: Outcome, attempts: int) -> tuple[Outcome, float | None]:
-        """A retry verdict becomes a time for the next attempt, or dead when none is left."""
+    def _next_step(
+        self, verdict: Outcome, attempts: int, asked: float | None = None
+    ) -> tuple[Outcome, float | None]:
+        """A retry verdict becomes a time for the next attempt, or dead when none is left.
+
+        ``asked``: the seconds a Retry-After asked for; the wait is the longer of it
+        (capped at ``MAX_RETRY_AFTER``) and the schedule's delay.
+        """
         if verdict != "retry":
             return verdict, None
         if attempts >= len(self._schedule):
             return "dead", None
         delay = self._schedule[attempts] * (1 + random.uniform(-self._jitter, self._jitter))
+        if asked is not None:
+            delay = max(delay, min(asked, MAX_RETRY_AFTER))
         return "retry", self._clock() + delay
 
     async def _record(
@@ -327,8 +353,10 @@ class Dispatcher:
         duration_ms: float,
         next_at: float | None,
     ) -> None:
-        """Commit the attempt; a few tries, since a lost 'sent' means sending it again."""
-        for attempt in range(3):
+        """Commit the attempt, trying again for half the lease (a full disk may free up
+        meanwhile), since a lost 'sent' means sending it again once the lease ends."""
+        waits = [0.5 * 2**i for i in range(10) if 0.5 * (2 ** (i + 1) - 1) <= self._lease / 2]
+        for attempt in range(len(waits) + 1):
             try:
                 await asyncio.to_thread(
                     self._store.record_attempt,
@@ -342,11 +370,21 @@ class Dispatcher:
                     next_at,
                 )
                 return
-            except self._store.errors:
-                if attempt == 2:
-                    log.exception("cannot record attempt of event #%d (%s)", event.id, outcome)
+            except self._store.errors as exc:
+                if attempt == len(waits):
+                    log.error("cannot record attempt of event #%d (%s): %s", event.id, outcome, exc)
                     return
-                await asyncio.sleep(0.5)
+                await asyncio.sleep(waits[attempt])
+
+
+def _with_retry_after(error: str | None, status: int | None, call: Call, wait: float) -> str:
+    """An attempt's error text with the Retry-After it honoured (and the wait it chose)."""
+    answer = error
+    if answer is None:
+        text = (call.text or "").strip()[:200]
+        answer = f"HTTP {status}: {text}" if text else f"HTTP {status}"
+    capped = " (capped)" if (call.retry_after or 0) > MAX_RETRY_AFTER else ""
+    return f"{answer}; Retry-After: {call.retry_after_header}, next attempt in {wait:.0f} s{capped}"
 
 
 async def _wait_any(events: Sequence[asyncio.Event], timeout: float | None) -> None:

@@ -7,6 +7,10 @@
   ``HttpFetcher``; a webhook whose lookup failed is put off and picked up again when due.
 * The dispatcher (``engine.server.dispatch``) delivers the outbox.
 
+Each port (``engine.server.listeners``: hooks, and admin when ``admin_port`` is set) has
+idle, head and body timeouts and a connection limit (``engine.server.guard``); repeated
+warnings are counted, not repeated (``engine.server.logs``).
+
 SIGTERM / SIGINT: uvicorn stops taking requests and finishes the ones in flight, then
 sends in flight get the grace period and the rest stay pending. SIGHUP (or a changed
 rule file with ``--reload``) reloads the rules: a rule set that fails validation is
@@ -23,14 +27,13 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
 
-from engine.errors import HookmapError, RuleLoadError
+from engine.errors import HookmapError, RuleLoadError, StoreError
 from engine.events.destination import RATE_LIMIT, Destination
 from engine.lookups import Fetcher, HttpFetcher
 from engine.rules import compiler
@@ -47,8 +50,12 @@ from engine.server.dispatch import (
     DEFAULT_TIMEOUT,
     Dispatcher,
 )
+from engine.server.guard import DEFAULT_LIMITS, Limits
+from engine.server.housekeeping import keep_house, release_gone
 from engine.server.intake import DEFAULT_MAX_BODY, Source
 from engine.server.lanes import DEFAULT_LANES, Lane, Lanes
+from engine.server.listeners import ADMIN_TOKEN_ENV, Listeners
+from engine.server.logs import limited
 from engine.server.metrics import Metrics
 from engine.server.processor import LOOKUP_SCHEDULE, process_stored
 from engine.server.ratelimit import RateLimiter
@@ -63,10 +70,6 @@ log = logging.getLogger("hookmap.service")
 PROCESS_LEASE = 600.0
 #: webhooks a lane claims at once: it gives its worker back after them
 LANE_BATCH = 20
-#: seconds between looks for servers that died (their claims are released)
-SERVERS_CHECK = 5.0
-#: seconds between purges of the expired values remembered for ``changes:``
-CHANGES_PURGE = 3600.0
 
 #: where ``hookmap serve`` listens unless told
 DEFAULT_HOST = "127.0.0.1"
@@ -91,17 +94,12 @@ class ServiceConfig:
     evaluator: Evaluator = COMPILED
     #: delays before processing again a webhook whose lookup failed
     lookup_schedule: tuple[float, ...] = LOOKUP_SCHEDULE
+    #: per connection: idle, head and body timeouts, connections at once (guard.Limits)
+    limits: Limits = DEFAULT_LIMITS
+    #: a port of its own for /healthz, /readyz and /metrics (None: beside the hooks)
+    admin_port: int | None = None
     #: (rule set, shop) lanes processed at once, each in a worker of its own
     lanes: int = DEFAULT_LANES
-
-
-class _Server(uvicorn.Server):
-    """uvicorn without its own signal handling: the service installs its own, so that
-    the dispatcher gets its grace period before the process exits."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
 
 
 class Service:
@@ -124,7 +122,6 @@ class Service:
         self.store: Store = open_store(config.data_dir)
         #: this process as a running server (while ``run`` runs): what it claims is its
         self.instance: Instance | None = None
-        self._next_purge = 0.0
         #: the send rate per CDP account: shared by every server on a shared store
         self.limiter: RateLimiter = self.store.rate_limiter(config.rate_per_second)
         # one client for the service's life: its connections and cache serve every webhook
@@ -144,6 +141,12 @@ class Service:
         self._dispatcher_wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._mtimes = self._rule_mtimes()
+        self._listeners: Listeners | None = None
+        self._store_errors: tuple[type[Exception], ...] = (*self.store.errors, StoreError)
+        #: lanes whose last batch a failed write cut short: their claims to release
+        self._stale_lanes: set[Lane] = set()
+        # a secret: read here, never logged
+        self._admin_token = self.env.get(ADMIN_TOKEN_ENV) or None
 
     # -- rules ---------------------------------------------------------------------
 
@@ -224,7 +227,7 @@ class Service:
         if not self.sources:
             problems.append("no rule sets loaded")
         if not self.store.writable():
-            problems.append("database is not writable")
+            problems.append("database is not writable (a write failed, or the disk is full)")
         return problems
 
     def _oldest_age(self) -> float | None:
@@ -244,8 +247,29 @@ class Service:
         A webhook whose lookup failed is put off (``process_stored``) and comes back
         once due: the lanes look at least once a second.
         """
-        done = 0
         owner = self.instance.id if self.instance is not None else None
+        try:
+            return self._drain(lane, owner, stopping)
+        except self._store_errors as exc:
+            # the disk is full or the file locked: what was stored stays, and what the
+            # lane had taken is released by the next look for due lanes (_due_lanes)
+            log.warning("cannot process the webhooks of %s now: %s; trying again", lane[0], exc)
+            self._stale_lanes.add(lane)
+            return 0
+
+    def _due_lanes(self, busy: Collection[Lane]) -> list[Lane]:
+        """The lanes with webhooks due and no worker now. First the webhooks a lane had
+        taken when a write failed are made due again (not in 10 minutes, as their lease
+        says): no worker holds that lane any more."""
+        owner = self.instance.id if self.instance is not None else None
+        for lane in self._stale_lanes - set(busy):
+            if owner is not None:
+                self.store.release_webhooks(owner, lane=lane)
+            self._stale_lanes.discard(lane)
+        return [lane for lane in self.store.due_lanes(time.time()) if lane not in busy]
+
+    def _drain(self, lane: Lane, owner: str | None, stopping: Callable[[], bool]) -> int:
+        done = 0
         rulesets = self.rulesets
         claimed = self.store.claim_webhooks(
             time.time(), LANE_BATCH, PROCESS_LEASE, owner, lane=lane
@@ -282,10 +306,10 @@ class Service:
     async def _processor(self, stop: asyncio.Event) -> None:
         assert self._processor_wake is not None
         lanes = Lanes(
-            lambda busy: [lane for lane in self.store.due_lanes(time.time()) if lane not in busy],
+            self._due_lanes,
             self.process_lane,
             self.config.lanes,
-            errors=self.store.errors,
+            errors=self._store_errors,
         )
         await lanes.run(stop, self._processor_wake, self.config.grace_seconds)
 
@@ -311,20 +335,29 @@ class Service:
         on_ready: Callable[[Any], None] | None = None,
     ) -> None:
         """Serve until SIGTERM/SIGINT (or ``self.stop()``); then shut down gracefully."""
+        with limited():
+            await self._run(host, port, sock, on_ready)
+
+    async def _run(
+        self,
+        host: str,
+        port: int,
+        sock: socket.socket | None,
+        on_ready: Callable[[Any], None] | None,
+    ) -> None:
         self._loop = asyncio.get_running_loop()
         self._processor_wake = asyncio.Event()
         self._dispatcher_wake = asyncio.Event()
-        config = uvicorn.Config(
-            make_app(self),
-            host=host,
-            port=port,
-            log_level="warning",
-            lifespan="off",
-            access_log=False,
-            log_config=None,  # keep the host process's logging as it is
+        admin_port = self.config.admin_port
+        token = self._admin_token
+        self._listeners = Listeners(
+            make_app(self, admin=admin_port is None, admin_token=token),
+            host,
+            port,
+            self.config.limits,
+            admin_port,
+            make_app(self, hooks=False, admin_token=token),
         )
-        server = _Server(config)
-        self._server = server
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 self._loop.add_signal_handler(sig, self.stop)
@@ -332,7 +365,7 @@ class Service:
             self._loop.add_signal_handler(signal.SIGHUP, self.reload)
         stop_work = asyncio.Event()
         instance = self.instance = self.store.instance()
-        self._release_gone(instance)
+        release_gone(self.store, instance, self._forget_running)
         self._record_rules()
         dispatcher = Dispatcher(
             self.store,
@@ -349,27 +382,28 @@ class Service:
         )
         tasks = [
             asyncio.create_task(self._processor(stop_work), name="processor"),
-            asyncio.create_task(self._watch_servers(stop_work, instance), name="servers"),
+            asyncio.create_task(
+                keep_house(self.store, instance, stop_work, self._forget_running), name="servers"
+            ),
             asyncio.create_task(
                 dispatcher.run(stop_work, self._dispatcher_wake), name="dispatcher"
             ),
         ]
         if self.config.reload_watch:
             tasks.append(asyncio.create_task(self._watch(stop_work), name="watch"))
-        serving = asyncio.create_task(server.serve(sockets=[sock] if sock else None))
-        while not server.started and not serving.done():
-            await asyncio.sleep(0.01)
-        if server.started:
+        if await self._listeners.start(sock):
             log.info(
-                "serving %s on %s:%s, data in %s",
+                "serving %s on %s:%s%s, data in %s",
                 self.tenancy.served(),
                 host,
                 port,
+                "" if admin_port is None else f" (admin paths on port {admin_port})",
                 self.store.describe(),
             )
             if on_ready is not None:
                 on_ready(self)
-        await serving  # returns once uvicorn has stopped taking and finished requests
+        # returns once uvicorn has stopped taking and finished requests on every port
+        await self._listeners.wait()
         log.info("stopping: finishing sends in flight (grace %.0fs)", self.config.grace_seconds)
         stop_work.set()
         started = time.monotonic()
@@ -387,48 +421,14 @@ class Service:
         self.store.close()
         log.info("stopped in %.1fs; pending events stay queued", time.monotonic() - started)
 
-    def _release_gone(self, instance: Instance) -> None:
-        """What servers on this store that died (kill -9, a crash, a power cut) had claimed
-        was cut short mid-send or mid-processing: due again now, not when its lease ends."""
-        for other in instance.gone():
-            events = self.store.release_leases(other)
-            webhooks = self.store.release_webhooks(other)
-            running.forget(self.config.data_dir, other)
-            instance.forget(other)
-            if events:
-                log.warning(
-                    "%d event(s) claimed by a server that stopped without finishing "
-                    "(instance %s) are due again",
-                    events,
-                    other[:8],
-                )
-            if webhooks:
-                log.warning(
-                    "%d webhook(s) a server that stopped without finishing was processing "
-                    "(instance %s) are due again",
-                    webhooks,
-                    other[:8],
-                )
-
-    async def _watch_servers(self, stop: asyncio.Event, instance: Instance) -> None:
-        """Every few seconds, take back what a server that died had claimed: with several
-        servers on one store the others go on, and do not wait for a restart."""
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=SERVERS_CHECK)
-            if stop.is_set():
-                return
-            try:
-                await asyncio.to_thread(self._release_gone, instance)
-                if time.monotonic() >= self._next_purge:
-                    self._next_purge = time.monotonic() + CHANGES_PURGE
-                    await asyncio.to_thread(self.store.forget_expired_changes)
-            except self.store.errors:
-                log.warning("cannot look for servers that stopped; trying again later")
+    def _forget_running(self, server: str) -> None:
+        """A server found gone leaves no record of its rules (``hookmap diff``)."""
+        running.forget(self.config.data_dir, server)
 
     def stop(self) -> None:
         """Begin a graceful shutdown (what SIGTERM does)."""
-        self._server.should_exit = True
+        if self._listeners is not None:
+            self._listeners.stop()
 
 
 def serve(

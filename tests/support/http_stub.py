@@ -55,6 +55,7 @@ class Reply:
     status: int = 200
     body: Any = b""
     content_type: str | None = None
+    #: more response headers (``Retry-After``...)
     headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     def encoded(self) -> tuple[bytes, str]:

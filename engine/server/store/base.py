@@ -77,7 +77,8 @@ class Store(Protocol):
         """Every write inside in one transaction (replays); each stays all or nothing."""
 
     def writable(self) -> bool:
-        """Whether a write can be committed now (readiness)."""
+        """Whether a write can be committed now (readiness): by making one, not by
+        taking a lock only (a full disk takes locks and refuses the write)."""
 
     def instance(self) -> Instance:
         """Register this process as a running server instance."""
@@ -157,8 +158,11 @@ class Store(Protocol):
     def release_leases(self, owner: str, now: float | None = None) -> int:
         """Make the pending events ``owner`` had claimed due now; how many."""
 
-    def release_webhooks(self, owner: str, now: float | None = None) -> int:
-        """Make the webhooks ``owner`` was processing due now; how many."""
+    def release_webhooks(
+        self, owner: str, now: float | None = None, *, lane: tuple[str, str] | None = None
+    ) -> int:
+        """Make the webhooks ``owner`` was processing (in one ``lane`` when given) due
+        now; how many."""
 
     def record_attempt(
         self,

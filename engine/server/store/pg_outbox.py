@@ -88,13 +88,17 @@ class OutboxWrites:
             (now, owner),
         )
 
-    def release_webhooks(self, owner: str, now: float | None = None) -> int:
-        """Make the webhooks ``owner`` was processing due now; how many."""
+    def release_webhooks(
+        self, owner: str, now: float | None = None, *, lane: tuple[str, str] | None = None
+    ) -> int:
+        """Make the webhooks ``owner`` was processing (in one ``lane`` when given) due
+        now; how many."""
         now = self._clock() if now is None else now
+        where, args = ("", ()) if lane is None else (" AND source = %s AND shop = %s", lane)
         return self._execute(
             "UPDATE webhooks SET next_process_at = least(next_process_at, %s), leased_by = NULL"
-            " WHERE state = 'received' AND leased_by = %s",
-            (now, owner),
+            " WHERE state = 'received' AND leased_by = %s" + where,
+            (now, owner, *args),
         )
 
     def record_attempt(

@@ -40,7 +40,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from engine.errors import StoreError
+from engine.errors import StoreError, StoreUnavailable
 from engine.events.encode import body_bytes
 from engine.server import leases
 from engine.server.ratelimit import LocalLimiter, RateLimiter
@@ -64,6 +64,9 @@ from engine.server.store.sqlite_outbox import OutboxWrites
 
 #: the store's file in a data folder (``hookmap serve --data DIR``)
 DB_NAME = "hookmap.sqlite3"
+#: free space below which the store does not count as writable (readiness): room for
+#: one more webhook of the default largest size (--max-body)
+MIN_FREE_BYTES = 1024 * 1024
 
 _NEW_EVENT_FIELDS = dataclasses.fields(NewEvent)
 
@@ -231,30 +234,34 @@ class Store(OutboxWrites, Queries):
         """Store a webhook as received (committed and synced before returning).
 
         When ``(source, shop, delivery_id)`` is already stored, nothing is stored and the
-        existing id comes back with ``duplicate=True``.
+        existing id comes back with ``duplicate=True``. ``StoreUnavailable`` when the
+        write cannot be made now (a full disk): nothing is stored.
         """
         lowered = {k.lower(): v for k, v in headers.items()}
         when = self._clock() if received_at is None else received_at
-        with self._write() as db:
-            if delivery_id is not None:
-                row = db.execute(
-                    "SELECT id FROM webhooks WHERE source = ? AND shop = ? AND delivery_id = ?",
-                    (source, shop, delivery_id),
-                ).fetchone()
-                if row is not None:
-                    return AddResult(row[0], True)
-            # the body goes to webhook_bodies; the old column gets an empty blob
-            cursor = db.execute(
-                "INSERT INTO webhooks (source, shop, received_at, headers, body, delivery_id)"
-                " VALUES (?, ?, ?, ?, x'', ?)",
-                (source, shop, when, json.dumps(lowered, sort_keys=True), delivery_id),
-            )
-            assert cursor.lastrowid is not None
-            db.execute(
-                "INSERT INTO webhook_bodies (webhook_id, body) VALUES (?, ?)",
-                (cursor.lastrowid, bytes(body)),
-            )
-            return AddResult(cursor.lastrowid, False)
+        try:
+            with self._write() as db:
+                if delivery_id is not None:
+                    row = db.execute(
+                        "SELECT id FROM webhooks WHERE source = ? AND shop = ? AND delivery_id = ?",
+                        (source, shop, delivery_id),
+                    ).fetchone()
+                    if row is not None:
+                        return AddResult(row[0], True)
+                # the body goes to webhook_bodies; the old column gets an empty blob
+                cursor = db.execute(
+                    "INSERT INTO webhooks (source, shop, received_at, headers, body, delivery_id)"
+                    " VALUES (?, ?, ?, ?, x'', ?)",
+                    (source, shop, when, json.dumps(lowered, sort_keys=True), delivery_id),
+                )
+                assert cursor.lastrowid is not None
+                db.execute(
+                    "INSERT INTO webhook_bodies (webhook_id, body) VALUES (?, ?)",
+                    (cursor.lastrowid, bytes(body)),
+                )
+                return AddResult(cursor.lastrowid, False)
+        except sqlite3.OperationalError as exc:  # disk full, locked, read-only: not stored
+            raise StoreUnavailable(f"{self.path.name}: {exc}") from exc
 
     def record_result(
         self,
@@ -399,15 +406,17 @@ class Store(OutboxWrites, Queries):
         with self._read() as db:
             return [(r[0], r[1]) for r in db.execute(LANES_DUE, (now,))]
 
-    def writable(self) -> bool:
-        """Whether a write transaction can start now (readiness checks)."""
+    def writable(self, min_free: int = MIN_FREE_BYTES) -> bool:
+        """Whether a write succeeds now and the disk has ``min_free`` bytes for more
+        (readiness): one real write, committed and synced (the header page rewritten)."""
         try:
-            with self._lock:
-                self._conn.execute("BEGIN IMMEDIATE")
-                self._conn.execute("ROLLBACK")
-        except sqlite3.Error:
+            with self._write() as db:
+                version = int(db.execute("PRAGMA user_version").fetchone()[0])
+                db.execute(f"PRAGMA user_version = {version}")
+            disk = os.statvfs(self.path.parent)
+        except (sqlite3.Error, OSError):
             return False
-        return True
+        return disk.f_bavail * disk.f_frsize >= min_free
 
     def instance(self) -> Instance:
         """This process as a server on the data folder (a lock file: engine.server.leases)."""

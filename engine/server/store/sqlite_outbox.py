@@ -61,14 +61,18 @@ class OutboxWrites:
             )
         return cursor.rowcount
 
-    def release_webhooks(self, owner: str, now: float | None = None) -> int:
-        """Make the webhooks ``owner`` was processing due now; how many."""
+    def release_webhooks(
+        self, owner: str, now: float | None = None, *, lane: tuple[str, str] | None = None
+    ) -> int:
+        """Make the webhooks ``owner`` was processing (in one ``lane`` when given) due
+        now; how many."""
         now = self._clock() if now is None else now
+        where, args = ("", ()) if lane is None else (" AND source = ? AND shop = ?", lane)
         with self._write() as db:
             cursor = db.execute(
                 "UPDATE webhooks SET next_process_at = min(next_process_at, ?), leased_by = NULL"
-                " WHERE state = 'received' AND leased_by = ?",
-                (now, owner),
+                " WHERE state = 'received' AND leased_by = ?" + where,
+                (now, owner, *args),
             )
         return cursor.rowcount
 
