@@ -346,6 +346,18 @@ def test_a_number_too_long_for_int_is_e203_at_the_number(tmp_path: Path) -> None
     assert d.location.col == line.index("1") + 1
 
 
+def test_an_expression_nested_past_the_stack_is_e203_not_a_recursion_error(
+    tmp_path: Path,
+) -> None:
+    """jmespath parses by recursive descent: 2,000 nested brackets ran out of Python's
+    stack and `hookmap validate` crashed (the faults fuzzer)."""
+    line = '          p: "' + "[" * 2000 + "a" + "]" * 2000 + '"'
+    (d,) = _diagnostics(tmp_path, _event(line + "\n"))
+    assert (d.code, d.message) == ("E203", "JMESPath syntax error: nested too deeply")
+    assert d.location is not None
+    assert d.location.col == line.index("a")  # the innermost "[", just before "a"
+
+
 def test_column_of_a_bad_call_inside_a_filter(tmp_path: Path) -> None:
     """E202 for `length(a, b)` in `x[?length(a, b)].length(c)` points at the bad call."""
     line = '          p: "x[?length(a, b)].length(c)"'
@@ -407,21 +419,27 @@ def test_boolean_looking_param_names_are_not_renamed_silently(tmp_path: Path) ->
     assert [p.name for p in ruleset.rules[0].events[0].params] == ["on", "no"]
 
 
-def _nodes(node: Any) -> list[tuple[Any, ...]]:
-    """Every node as (kind, tag, style, start and end line/column, scalar value)."""
+def _nodes(node: Any, seen: set[int] | None = None) -> list[tuple[Any, ...]]:
+    """Every node as (kind, tag, style, start and end line/column, scalar value); a node
+    met again through an alias once more, without its children (an alias may be a cycle)."""
     if node is None:
         return []
+    seen = set() if seen is None else seen
+    again = id(node) in seen
+    seen.add(id(node))
     marks = (node.start_mark.line, node.start_mark.column)
     marks += (node.end_mark.line, node.end_mark.column)
     style = getattr(node, "style", None) or None  # a plain scalar: None here, "" in libyaml
     value = node.value if isinstance(node, yaml.ScalarNode) else None
     out = [(type(node).__name__, node.tag, style, *marks, value)]
+    if again:
+        return out
     if isinstance(node, yaml.MappingNode):
         for key, item in node.value:
-            out += _nodes(key) + _nodes(item)
+            out += _nodes(key, seen) + _nodes(item, seen)
     elif isinstance(node, yaml.SequenceNode):
         for item in node.value:
-            out += _nodes(item)
+            out += _nodes(item, seen)
     return out
 
 

@@ -75,6 +75,11 @@ def compile_expression(
     except jp_exc.JMESPathError as exc:  # e.g. an invalid JSON literal
         emit("E203", f"JMESPath syntax error: {exc}", 0)
         return None
+    except RecursionError:
+        # jmespath parses by recursive descent: a few hundred nested brackets exhaust
+        # Python's stack (and no rule needs more than a dozen)
+        emit("E203", "JMESPath syntax error: nested too deeply", _deepest(str(text)))
+        return None
     except ValueError:
         # jmespath's lexer reads a number with int(), which refuses more than 4,300 digits
         # (Python's guard against quadratic conversions) with a bare ValueError
@@ -153,6 +158,20 @@ def compile_expression(
 _KEYWORDS = frozenset(("null", "true", "false"))
 #: more digits than int() converts (sys.get_int_max_str_digits(): 4,300 by default)
 _HUGE_NUMBER = re.compile(r"\d{4301,}")
+
+
+def _deepest(text: str) -> int:
+    """Where ``text``'s brackets first reach their deepest (quotes not heeded: a place to
+    point at, not a parse)."""
+    depth = deepest = at = 0
+    for offset, char in enumerate(text):
+        if char in "([{":
+            depth += 1
+            if depth > deepest:
+                deepest, at = depth, offset
+        elif char in ")]}":
+            depth -= 1
+    return at
 
 
 def _bare_keywords(text: str) -> Iterator[tuple[int, str]]:

@@ -21,6 +21,7 @@ import yaml
 from engine.errors import Location, Severity, did_you_mean
 from engine.rules import schema_types as t
 from engine.rules.diagnostics import Diagnostics
+from engine.rules.nodes import MAX_DEPTH, compose, recursive, too_deep
 from engine.rules.source import INVALID, ExprText, LocatedDict, LocatedList, SourceFile
 
 
@@ -347,49 +348,6 @@ def _article(label: str) -> str:
     return f"an {label}" if label[:1] in "aeiou" else f"a {label}"
 
 
-#: libyaml's composer when PyYAML was built with it: ten times faster, and the same nodes
-#: and marks as the pure-Python one (a plain scalar's style is "" there, not None)
-_FAST_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-#: how deep a rule file may nest (the shipped ones reach 8); deeper is refused before the
-#: walk, which recurses, as PyYAML's pure-Python composer does
-MAX_DEPTH = 100
-
-
-def _compose(text: str) -> yaml.Node | None:
-    """The YAML node tree of ``text``. A text libyaml refuses is composed again by the
-    pure-Python reader, whose error messages and marks the diagnostics are built on,
-    unless that reader runs out of stack (nesting libyaml stops at 1,000 levels)."""
-    try:
-        node: yaml.Node | None = yaml.compose(text, Loader=_FAST_LOADER)
-    except yaml.YAMLError as fast:
-        try:
-            node = yaml.compose(text, Loader=yaml.SafeLoader)
-        except RecursionError:
-            raise fast from None
-    return node
-
-
-def _too_deep(root: yaml.Node) -> yaml.Node | None:
-    """The first node nested deeper than ``MAX_DEPTH``, walked without recursing (an
-    alias may make the tree a cycle: each node is walked once)."""
-    seen: set[int] = set()
-    stack: list[tuple[yaml.Node, int]] = [(root, 0)]
-    while stack:
-        node, depth = stack.pop()
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        if depth > MAX_DEPTH:
-            return node
-        if isinstance(node, yaml.SequenceNode):
-            stack.extend((child, depth + 1) for child in node.value)
-        elif isinstance(node, yaml.MappingNode):
-            stack.extend((n, depth + 1) for pair in node.value for n in pair)
-    return None
-
-
 def read_file(
     path: Path,
     display: str,
@@ -411,7 +369,7 @@ def read_file(
     source = SourceFile(display, text)
     reader = Reader(source, diagnostics)
     try:
-        node = _compose(text)
+        node = compose(text)
     except yaml.reader.ReaderError as exc:
         # a character YAML does not allow (NUL, most control characters): located by
         # its offset, since the reader's error carries no mark
@@ -435,9 +393,14 @@ def read_file(
         out.loc = Location(display, 1, 1)
         out.key_locs, out.value_locs, out.source = {}, {}, source
         return out
-    deep = _too_deep(node)
+    deep = too_deep(node)
     if deep is not None:
         reader.report("E101", f"YAML nested deeper than {MAX_DEPTH} levels", reader.loc(deep))
+        return None
+    cycle = recursive(node)
+    if cycle is not None:
+        message = "YAML alias inside the node it refers to: a value cannot contain itself"
+        reader.report("E101", message, reader.loc(cycle))
         return None
     result = reader.read(node, root, "")
     return result if isinstance(result, LocatedDict) else None
