@@ -23,6 +23,7 @@ they answer only ``Authorization: Bearer <token>``.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import hmac
 import json
@@ -31,7 +32,7 @@ import re
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from engine.errors import BodyTooLarge, StoreUnavailable
 from engine.server.intake import Source, is_woocommerce_ping, reason_label
@@ -50,6 +51,7 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
+T = TypeVar("T")
 
 
 class Inbox(Protocol):
@@ -140,7 +142,9 @@ def make_app(
     ``admin_token``, when given, is required as a Bearer token on the admin paths.
     """
     token = admin_token.encode() if admin_token else None
-    ready = _Readiness(service)
+    shared = _AdminAnswers(
+        _Shared(service.readiness, READINESS_TTL), _Shared(service.metrics.render)
+    )
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -172,43 +176,62 @@ def make_app(
                     headers=((b"www-authenticate", b"Bearer"),),
                 )
                 return
-            await answer_admin(service, path, send, ready)
+            await answer_admin(path, send, shared)
         else:
             await respond(send, 404, {"error": "not found"})
 
     return app
 
 
-class _Readiness:
-    """The service's readiness, asked at most once per ``READINESS_TTL``: each answer
-    makes a synced write (``Store.writable``), and a flood of /readyz must not make a
-    flood of writes."""
+class _Shared(Generic[T]):
+    """A value computed in a worker thread, one computation at a time: a request that
+    comes while one runs awaits its result, and one finished less than ``ttl`` seconds
+    ago is reused.
 
-    def __init__(self, service: Receiver) -> None:
-        self._service = service
-        self._at = -READINESS_TTL
-        self._problems: list[str] = []
+    Readiness makes a synced write (``Store.writable``) and the metrics read the store
+    under its lock: a flood of /readyz or /metrics must cost one of them at a time, not
+    one per request, each holding a worker thread that intake's writes queue behind.
+    """
 
-    async def problems(self) -> list[str]:
-        if time.monotonic() - self._at >= READINESS_TTL:
-            self._problems = await asyncio.to_thread(self._service.readiness)
-            self._at = time.monotonic()
-        return self._problems
+    def __init__(self, compute: Callable[[], T], ttl: float = 0.0) -> None:
+        self._compute, self._ttl = compute, ttl
+        self._running: asyncio.Future[T] | None = None
+        self._value: tuple[float, T] | None = None
+
+    async def get(self) -> T:
+        if self._value is not None and time.monotonic() - self._value[0] < self._ttl:
+            return self._value[1]
+        if self._running is None:
+            running = self._running = asyncio.ensure_future(asyncio.to_thread(self._compute))
+            running.add_done_callback(self._finished)
+        # shielded: a client that leaves does not cancel what the others wait for
+        return await asyncio.shield(self._running)
+
+    def _finished(self, done: asyncio.Future[T]) -> None:
+        self._running = None
+        if not done.cancelled() and done.exception() is None:
+            self._value = (time.monotonic(), done.result())
 
 
-async def answer_admin(service: Receiver, path: str, send: Send, ready: _Readiness) -> None:
+@dataclasses.dataclass(frozen=True)
+class _AdminAnswers:
+    readiness: _Shared[list[str]]
+    metrics: _Shared[str]
+
+
+async def answer_admin(path: str, send: Send, shared: _AdminAnswers) -> None:
     """``/healthz`` (alive), ``/readyz`` (rules loaded, store writable), ``/metrics``."""
     if path == "/healthz":
         await respond(send, 200, {"status": "ok"})
     elif path == "/readyz":
-        problems = await ready.problems()
+        problems = await shared.readiness.get()
         await respond(
             send,
             503 if problems else 200,
             {"status": "unready" if problems else "ready", "problems": problems},
         )
     else:
-        text = await asyncio.to_thread(service.metrics.render)
+        text = await shared.metrics.get()
         await respond(send, 200, text, "text/plain; version=0.0.4; charset=utf-8")
 
 
