@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from engine.errors import StoreError, UsageError
+from engine.errors import StoreError, StoreUnavailable, UsageError
 from engine.server.store.location import open_store
 from engine.server.store.pg_limiter import SharedLimiter
 from engine.server.store.pg_schema import SCHEMA_VERSION
@@ -515,3 +515,32 @@ def test_without_a_server_the_postgresql_tests_skip_and_say_why() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert "1 passed, 2 skipped" in done.stdout, done.stdout
     assert "PostgreSQL server binaries (initdb, pg_ctl) not found" in done.stdout
+
+
+def test_a_webhook_the_database_cannot_take_now_is_store_unavailable(
+    store: Store, postgres_database: str
+) -> None:
+    """A database that refuses writes (here: made read-only, as a standby or a full disk
+    would) raises StoreUnavailable, which intake answers 503 'send it again later'; the
+    message names the database without its password and in one line."""
+    import psycopg
+
+    store.add_webhook("shop", {}, b"1", "d-1")
+    db = psycopg.conninfo.conninfo_to_dict(postgres_database)["dbname"]
+    with psycopg.connect(postgres_database, autocommit=True) as conn:
+        conn.execute(f'ALTER DATABASE "{db}" SET default_transaction_read_only = on')
+        # the store's pooled connections are replaced by ones that see the setting
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = %s AND pid <> pg_backend_pid()",
+            (db,),
+        )
+    try:
+        with pytest.raises(StoreUnavailable) as caught:
+            store.add_webhook("shop", {}, b"2", "d-2")
+        assert "read-only" in str(caught.value) and "\n" not in str(caught.value)
+    finally:
+        with psycopg.connect(postgres_database, autocommit=True) as conn:
+            conn.execute("SET default_transaction_read_only = off")
+            conn.execute(f'ALTER DATABASE "{db}" SET default_transaction_read_only = off')
+    assert query(postgres_database, "SELECT count(*) FROM webhooks") == [(1,)]

@@ -105,7 +105,10 @@ class Store(Protocol):
         received_at: float | None = None,
         *,
         shop: str = "",
-    ) -> AddResult: ...
+    ) -> AddResult:
+        """Store a webhook as received, committed durably before returning; an already
+        stored delivery id comes back as a duplicate. ``StoreUnavailable`` when the write
+        cannot be made now (disk full, read-only, the database unreachable)."""
 
     def claim_webhooks(
         self,

@@ -32,7 +32,7 @@ from contextlib import contextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from engine.errors import StoreError
+from engine.errors import StoreError, StoreUnavailable
 from engine.events.encode import body_bytes
 from engine.server.ratelimit import RateLimiter
 from engine.server.store import base, pg_servers
@@ -96,6 +96,11 @@ _LANES_DUE = (
 )
 
 
+def _first_line(exc: Exception) -> str:
+    """An error's first line (psycopg adds the statement and context below it)."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
 def _wire_text(event: NewEvent) -> str | None:
     """The event body as stored: the bytes it is sent as."""
     if event.body is None:
@@ -147,6 +152,12 @@ class Store(OutboxWrites, Queries):
         import psycopg  # there: connect() checked
 
         self.errors: tuple[type[Exception], ...] = (psycopg.Error,)
+        #: a write that may succeed later: the server down or unreachable, the disk full,
+        #: no connection free in time (the pool's timeout), a read-only standby
+        self._unavailable: tuple[type[Exception], ...] = (
+            psycopg.OperationalError,
+            psycopg.errors.ReadOnlySqlTransaction,
+        )
         self._clock = clock
         self._batch = _Batch()
 
@@ -253,15 +264,19 @@ class Store(OutboxWrites, Queries):
         lowered = {k.lower(): v for k, v in headers.items()}
         when = self._clock() if received_at is None else received_at
         text = json.dumps(lowered, sort_keys=True)
-        with self._autocommit() as db:
-            row = db.execute(_ADD, (source, shop, when, text, delivery_id, bytes(body))).fetchone()
-            if row is not None:
-                return AddResult(int(row[0]), False)
-            # the delivery was stored before (or by another server that committed first)
-            found = db.execute(
-                "SELECT id FROM webhooks WHERE source = %s AND shop = %s AND delivery_id = %s",
-                (source, shop, delivery_id),
-            ).fetchone()
+        try:
+            with self._autocommit() as db:
+                added = (source, shop, when, text, delivery_id, bytes(body))
+                row = db.execute(_ADD, added).fetchone()
+                if row is not None:
+                    return AddResult(int(row[0]), False)
+                # the delivery was stored before (or by another server that committed first)
+                found = db.execute(
+                    "SELECT id FROM webhooks WHERE source = %s AND shop = %s AND delivery_id = %s",
+                    (source, shop, delivery_id),
+                ).fetchone()
+        except self._unavailable as exc:  # not stored: the caller answers "send it later"
+            raise StoreUnavailable(f"{redacted(self.conninfo)}: {_first_line(exc)}") from exc
         if found is None:
             raise StoreError(f"webhook {source}/{shop} {delivery_id!r}: neither stored nor found")
         return AddResult(int(found[0]), True)
