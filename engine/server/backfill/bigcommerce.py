@@ -36,6 +36,7 @@ from engine.server.backfill.source import (
     Synthesized,
     Variable,
     Window,
+    by_min_id,
     delivery_id,
     order_body,
     site_url,
@@ -94,24 +95,17 @@ class BigCommerce:
         return count if isinstance(count, int) else None
 
     def pages(self, position: Position | None) -> Iterator[Page]:
-        min_id = int((position or {}).get("min_id", 1))
-        number = 0
-        while True:
-            params = {
-                **self._filters(),
-                "sort": "id:asc",
-                "min_id": str(min_id),
-                "limit": str(self.page_size),
-                "page": "1",
-            }
-            answer = self.client.get("/orders", params)
-            orders = _orders(answer)
-            after = max([min_id - 1, *(int(o["id"]) for o in orders)]) + 1
-            number += 1
-            yield Page(number, orders, {"min_id": after}, {"min_id": min_id})
-            if len(orders) < self.page_size:
-                return
-            min_id = after
+        return by_min_id(position, self.page_size, self._orders_from)
+
+    def _orders_from(self, min_id: int) -> tuple[Mapping[str, Any], ...]:
+        params = {
+            **self._filters(),
+            "sort": "id:asc",
+            "min_id": str(min_id),
+            "limit": str(self.page_size),
+            "page": "1",
+        }
+        return _orders(self.client.get("/orders", params))
 
     def webhook(self, order: Mapping[str, Any], topic: str) -> Synthesized:
         order_id = str(order["id"])

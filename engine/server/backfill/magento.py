@@ -41,6 +41,7 @@ from engine.server.backfill.source import (
     Synthesized,
     Variable,
     Window,
+    by_min_id,
     delivery_id,
     order_body,
     site_url,
@@ -115,16 +116,10 @@ class Magento:
         return total
 
     def pages(self, position: Position | None) -> Iterator[Page]:
-        min_id = int((position or {}).get("min_id", 1))
-        number = 0
-        while True:
-            _, orders = _listing(self.client.get(PATH, self._criteria(min_id, self.page_size)))
-            after = max([min_id - 1, *(int(o["entity_id"]) for o in orders)]) + 1
-            number += 1
-            yield Page(number, orders, {"min_id": after}, {"min_id": min_id})
-            if len(orders) < self.page_size:
-                return
-            min_id = after
+        return by_min_id(position, self.page_size, self._orders_from, "entity_id")
+
+    def _orders_from(self, min_id: int) -> tuple[Mapping[str, Any], ...]:
+        return _listing(self.client.get(PATH, self._criteria(min_id, self.page_size)))[1]
 
     def webhook(self, order: Mapping[str, Any], topic: str) -> Synthesized:
         order_id = str(order["entity_id"])

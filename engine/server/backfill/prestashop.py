@@ -42,6 +42,7 @@ from engine.server.backfill.source import (
     Synthesized,
     Variable,
     Window,
+    by_min_id,
     delivery_id,
     order_body,
     site_url,
@@ -107,25 +108,19 @@ class PrestaShop:
         return None  # the webservice gives no total without listing every id
 
     def pages(self, position: Position | None) -> Iterator[Page]:
-        min_id = int((position or {}).get("min_id", 1))
-        number = 0
-        while True:
-            params = {
-                "display": "full",
-                "filter[date_add]": self._dates(),
-                "date": "1",
-                "filter[id]": f"[{min_id},{MAX_ID}]",
-                "sort": "[id_ASC]",
-                "limit": str(self.page_size),
-                "output_format": "JSON",
-            }
-            orders = _orders(self.client.get(PATH, params))
-            after = max([min_id - 1, *(int(o["id"]) for o in orders)]) + 1
-            number += 1
-            yield Page(number, orders, {"min_id": after}, {"min_id": min_id})
-            if len(orders) < self.page_size:
-                return
-            min_id = after
+        return by_min_id(position, self.page_size, self._orders_from)
+
+    def _orders_from(self, min_id: int) -> tuple[Mapping[str, Any], ...]:
+        params = {
+            "display": "full",
+            "filter[date_add]": self._dates(),
+            "date": "1",
+            "filter[id]": f"[{min_id},{MAX_ID}]",
+            "sort": "[id_ASC]",
+            "limit": str(self.page_size),
+            "output_format": "JSON",
+        }
+        return _orders(self.client.get(PATH, params))
 
     def webhook(self, order: Mapping[str, Any], topic: str) -> Synthesized:
         order_id = str(order["id"])

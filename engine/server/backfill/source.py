@@ -15,7 +15,7 @@ import dataclasses
 import datetime
 import json
 import urllib.parse
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 from engine.errors import UsageError
@@ -73,6 +73,28 @@ class Page:
     again: Position
     #: orders in the window, when the answer says (WooCommerce's ``X-WP-Total``)
     total: int | None = None
+
+
+def by_min_id(
+    position: Position | None,
+    page_size: int,
+    fetch: Callable[[int], Sequence[Mapping[str, Any]]],
+    id_key: str = "id",
+) -> Iterator[Page]:
+    """Pages of a listing sorted by id and asked for from an id on (``fetch(min_id)``:
+    at most ``page_size`` orders whose ``id_key`` is ``min_id`` or more): an order
+    deleted or added meanwhile cannot shift a page, and a run goes on after the last id
+    it stored. The listing ends at the first page shorter than ``page_size``."""
+    min_id = int((position or {}).get("min_id", 1))
+    number = 0
+    while True:
+        orders = fetch(min_id)
+        after = max([min_id - 1, *(int(o[id_key]) for o in orders)]) + 1
+        number += 1
+        yield Page(number, tuple(orders), {"min_id": after}, {"min_id": min_id})
+        if len(orders) < page_size:
+            return
+        min_id = after
 
 
 @dataclasses.dataclass(frozen=True)
