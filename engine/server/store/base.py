@@ -54,6 +54,24 @@ class Instance(Protocol):
         """This instance stops: it is gone from the records, not found dead later."""
 
 
+class Closing:
+    """``with store:`` for either store: ``close()`` on the way out."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Store:
+        return self  # type: ignore[return-value]  # a Store's own class inherits this
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
 class Store(Protocol):
     """Webhooks, their events, each attempt, the contacts known, and the servers running."""
 

@@ -29,14 +29,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import StoreError, StoreUnavailable
 from engine.events.encode import body_bytes
 from engine.server.ratelimit import RateLimiter
 from engine.server.store import base, pg_servers
-from engine.server.store.base import Instance
+from engine.server.store.base import Closing, Instance
 from engine.server.store.pg_connect import POOL_MAX, POOL_MIN, connect, redacted
 from engine.server.store.pg_limiter import SharedLimiter
 from engine.server.store.pg_outbox import OutboxWrites, clean_text
@@ -133,7 +132,7 @@ class _Batch(threading.local):
     conn: psycopg.Connection[Any] | None = None
 
 
-class Store(OutboxWrites, Queries):
+class Store(Closing, OutboxWrites, Queries):
     """The webhook store and event outbox, in a PostgreSQL database (see the module)."""
 
     def __init__(
@@ -163,17 +162,6 @@ class Store(OutboxWrites, Queries):
 
     def close(self) -> None:
         self._pool.close()
-
-    def __enter__(self) -> Store:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- transactions ------------------------------------------------------------------
 

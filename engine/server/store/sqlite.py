@@ -37,7 +37,6 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import StoreError, StoreUnavailable
@@ -45,7 +44,7 @@ from engine.events.encode import body_bytes
 from engine.server import leases
 from engine.server.ratelimit import LocalLimiter, RateLimiter
 from engine.server.store import base
-from engine.server.store.base import Instance
+from engine.server.store.base import Closing, Instance
 from engine.server.store.migrations import migrate
 from engine.server.store.queries import (
     LANE_DUE,
@@ -113,7 +112,7 @@ def _json_or_none(value: Any) -> str | None:
     return None if value is None else json.dumps(value, ensure_ascii=False)
 
 
-class Store(OutboxWrites, Queries):
+class Store(Closing, OutboxWrites, Queries):
     """The webhook store and event outbox, over one SQLite file.
 
     Threads: ONE connection opened with ``check_same_thread=False`` and guarded by a
@@ -162,17 +161,6 @@ class Store(OutboxWrites, Queries):
     def close(self) -> None:
         with self._lock:
             self._conn.close()
-
-    def __enter__(self) -> Store:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
