@@ -148,9 +148,13 @@ def test_half_sent_bodies_are_all_closed_and_the_server_still_takes_orders(
     """0 of 300 half-sent bodies were closed before; now every one is, and a signed order
     sent meanwhile is accepted and delivered."""
     caplog.set_level(logging.INFO)
-    socks = [connect(quick) for _ in range(60)]
-    for sock in socks:
+    socks = []
+    for _ in range(60):
+        # each sends as soon as it is connected: a socket left silent for the idle timeout
+        # (0.3 s here, easily reached on a busy machine) is closed as idle, not answered
+        sock = connect(quick)
         sock.sendall(HEAD + b'Content-Length: 5000\r\n\r\n{"id": 1')
+        socks.append(sock)
     assert post_order(quick, 7).json()["status"] == "accepted"
     answers = [read_until_closed(sock) for sock in socks]
     assert all(a.startswith(b"HTTP/1.1 408 ") for a in answers)
